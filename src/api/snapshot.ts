@@ -1,0 +1,36 @@
+// The Snapshot: every object a provider holds at one moment, typed and
+// already validated. translate() reads nothing else.
+import type {
+  ConfigMap, EndpointSlice, Gateway, GatewayClass, HTTPRoute, KubeObject, Namespace, ReferenceGrant, Secret, Service,
+} from './types.ts';
+
+export interface Snapshot {
+  namespaces: Namespace[];
+  gatewayClasses: GatewayClass[];
+  gateways: Gateway[];
+  httpRoutes: HTTPRoute[];
+  referenceGrants: ReferenceGrant[];
+  services: Service[];
+  endpointSlices: EndpointSlice[];
+  secrets: Secret[];
+  configMaps: ConfigMap[];
+  /** Gateway API kinds Gatehouse holds but does not act on yet; reported with their spec. */
+  other: KubeObject[];
+}
+
+export function emptySnapshot(): Snapshot {
+  return {
+    namespaces: [], gatewayClasses: [], gateways: [], httpRoutes: [], referenceGrants: [],
+    services: [], endpointSlices: [], secrets: [], configMaps: [], other: [],
+  };
+}
+
+/** `namespace/name`, the way objects are named in logs, keys and messages. */
+export function nameOf(o: KubeObject): string {
+  return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+}
+
+/** The namespace of a namespaced object; Kubernetes defaults it to "default". */
+export function namespaceOf(o: KubeObject): string {
+  return o.metadata.namespace || 'default';
+}

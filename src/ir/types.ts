@@ -1,0 +1,118 @@
+// The IR: what the data plane is told to do. Data-plane neutral, plain JSON
+// (it crosses process boundaries to workers and remote proxies), versioned.
+// The data plane never sees a Gateway API object, only this.
+
+export const IR_VERSION = 1;
+
+export interface IR {
+  version: typeof IR_VERSION;
+  /** One entry per socket to listen on. */
+  listeners: IRListener[];
+  /** Upstream clusters by name; rules refer to them by name. */
+  clusters: Record<string, Cluster>;
+}
+
+/**
+ * A socket: one address and port with one protocol. Several Gateway
+ * listeners that share a port (different hostnames) become several
+ * `gatewayListeners` of one IRListener.
+ */
+export interface IRListener {
+  /** Stable identity across configs, `address:port`, used to diff sockets. */
+  key: string;
+  /** IP to bind; '0.0.0.0' or '::' for all interfaces. */
+  address: string;
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+  /** HTTPS: certificates chosen by SNI. */
+  tls?: { certificates: TLSCertificate[] };
+  /**
+   * The Gateway listeners on this socket, most specific hostname first
+   * (exact, then wildcards longest first, then no hostname). A request is
+   * handled by the first whose hostname matches its Host: listener
+   * isolation, as the spec asks.
+   */
+  gatewayListeners: GatewayListenerIR[];
+}
+
+export interface TLSCertificate {
+  /** SNI names this certificate serves: exact names, `*.suffix` wildcards, or `*` for any. */
+  serverNames: string[];
+  certChain: string;
+  privateKey: string;
+}
+
+export interface GatewayListenerIR {
+  /** `namespace/gateway/listener`, for logs and metrics. */
+  name: string;
+  /** The listener's hostname (`foo.example.com`, `*.example.com`), or null for any. */
+  hostname: string | null;
+  /**
+   * Virtual hosts, most specific first: exact hostnames, then wildcards
+   * longest first, then `*`. The first whose hostname matches the request
+   * host is used.
+   */
+  virtualHosts: VirtualHost[];
+}
+
+export interface VirtualHost {
+  /** Exact name, `*.suffix`, or `*`. */
+  hostname: string;
+  /** In Gateway API precedence order: the first whose match holds wins. */
+  routes: RouteEntry[];
+}
+
+export interface RouteEntry {
+  /** `namespace/route/rule-index/match-index` (rule name when set), for logs and metrics. */
+  name: string;
+  match: RouteMatch;
+  /** Filters applied before the backend is chosen, in spec order. */
+  filters: Filter[];
+  /** Weighted backends; empty means no backends: 500. */
+  backends: WeightedBackend[];
+  timeouts?: { requestMs?: number; backendRequestMs?: number };
+}
+
+export interface RouteMatch {
+  path: { type: 'Exact' | 'PathPrefix' | 'RegularExpression'; value: string };
+  method?: string;
+  headers: StringMatch[];
+  queryParams: StringMatch[];
+}
+
+export interface StringMatch {
+  /** Header names lower-cased; query parameter names exact. */
+  name: string;
+  type: 'Exact' | 'RegularExpression';
+  value: string;
+}
+
+export type Filter =
+  | { type: 'RequestHeaderModifier'; set: Header[]; add: Header[]; remove: string[] }
+  | { type: 'ResponseHeaderModifier'; set: Header[]; add: Header[]; remove: string[] }
+  | { type: 'RequestRedirect'; scheme?: string; hostname?: string; port?: number; path?: PathModifier; statusCode: number }
+  | { type: 'URLRewrite'; hostname?: string; path?: PathModifier };
+
+export interface Header { name: string; value: string }
+
+export type PathModifier =
+  | { type: 'ReplaceFullPath'; value: string }
+  /** `prefix` is the route's matched PathPrefix, the part to be replaced. */
+  | { type: 'ReplacePrefixMatch'; value: string; prefix: string };
+
+export interface WeightedBackend {
+  weight: number;
+  /** Cluster name, or null when the reference is invalid: its share of requests gets a 500. */
+  cluster: string | null;
+  /** Filters of this backendRef only (HTTPBackendRef.filters). */
+  filters: Filter[];
+}
+
+export interface Cluster {
+  name: string;
+  /** `http1` today; `h2c` and TLS arrive with BackendTLSPolicy and appProtocol. */
+  protocol: 'http1';
+  endpoints: Endpoint[];
+}
+
+export interface Endpoint { address: string; port: number }
