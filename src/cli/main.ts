@@ -1,0 +1,76 @@
+// gatehouse: the command line. Subcommands are small modules of their own.
+import { parseArgs } from 'node:util';
+import { serve } from './serve.ts';
+import { validate } from './validate.ts';
+import { VERSION } from './version.ts';
+
+const USAGE = `usage: gatehouse <command> [options]
+
+commands:
+  serve      run the gateway from a directory of Kubernetes YAML (standalone mode)
+  validate   check a directory of YAML and print every problem, then exit
+  version    print the version
+
+gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--log-level LEVEL]
+  --config-dir DIR        directory of *.yaml, *.yml, *.json files, reloaded on change
+  --admin-address ADDR    admin API (readyz, resources, errors, config); default 127.0.0.1:9901
+  --address-pool CIDR     hand each Gateway an IPv4 address from CIDR, as MetalLB would;
+                          without it every Gateway listens on all interfaces
+  --log-level LEVEL       trace, debug, info, warn, error; default info
+
+gatehouse validate --config-dir DIR
+`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'serve': {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          'config-dir': { type: 'string' },
+          'admin-address': { type: 'string', default: '127.0.0.1:9901' },
+          'address-pool': { type: 'string' },
+          'log-level': { type: 'string', default: 'info' },
+        },
+        strict: true,
+      });
+      if (!values['config-dir']) return usage('serve needs --config-dir');
+      return serve({
+        configDir: values['config-dir'],
+        adminAddress: values['admin-address']!,
+        addressPool: values['address-pool'] ?? null,
+        logLevel: values['log-level']!,
+      });
+    }
+    case 'validate': {
+      const { values } = parseArgs({ args: rest, options: { 'config-dir': { type: 'string' } }, strict: true });
+      if (!values['config-dir']) return usage('validate needs --config-dir');
+      return validate(values['config-dir']);
+    }
+    case 'version':
+    case '--version':
+      process.stdout.write(`gatehouse ${VERSION}\n`);
+      return 0;
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    default:
+      return usage(`unknown command ${command}`);
+  }
+}
+
+function usage(problem: string): number {
+  process.stderr.write(`gatehouse: ${problem}\n\n${USAGE}`);
+  return 2;
+}
+
+main(process.argv.slice(2)).then((code) => {
+  if (code !== -1) process.exitCode = code;
+}, (e: unknown) => {
+  process.stderr.write(`gatehouse: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,123 @@
+// Gateway addresses. With an address pool (the standalone stand-in for
+// MetalLB), a Gateway without spec.addresses gets one IPv4 address from
+// the low end of the pool, kept for as long as the Gateway lives; static
+// IPAddress values are used where they lie in the pool. Without a pool,
+// Gateways listen on all interfaces and report the host's address.
+import net from 'node:net';
+
+export interface AddressPool { base: number; size: number; cidr: string }
+
+export interface AddressingInput {
+  pool: AddressPool | null;
+  /** What to report when there is no pool: the host's own address. */
+  hostAddress: string;
+  /** Gateway key -> address handed out earlier, so addresses are sticky. */
+  previous: Record<string, string>;
+}
+
+export interface GatewayAddressing {
+  /** Address the listeners bind to. */
+  bind: string | null;
+  /** Addresses for status.addresses. */
+  reported: string[];
+  /** Static addresses that are outside the pool or not IPv4. */
+  unusable: string[];
+  /** Address types Gatehouse cannot use (Hostname, NamedAddress, ...). */
+  unsupported: string[];
+  /** The pool is exhausted. */
+  exhausted: boolean;
+}
+
+export function parsePool(cidr: string): AddressPool {
+  const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
+  if (!m || !net.isIPv4(m[1]) || Number(m[2]) > 32 || Number(m[2]) < 8) {
+    throw new Error(`--address-pool ${cidr}: expected an IPv4 CIDR such as 127.20.0.0/16 (prefix /8 to /32)`);
+  }
+  const bits = Number(m[2]);
+  const size = 2 ** (32 - bits);
+  const base = Math.floor(ipToInt(m[1]) / size) * size;
+  return { base, size, cidr };
+}
+
+export function ipToInt(ip: string): number {
+  return ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+}
+
+export function intToIp(n: number): string {
+  return [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+}
+
+function inPool(pool: AddressPool, ip: string): boolean {
+  if (!net.isIPv4(ip)) return false;
+  const n = ipToInt(ip);
+  return n >= pool.base && n < pool.base + pool.size;
+}
+
+export interface GatewayAddressRequest {
+  key: string;
+  addresses: { type?: string; value?: string }[];
+}
+
+/**
+ * Decides addresses for every Gateway, in the order given (oldest first,
+ * so an older Gateway keeps precedence). Pure: the same input gives the
+ * same output.
+ */
+export function assignAddresses(gateways: GatewayAddressRequest[], input: AddressingInput): Map<string, GatewayAddressing> {
+  const out = new Map<string, GatewayAddressing>();
+  const { pool } = input;
+  const staticallyNamed = new Set<string>();
+  for (const g of gateways) for (const a of g.addresses) if ((a.type ?? 'IPAddress') === 'IPAddress' && a.value) staticallyNamed.add(a.value);
+
+  const taken = new Set<string>();
+  const needAuto: GatewayAddressRequest[] = [];
+  for (const g of gateways) {
+    const r: GatewayAddressing = { bind: null, reported: [], unusable: [], unsupported: [], exhausted: false };
+    out.set(g.key, r);
+    for (const a of g.addresses) {
+      const type = a.type ?? 'IPAddress';
+      if (type !== 'IPAddress') { r.unsupported.push(`${type} ${a.value ?? ''}`.trim()); continue; }
+      if (!a.value) continue; // an empty value asks for an automatic address
+      const usable = pool ? inPool(pool, a.value) : net.isIP(a.value) !== 0;
+      if (!usable) { r.unusable.push(a.value); continue; }
+      r.reported.push(a.value);
+      taken.add(a.value);
+    }
+    if (r.reported.length) r.bind = r.reported[0];
+    else if (r.unsupported.length === 0 && r.unusable.length === 0) needAuto.push(g);
+  }
+
+  if (!pool) {
+    for (const g of needAuto) {
+      const r = out.get(g.key)!;
+      r.bind = '0.0.0.0';
+      r.reported = [input.hostAddress];
+    }
+    return out;
+  }
+
+  // Sticky first: a Gateway keeps what it had, unless someone now names it statically.
+  const pending: GatewayAddressRequest[] = [];
+  for (const g of needAuto) {
+    const prev = input.previous[g.key];
+    if (prev && inPool(pool, prev) && !taken.has(prev) && !staticallyNamed.has(prev)) {
+      taken.add(prev);
+      const r = out.get(g.key)!;
+      r.bind = prev;
+      r.reported = [prev];
+    } else pending.push(g);
+  }
+  // Skip the network address (x.x.0.0) itself; hand out from the low end upward.
+  let next = pool.base + 1;
+  const end = pool.base + pool.size - 1;
+  for (const g of pending) {
+    const r = out.get(g.key)!;
+    while (next < end && (taken.has(intToIp(next)) || staticallyNamed.has(intToIp(next)))) next++;
+    if (next >= end) { r.exhausted = true; continue; }
+    const ip = intToIp(next++);
+    taken.add(ip);
+    r.bind = ip;
+    r.reported = [ip];
+  }
+  return out;
+}

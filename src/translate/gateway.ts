@@ -1,0 +1,182 @@
+// Gateway listeners: protocol and route-kind support, TLS certificate
+// references, conflicts between listeners on the same port, and the
+// Gateway's own Accepted/Programmed conditions.
+import type { Gateway, Listener, ReferenceGrant, RouteGroupKind, Secret } from '../api/types.ts';
+import { GATEWAY_GROUP } from '../api/types.ts';
+import { nameOf } from '../api/snapshot.ts';
+import type { TLSCertificate } from '../ir/types.ts';
+import { condition, type PlainCondition } from './conditions.ts';
+import { resolveCertificateRef } from './certificates.ts';
+import type { GatewayAddressing } from './addresses.ts';
+
+/** Route kinds each listener protocol can carry. */
+const KINDS_BY_PROTOCOL: Record<string, string[]> = {
+  HTTP: ['HTTPRoute'],
+  HTTPS: ['HTTPRoute'],
+};
+
+export interface ResolvedListener {
+  gateway: Gateway;
+  spec: Listener;
+  /** `namespace/gateway/listener`. */
+  name: string;
+  hostname: string | null;
+  supportedKinds: RouteGroupKind[];
+  /** Accepted and not conflicted: it gets a socket and carries routes. */
+  serving: boolean;
+  certificates: TLSCertificate[];
+  attachedRoutes: number;
+  // The facts from which the conditions are written at the end.
+  acceptedProblem: { reason: string; message: string } | null;
+  conflict: { reason: 'HostnameConflict' | 'ProtocolConflict'; message: string } | null;
+  refsProblem: { reason: string; message: string } | null;
+  programmedProblem: { reason: string; message: string } | null;
+}
+
+export interface ResolvedGateway {
+  gateway: Gateway;
+  key: string;
+  addressing: GatewayAddressing;
+  listeners: ResolvedListener[];
+}
+
+/** The listener checks that need nothing beyond the Gateway itself, its Secrets and the grants. */
+export function resolveListeners(gateway: Gateway, secrets: Map<string, Secret>, grants: ReferenceGrant[]): ResolvedListener[] {
+  const out = gateway.spec.listeners.map((l) => resolveListener(gateway, l, secrets, grants));
+  markConflicts(out);
+  return out;
+}
+
+function resolveListener(gateway: Gateway, l: Listener, secrets: Map<string, Secret>, grants: ReferenceGrant[]): ResolvedListener {
+  const r: ResolvedListener = {
+    gateway, spec: l, name: `${nameOf(gateway)}/${l.name}`, hostname: l.hostname ? l.hostname.toLowerCase() : null,
+    supportedKinds: [], serving: false, certificates: [], attachedRoutes: 0,
+    acceptedProblem: null, conflict: null, refsProblem: null, programmedProblem: null,
+  };
+  const carried = KINDS_BY_PROTOCOL[l.protocol];
+  if (!carried) {
+    r.acceptedProblem = { reason: 'UnsupportedProtocol', message: `protocol ${l.protocol} is not supported; supported: ${Object.keys(KINDS_BY_PROTOCOL).join(', ')}` };
+    return r;
+  }
+
+  if (l.allowedRoutes?.kinds?.length) {
+    const bad: string[] = [];
+    for (const k of l.allowedRoutes.kinds) {
+      const group = k.group ?? GATEWAY_GROUP;
+      if (group === GATEWAY_GROUP && carried.includes(k.kind)) {
+        if (!r.supportedKinds.some((s) => s.kind === k.kind)) r.supportedKinds.push({ group, kind: k.kind });
+      } else bad.push(`${group || 'core'}/${k.kind}`);
+    }
+    if (bad.length) {
+      r.refsProblem = { reason: 'InvalidRouteKinds', message: `route kinds ${bad.join(', ')} cannot be attached to a ${l.protocol} listener` };
+    }
+  } else {
+    r.supportedKinds = carried.map((kind) => ({ group: GATEWAY_GROUP, kind }));
+  }
+
+  if (l.protocol === 'HTTPS') {
+    const mode = l.tls?.mode ?? 'Terminate';
+    if (mode !== 'Terminate') {
+      r.acceptedProblem = { reason: 'UnsupportedValue', message: `tls.mode ${mode} is not valid on an HTTPS listener; use a TLS listener for passthrough` };
+      return r;
+    }
+    const refs = l.tls?.certificateRefs ?? [];
+    if (refs.length === 0) {
+      r.refsProblem = { reason: 'InvalidCertificateRef', message: 'an HTTPS listener needs at least one tls.certificateRefs entry' };
+    }
+    for (const ref of refs) {
+      const res = resolveCertificateRef(gateway, ref, secrets, grants);
+      if (res.ok) {
+        r.certificates.push({ serverNames: [r.hostname ?? '*'], certChain: res.certChain, privateKey: res.privateKey });
+      } else if (!r.refsProblem || r.refsProblem.reason === 'InvalidRouteKinds') {
+        r.refsProblem = { reason: res.reason, message: res.message };
+      }
+    }
+    if (r.certificates.length === 0) {
+      r.programmedProblem = { reason: 'Invalid', message: 'no valid certificate to serve' };
+    }
+  }
+  return r;
+}
+
+/**
+ * Listeners on one port must agree on the protocol, and listeners with the
+ * same protocol and port must differ in hostname. The first listener in
+ * spec order keeps the port; the later ones are Conflicted.
+ */
+export function markConflicts(listeners: ResolvedListener[]): void {
+  const kept: ResolvedListener[] = [];
+  for (const l of listeners) {
+    if (l.acceptedProblem) continue;
+    const samePort = kept.filter((k) => k.spec.port === l.spec.port);
+    const otherProtocol = samePort.find((k) => k.spec.protocol !== l.spec.protocol);
+    if (otherProtocol) {
+      l.conflict = { reason: 'ProtocolConflict', message: `port ${l.spec.port} is already used by listener ${otherProtocol.spec.name} with protocol ${otherProtocol.spec.protocol}` };
+      continue;
+    }
+    const sameHost = samePort.find((k) => k.hostname === l.hostname);
+    if (sameHost) {
+      l.conflict = { reason: 'HostnameConflict', message: `listener ${sameHost.spec.name} already serves ${l.hostname ?? 'every hostname'} on port ${l.spec.port}` };
+      continue;
+    }
+    kept.push(l);
+  }
+}
+
+/** Call after addresses and cross-Gateway port claims are decided. */
+export function finishListener(l: ResolvedListener, bound: boolean): void {
+  l.serving = !l.acceptedProblem && !l.conflict && !l.programmedProblem && bound && l.supportedKinds.length > 0;
+}
+
+export function listenerConditions(l: ResolvedListener, gen: number | undefined): PlainCondition[] {
+  const out: PlainCondition[] = [];
+  if (l.conflict) {
+    out.push(condition('Accepted', false, l.conflict.reason, l.conflict.message, gen));
+  } else if (l.acceptedProblem) {
+    out.push(condition('Accepted', false, l.acceptedProblem.reason, l.acceptedProblem.message, gen));
+  } else {
+    out.push(condition('Accepted', true, 'Accepted', 'Listener is valid', gen));
+  }
+  out.push(l.refsProblem
+    ? condition('ResolvedRefs', false, l.refsProblem.reason, l.refsProblem.message, gen)
+    : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved', gen));
+  if (l.serving) out.push(condition('Programmed', true, 'Programmed', 'Listener is serving', gen));
+  else if (l.conflict) out.push(condition('Programmed', false, l.conflict.reason, l.conflict.message, gen));
+  else if (l.acceptedProblem?.reason === 'PortUnavailable') out.push(condition('Programmed', false, 'PortUnavailable', l.acceptedProblem.message, gen));
+  else {
+    const why = l.acceptedProblem?.message ?? l.programmedProblem?.message ?? l.refsProblem?.message ?? 'the Gateway has no address';
+    out.push(condition('Programmed', false, 'Invalid', why, gen));
+  }
+  out.push(l.conflict
+    ? condition('Conflicted', true, l.conflict.reason, l.conflict.message, gen)
+    : condition('Conflicted', false, 'NoConflicts', 'No conflicts', gen));
+  return out;
+}
+
+export function gatewayConditions(g: ResolvedGateway): PlainCondition[] {
+  const gen = g.gateway.metadata.generation;
+  const a = g.addressing;
+  if (a.unsupported.length) {
+    const msg = `address types not supported: ${a.unsupported.join(', ')}; Gatehouse supports IPAddress`;
+    return [condition('Accepted', false, 'UnsupportedAddress', msg, gen), condition('Programmed', false, 'Invalid', msg, gen)];
+  }
+  const invalid = g.listeners.filter((l) => l.acceptedProblem || l.conflict || l.refsProblem || l.programmedProblem);
+  const anyAccepted = g.listeners.some((l) => !l.acceptedProblem && !l.conflict);
+  const out: PlainCondition[] = [];
+  if (!anyAccepted) {
+    out.push(condition('Accepted', false, 'ListenersNotValid', `no valid listener: ${invalid.map((l) => l.spec.name).join(', ')}`, gen));
+    out.push(condition('Programmed', false, 'Invalid', 'no valid listener', gen));
+    return out;
+  }
+  out.push(invalid.length
+    ? condition('Accepted', true, 'ListenersNotValid', `listeners not valid: ${invalid.map((l) => l.spec.name).join(', ')}`, gen)
+    : condition('Accepted', true, 'Accepted', 'Gateway is valid', gen));
+  if (a.unusable.length) {
+    out.push(condition('Programmed', false, 'AddressNotUsable', `addresses ${a.unusable.join(', ')} cannot be used: not in the address pool; use an address inside it or leave spec.addresses empty`, gen));
+  } else if (a.exhausted || !a.bind) {
+    out.push(condition('Programmed', false, 'AddressNotAssigned', 'the address pool has no free address left; widen --address-pool or remove unused Gateways', gen));
+  } else {
+    out.push(condition('Programmed', true, 'Programmed', `serving on ${a.bind}`, gen));
+  }
+  return out;
+}

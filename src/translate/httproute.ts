@@ -1,0 +1,146 @@
+// HTTPRoute rules -> route entries (one per rule match) with filters and
+// weighted backends, plus the facts the route's status is written from.
+import type { HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule } from '../api/types.ts';
+import { nameOf } from '../api/snapshot.ts';
+import type { Cluster, Filter, RouteEntry, RouteMatch, WeightedBackend } from '../ir/types.ts';
+import { resolveBackend, type BackendIndex, type BackendProblemReason } from './backends.ts';
+import { parseDuration } from './durations.ts';
+
+/** A route entry with what is needed to order it among all others on a host. */
+export interface RankedEntry {
+  entry: RouteEntry;
+  route: HTTPRoute;
+  ruleIndex: number;
+  matchIndex: number;
+}
+
+export interface TranslatedHTTPRoute {
+  entries: RankedEntry[];
+  clusters: Cluster[];
+  /** First unresolved reference, for ResolvedRefs. */
+  refProblem: { reason: BackendProblemReason; message: string } | null;
+  /** Rules left out, with why: PartiallyInvalid, or Accepted=False when it is all of them. */
+  droppedRules: { index: number; message: string }[];
+  ruleCount: number;
+}
+
+const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']);
+
+export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex): TranslatedHTTPRoute {
+  const out: TranslatedHTTPRoute = { entries: [], clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
+  const rules = route.spec.rules?.length ? route.spec.rules : [{}];
+  out.ruleCount = rules.length;
+  rules.forEach((rule, ruleIndex) => {
+    const problem = ruleProblem(rule);
+    if (problem) { out.droppedRules.push({ index: ruleIndex, message: problem }); return; }
+
+    const weighted: WeightedBackend[] = [];
+    for (const ref of rule.backendRefs ?? []) {
+      const res = resolveBackend(route, ref, backends);
+      if (res.ok) out.clusters.push(res.cluster);
+      else out.refProblem ??= { reason: res.reason, message: res.message };
+      weighted.push({ weight: ref.weight ?? 1, cluster: res.ok ? res.cluster.name : null, filters: [] });
+    }
+    const matches: HTTPRouteMatch[] = rule.matches?.length ? rule.matches : [{ path: { type: 'PathPrefix', value: '/' } }];
+    const ruleLabel = rule.name ?? String(ruleIndex);
+    matches.forEach((m, matchIndex) => {
+      const match = toMatch(m);
+      const entry: RouteEntry = {
+        name: `${nameOf(route)}/${ruleLabel}/${matchIndex}`,
+        match,
+        filters: (rule.filters ?? []).map((f) => toFilter(f, match)),
+        backends: weighted.map((w, i) => ({ ...w, filters: (rule.backendRefs![i].filters ?? []).map((f) => toFilter(f, match)) })),
+      };
+      const timeouts = toTimeouts(rule);
+      if (timeouts) entry.timeouts = timeouts;
+      out.entries.push({ entry, route, ruleIndex, matchIndex });
+    });
+  });
+  return out;
+}
+
+/** Why a rule cannot be programmed, or null. Such a rule is dropped, the others stay. */
+function ruleProblem(rule: HTTPRouteRule): string | null {
+  for (const f of [...(rule.filters ?? []), ...(rule.backendRefs ?? []).flatMap((b: HTTPBackendRef) => b.filters ?? [])]) {
+    if (!SUPPORTED_FILTERS.has(f.type)) return `filter type ${f.type} is not supported`;
+  }
+  for (const m of rule.matches ?? []) {
+    const regexes = [
+      m.path?.type === 'RegularExpression' ? m.path.value : undefined,
+      ...(m.headers ?? []).filter((h) => h.type === 'RegularExpression').map((h) => h.value),
+      ...(m.queryParams ?? []).filter((q) => q.type === 'RegularExpression').map((q) => q.value),
+    ];
+    for (const re of regexes) {
+      if (re === undefined) continue;
+      try { new RegExp(re); } catch (e) { return `regular expression ${JSON.stringify(re)} is invalid: ${(e as Error).message}`; }
+    }
+  }
+  const t = rule.timeouts;
+  if (t) {
+    for (const [k, v] of Object.entries(t)) if (v !== undefined && parseDuration(v) === null) return `timeouts.${k} ${JSON.stringify(v)} is not a valid duration`;
+    const req = t.request ? parseDuration(t.request)! : 0;
+    const be = t.backendRequest ? parseDuration(t.backendRequest)! : 0;
+    if (req > 0 && be > req) return `timeouts.backendRequest (${t.backendRequest}) must not be longer than timeouts.request (${t.request})`;
+  }
+  return null;
+}
+
+function toMatch(m: HTTPRouteMatch): RouteMatch {
+  const type = m.path?.type ?? 'PathPrefix';
+  let value = m.path?.value ?? '/';
+  // A prefix matches whole segments; "/foo/" and "/foo" select the same paths.
+  if (type === 'PathPrefix' && value.length > 1 && value.endsWith('/')) value = value.replace(/\/+$/, '') || '/';
+  const out: RouteMatch = {
+    path: { type, value },
+    headers: (m.headers ?? []).map((h) => ({ name: h.name.toLowerCase(), type: h.type ?? 'Exact', value: h.value })),
+    queryParams: (m.queryParams ?? []).map((q) => ({ name: q.name, type: q.type ?? 'Exact', value: q.value })),
+  };
+  if (m.method) out.method = m.method;
+  return out;
+}
+
+function toFilter(f: HTTPRouteFilter, match: RouteMatch): Filter {
+  switch (f.type) {
+    case 'RequestHeaderModifier':
+    case 'ResponseHeaderModifier': {
+      const h = (f.type === 'RequestHeaderModifier' ? f.requestHeaderModifier : f.responseHeaderModifier) ?? {};
+      return { type: f.type, set: h.set ?? [], add: h.add ?? [], remove: h.remove ?? [] };
+    }
+    case 'RequestRedirect': {
+      const r = f.requestRedirect ?? {};
+      const out: Filter = { type: 'RequestRedirect', statusCode: r.statusCode ?? 302 };
+      if (r.scheme) out.scheme = r.scheme;
+      if (r.hostname) out.hostname = r.hostname;
+      if (r.port !== undefined) out.port = r.port;
+      const path = toPathModifier(r.path, match);
+      if (path) out.path = path;
+      return out;
+    }
+    case 'URLRewrite': {
+      const r = f.urlRewrite ?? {};
+      const out: Filter = { type: 'URLRewrite' };
+      if (r.hostname) out.hostname = r.hostname;
+      const path = toPathModifier(r.path, match);
+      if (path) out.path = path;
+      return out;
+    }
+    default:
+      throw new Error(`unsupported filter ${f.type} reached translation`);
+  }
+}
+
+function toPathModifier(p: { type: string; replaceFullPath?: string; replacePrefixMatch?: string } | undefined, match: RouteMatch) {
+  if (!p) return undefined;
+  if (p.type === 'ReplaceFullPath') return { type: 'ReplaceFullPath' as const, value: p.replaceFullPath ?? '/' };
+  return { type: 'ReplacePrefixMatch' as const, value: p.replacePrefixMatch ?? '/', prefix: match.path.value };
+}
+
+function toTimeouts(rule: HTTPRouteRule): RouteEntry['timeouts'] | undefined {
+  const t = rule.timeouts;
+  if (!t) return undefined;
+  const out: NonNullable<RouteEntry['timeouts']> = {};
+  // Zero means "no timeout", which is the absence of one.
+  if (t.request) { const ms = parseDuration(t.request)!; if (ms > 0) out.requestMs = ms; }
+  if (t.backendRequest) { const ms = parseDuration(t.backendRequest)!; if (ms > 0) out.backendRequestMs = ms; }
+  return Object.keys(out).length ? out : undefined;
+}

@@ -1,0 +1,214 @@
+// translate(): the one pure function from a Snapshot to the status of
+// every object and the IR. All Gateway API semantics live below this file;
+// it only orders the passes: classes, gateways and their listeners,
+// addresses and port claims, routes and their attachment, then the IR.
+import type { Gateway, KubeObject, Namespace, Secret } from '../api/types.ts';
+import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
+import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type VirtualHost } from '../ir/types.ts';
+import { condition, type PlainCondition } from './conditions.ts';
+import { gatewayClassStatus, SUPPORTED_FEATURES } from './gatewayclass.ts';
+import { finishListener, gatewayConditions, listenerConditions, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
+import { assignAddresses, type AddressingInput } from './addresses.ts';
+import { attachToParent } from './attachment.ts';
+import { indexBackends } from './backends.ts';
+import { translateHTTPRoute, type RankedEntry } from './httproute.ts';
+import { comparePrecedence } from './precedence.ts';
+import { bySpecificity } from './hostnames.ts';
+
+export interface TranslateInput {
+  controllerName: string;
+  addressing: AddressingInput;
+  /** Features to advertise; defaults to everything Gatehouse supports. */
+  features?: readonly string[];
+}
+
+export interface TranslateResult {
+  ir: IR;
+  /** `Kind|namespace|name` -> the status a controller writes for it. */
+  statuses: Map<string, unknown>;
+  /** Gateway key -> automatically assigned address, to keep them sticky. */
+  assignedAddresses: Record<string, string>;
+}
+
+export function statusKey(o: KubeObject): string {
+  return `${o.kind}|${o.kind === 'GatewayClass' ? '' : namespaceOf(o)}|${o.metadata.name}`;
+}
+
+export function translate(snap: Snapshot, input: TranslateInput): TranslateResult {
+  const statuses = new Map<string, unknown>();
+
+  // 1. GatewayClasses naming our controller.
+  const acceptedClasses = new Set<string>();
+  const ourClasses = new Set<string>();
+  for (const gc of snap.gatewayClasses) {
+    if (gc.spec.controllerName !== input.controllerName) continue;
+    ourClasses.add(gc.metadata.name);
+    const { accepted, status } = gatewayClassStatus(gc, input.features ?? SUPPORTED_FEATURES);
+    if (accepted) acceptedClasses.add(gc.metadata.name);
+    statuses.set(statusKey(gc), status);
+  }
+
+  // 2. Gateways of accepted classes, oldest first: an older Gateway keeps a contested port.
+  const ourGateways = snap.gateways.filter((g) => ourClasses.has(g.spec.gatewayClassName)).sort(byAge);
+  const addressing = assignAddresses(ourGateways.map((g) => ({ key: nameOf(g), addresses: g.spec.addresses ?? [] })), input.addressing);
+  const secrets = new Map<string, Secret>(snap.secrets.map((s) => [nameOf(s), s]));
+  const gateways = new Map<string, ResolvedGateway>();
+  const portClaims = new Map<number, { address: string; gateway: string }[]>();
+  const assignedAddresses: Record<string, string> = {};
+  for (const gw of ourGateways) {
+    const key = nameOf(gw);
+    if (!acceptedClasses.has(gw.spec.gatewayClassName)) {
+      statuses.set(statusKey(gw), pendingGatewayStatus(gw));
+      continue;
+    }
+    const a = addressing.get(key)!;
+    if (a.bind && !(gw.spec.addresses ?? []).some((x) => x.value === a.bind)) assignedAddresses[key] = a.bind;
+    const listeners = resolveListeners(gw, secrets, snap.referenceGrants);
+    const infraRef = gw.spec.infrastructure?.parametersRef;
+    const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners };
+    gateways.set(key, resolved);
+    if (infraRef) {
+      // Gatehouse takes no infrastructure parameters: refuse rather than ignore them.
+      for (const l of listeners) finishListener(l, false);
+      continue;
+    }
+    const bindable = a.bind !== null && a.unsupported.length === 0;
+    for (const l of listeners) {
+      if (bindable && !l.acceptedProblem && !l.conflict) claimPort(l, a.bind!, key, portClaims);
+      finishListener(l, bindable);
+    }
+  }
+
+  // 3. Routes: attach each parentRef, translate the rules once.
+  const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
+  const backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
+  const hosts = new Map<ResolvedListener, Map<string, RankedEntry[]>>();
+  const clusters: Record<string, Cluster> = {};
+  for (const route of snap.httpRoutes) {
+    const t = translateHTTPRoute(route, backendIndex);
+    // A route may select the same listener through several parentRefs; it attaches once.
+    const attachedTo = new Set<ResolvedListener>();
+    const gen = route.metadata.generation;
+    const parents: unknown[] = [];
+    let used = false;
+    for (const ref of route.spec.parentRefs ?? []) {
+      const res = attachToParent(route, ref, gateways, namespaces);
+      if (res.kind === 'notOurs') continue;
+      const conditions: PlainCondition[] = [];
+      const allDropped = t.droppedRules.length === t.ruleCount;
+      if (res.kind === 'rejected') {
+        conditions.push(condition('Accepted', false, res.reason, res.message, gen));
+      } else if (allDropped) {
+        conditions.push(condition('Accepted', false, 'UnsupportedValue', droppedMessage(t.droppedRules), gen));
+      } else {
+        conditions.push(condition('Accepted', true, 'Accepted', 'Route is accepted', gen));
+        for (const att of res.attachments) {
+          if (attachedTo.has(att.listener)) continue;
+          attachedTo.add(att.listener);
+          att.listener.attachedRoutes++;
+          if (!att.listener.serving) continue;
+          used = true;
+          let byHost = hosts.get(att.listener);
+          if (!byHost) hosts.set(att.listener, byHost = new Map());
+          for (const h of att.hostnames) {
+            if (!byHost.has(h)) byHost.set(h, []);
+            byHost.get(h)!.push(...t.entries);
+          }
+        }
+      }
+      conditions.push(t.refProblem
+        ? condition('ResolvedRefs', false, t.refProblem.reason, t.refProblem.message, gen)
+        : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved', gen));
+      if (t.droppedRules.length && !allDropped) {
+        conditions.push(condition('PartiallyInvalid', true, 'UnsupportedValue', droppedMessage(t.droppedRules), gen));
+      }
+      parents.push({ parentRef: ref, controllerName: input.controllerName, conditions });
+    }
+    if (used) for (const c of t.clusters) clusters[c.name] = c;
+    statuses.set(statusKey(route), { parents });
+  }
+
+  // 4. Gateway status, now that attachedRoutes are counted.
+  for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g));
+
+  return { ir: buildIR(gateways, hosts, clusters), statuses, assignedAddresses };
+}
+
+function claimPort(l: ResolvedListener, address: string, gateway: string, claims: Map<number, { address: string; gateway: string }[]>): void {
+  const port = l.spec.port;
+  const list = claims.get(port) ?? [];
+  // All-interfaces and a specific address on the same port collide in bind().
+  const other = list.find((c) => c.gateway !== gateway && (c.address === address || c.address === '0.0.0.0' || address === '0.0.0.0'));
+  if (other) {
+    l.acceptedProblem = { reason: 'PortUnavailable', message: `port ${port} on ${address} is already used by Gateway ${other.gateway}` };
+    return;
+  }
+  if (!list.some((c) => c.gateway === gateway)) list.push({ address, gateway });
+  claims.set(port, list);
+}
+
+function droppedMessage(dropped: { index: number; message: string }[]): string {
+  return `Dropped Rule(s): ${dropped.map((d) => `rule ${d.index}: ${d.message}`).join('; ')}`;
+}
+
+function gatewayStatus(g: ResolvedGateway): unknown {
+  const gen = g.gateway.metadata.generation;
+  let conditions = gatewayConditions(g);
+  if (g.gateway.spec.infrastructure?.parametersRef) {
+    const p = g.gateway.spec.infrastructure.parametersRef;
+    const msg = `infrastructure.parametersRef ${p.group}/${p.kind} ${p.name}: Gatehouse takes no Gateway parameters`;
+    conditions = [condition('Accepted', false, 'InvalidParameters', msg, gen), condition('Programmed', false, 'Invalid', msg, gen)];
+  }
+  return {
+    addresses: g.addressing.reported.map((value) => ({ type: 'IPAddress', value })),
+    conditions,
+    listeners: g.listeners.map((l) => ({
+      name: l.spec.name,
+      supportedKinds: l.supportedKinds,
+      attachedRoutes: l.attachedRoutes,
+      conditions: listenerConditions(l, gen),
+    })),
+  };
+}
+
+function pendingGatewayStatus(gw: Gateway): unknown {
+  const gen = gw.metadata.generation;
+  const msg = `GatewayClass ${gw.spec.gatewayClassName} is not accepted`;
+  return {
+    conditions: [condition('Accepted', false, 'Invalid', msg, gen), condition('Programmed', false, 'Invalid', msg, gen)],
+    listeners: [],
+  };
+}
+
+function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, RankedEntry[]>>, clusters: Record<string, Cluster>): IR {
+  const sockets = new Map<string, IRListener>();
+  for (const g of gateways.values()) {
+    for (const l of g.listeners) {
+      if (!l.serving) continue;
+      const address = g.addressing.bind!;
+      const key = `${address}:${l.spec.port}`;
+      let sock = sockets.get(key);
+      if (!sock) {
+        sock = { key, address, port: l.spec.port, protocol: l.spec.protocol as IRListener['protocol'], gatewayListeners: [] };
+        if (sock.protocol === 'HTTPS') sock.tls = { certificates: [] };
+        sockets.set(key, sock);
+      }
+      if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
+      const byHost = hosts.get(l) ?? new Map<string, RankedEntry[]>();
+      const virtualHosts: VirtualHost[] = [...byHost.entries()]
+        .sort(([a], [b]) => bySpecificity(a, b))
+        .map(([hostname, ranked]) => ({ hostname, routes: [...ranked].sort(comparePrecedence).map((r) => r.entry) }));
+      const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
+      sock.gatewayListeners.push(gl);
+    }
+  }
+  for (const s of sockets.values()) s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+  return { version: IR_VERSION, listeners: [...sockets.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)), clusters };
+}
+
+function byAge(a: KubeObject, b: KubeObject): number {
+  const ta = Date.parse(a.metadata.creationTimestamp ?? '') || 0;
+  const tb = Date.parse(b.metadata.creationTimestamp ?? '') || 0;
+  return ta - tb || (nameOf(a) < nameOf(b) ? -1 : nameOf(a) > nameOf(b) ? 1 : 0);
+}
+

@@ -1,0 +1,141 @@
+// Table-driven tests of translate(): each file in cases/ is a YAML list of
+// cases, objects in, expected status and IR out. See cases/README.md.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { KubeObject } from '../../src/api/types.ts';
+import { buildSnapshot } from '../../src/api/build-snapshot.ts';
+import { translate } from '../../src/translate/index.ts';
+import { parsePool } from '../../src/translate/addresses.ts';
+import type { IR, RouteEntry } from '../../src/ir/types.ts';
+
+const DIR = path.join(import.meta.dirname, 'cases');
+const BASE: KubeObject[] = YAML.parseAllDocuments(fs.readFileSync(path.join(DIR, 'base.yaml'), 'utf8')).map((d) => d.toJSON());
+
+interface ConditionsExpect { [type: string]: string /* "True/Reason" or "False" */ }
+interface StatusExpect {
+  ref: string; // "Kind namespace/name" or "GatewayClass name"
+  conditions?: ConditionsExpect;
+  addresses?: string[];
+  listeners?: Record<string, { attachedRoutes?: number; supportedKinds?: string[]; conditions?: ConditionsExpect }>;
+  parents?: { parentRef: Record<string, unknown>; conditions: ConditionsExpect }[];
+  supportedFeatures?: string[];
+}
+interface Case {
+  name: string;
+  noBase?: boolean;
+  pool?: string | null;
+  objects: KubeObject[];
+  expect: {
+    status?: StatusExpect[];
+    /** "address:port listener-hostname vhost" -> entry names in precedence order. */
+    hosts?: Record<string, string[]>;
+    /** entry name -> "cluster*weight" per backend, cluster "-" when invalid. */
+    backends?: Record<string, string[]>;
+    /** cluster name -> "address:port" endpoints. */
+    clusters?: Record<string, string[]>;
+    /** socket keys of the IR, in order. */
+    sockets?: string[];
+    /** entry name -> its filters as IR JSON. */
+    filters?: Record<string, unknown[]>;
+  };
+}
+
+let generation = 0;
+function prepare(objects: KubeObject[]): KubeObject[] {
+  // Creation order is the order written: each object is a second older than the next.
+  return objects.map((o, i) => ({
+    ...o,
+    metadata: {
+      namespace: ['Namespace', 'GatewayClass'].includes(o.kind) ? undefined : 'default',
+      generation: ++generation % 7 + 1,
+      creationTimestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+      ...o.metadata,
+    },
+  }));
+}
+
+function checkConditions(where: string, actual: { type: string; status: string; reason: string; observedGeneration?: number }[] | undefined, expected: ConditionsExpect, gen: number | undefined) {
+  for (const [type, want] of Object.entries(expected)) {
+    const c = (actual ?? []).find((x) => x.type === type);
+    assert.ok(c, `${where}: no ${type} condition in ${JSON.stringify(actual)}`);
+    const [status, reason] = want.split('/');
+    assert.equal(c.status, status, `${where}: ${type} status (reason ${c.reason})`);
+    if (reason) assert.equal(c.reason, reason, `${where}: ${type} reason`);
+    assert.equal(c.observedGeneration, gen, `${where}: ${type} observedGeneration`);
+  }
+}
+
+function entries(ir: IR): Map<string, RouteEntry> {
+  const out = new Map<string, RouteEntry>();
+  for (const s of ir.listeners) for (const gl of s.gatewayListeners) for (const vh of gl.virtualHosts) for (const r of vh.routes) out.set(r.name, r);
+  return out;
+}
+
+for (const file of fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !== 'base.yaml').sort()) {
+  const cases: Case[] = YAML.parse(fs.readFileSync(path.join(DIR, file), 'utf8'));
+  for (const c of cases) {
+    test(`${file}: ${c.name}`, () => {
+      const objects = prepare([...(c.noBase ? [] : BASE), ...c.objects]);
+      const byRef = new Map(objects.map((o) => [o.kind === 'GatewayClass' ? `GatewayClass ${o.metadata.name}` : `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`, o]));
+      const result = translate(buildSnapshot(objects), {
+        controllerName: 'gatehouse.dev/gateway-controller',
+        addressing: { pool: c.pool === null ? null : parsePool(c.pool ?? '10.9.0.0/24'), hostAddress: '192.0.2.10', previous: {} },
+      });
+      for (const s of c.expect.status ?? []) {
+        const obj = byRef.get(s.ref);
+        assert.ok(obj, `no object ${s.ref} in the case`);
+        const [kind, nsName] = s.ref.split(' ');
+        const [ns, name] = kind === 'GatewayClass' ? ['', nsName] : nsName.split('/');
+        const st = result.statuses.get(`${kind}|${ns}|${name}`) as any;
+        assert.ok(st, `${s.ref}: no status`);
+        const gen = obj.metadata.generation;
+        if (s.conditions) checkConditions(s.ref, st.conditions, s.conditions, gen);
+        if (s.addresses) assert.deepEqual(st.addresses.map((a: { value: string }) => a.value), s.addresses, `${s.ref}: addresses`);
+        if (s.supportedFeatures) for (const f of s.supportedFeatures) assert.ok(st.supportedFeatures.some((x: { name: string }) => x.name === f), `${s.ref}: feature ${f}`);
+        for (const [lname, le] of Object.entries(s.listeners ?? {})) {
+          const ls = st.listeners.find((l: { name: string }) => l.name === lname);
+          assert.ok(ls, `${s.ref}: no listener status ${lname}`);
+          if (le.attachedRoutes !== undefined) assert.equal(ls.attachedRoutes, le.attachedRoutes, `${s.ref} listener ${lname}: attachedRoutes`);
+          if (le.supportedKinds) assert.deepEqual(ls.supportedKinds.map((k: { kind: string }) => k.kind), le.supportedKinds, `${s.ref} listener ${lname}: supportedKinds`);
+          if (le.conditions) checkConditions(`${s.ref} listener ${lname}`, ls.conditions, le.conditions, gen);
+        }
+        if (s.parents) {
+          assert.equal(st.parents.length, s.parents.length, `${s.ref}: number of parents in ${JSON.stringify(st.parents)}`);
+          s.parents.forEach((p, i) => {
+            assert.deepEqual(st.parents[i].parentRef, p.parentRef, `${s.ref}: parent ${i} parentRef`);
+            assert.equal(st.parents[i].controllerName, 'gatehouse.dev/gateway-controller');
+            checkConditions(`${s.ref} parent ${i}`, st.parents[i].conditions, p.conditions, gen);
+          });
+        }
+      }
+      const ir = result.ir;
+      assert.deepEqual(JSON.parse(JSON.stringify(ir)), ir, 'IR must survive JSON');
+      if (c.expect.sockets) assert.deepEqual(ir.listeners.map((s) => `${s.protocol} ${s.key}`), c.expect.sockets);
+      if (c.expect.hosts) {
+        const got: Record<string, string[]> = {};
+        for (const s of ir.listeners) for (const gl of s.gatewayListeners) for (const vh of gl.virtualHosts) {
+          got[`${s.key} ${gl.hostname ?? '-'} ${vh.hostname}`] = vh.routes.map((r) => r.name);
+        }
+        assert.deepEqual(got, c.expect.hosts);
+      }
+      const all = entries(ir);
+      for (const [name, want] of Object.entries(c.expect.backends ?? {})) {
+        const e = all.get(name);
+        assert.ok(e, `no route entry ${name}; have ${[...all.keys()].join(', ')}`);
+        assert.deepEqual(e.backends.map((b) => `${b.cluster ?? '-'}*${b.weight}`), want, `${name}: backends`);
+      }
+      for (const [name, want] of Object.entries(c.expect.filters ?? {})) {
+        const e = all.get(name);
+        assert.ok(e, `no route entry ${name}`);
+        assert.deepEqual(e.filters, want, `${name}: filters`);
+      }
+      for (const [name, want] of Object.entries(c.expect.clusters ?? {})) {
+        assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
+        assert.deepEqual(ir.clusters[name].endpoints.map((e) => `${e.address}:${e.port}`), want, `${name}: endpoints`);
+      }
+    });
+  }
+}
