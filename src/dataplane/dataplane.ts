@@ -1,0 +1,100 @@
+// The data plane: apply(IR) compiles a config, swaps it in, and diffs the
+// listening sockets; requests are served from whatever config their
+// listener pointed at when they arrived. applies are serialised, so each
+// one sees the sockets the previous one left.
+
+import type { IR } from '../ir/types.ts';
+import { compileConfig, type CompiledConfig } from './config.ts';
+import { HttpRequestHandler } from './http/handler.ts';
+import { resolveLimits, type RequestLimits } from './limits.ts';
+import { ListenerSet } from './listeners.ts';
+import { silentLog, type LogFn } from './log.ts';
+import { SecureContextCache } from './tls/sni.ts';
+import { UpstreamPools } from './upstream/pools.ts';
+
+export type { RequestLimits } from './limits.ts';
+export { DEFAULT_LIMITS } from './limits.ts';
+
+export interface DataPlaneOptions {
+  log?: LogFn;
+  limits?: Partial<RequestLimits>;
+}
+
+export interface ApplyResult {
+  /** By IRListener.key: why the listener is not serving (bind failure, no loadable certificate, ...). */
+  listenerErrors: Record<string, string>;
+  /** By IRListener.key: certificates that could not be loaded on a listener that serves with the rest. */
+  certificateErrors: Record<string, string>;
+  /** By RouteEntry.name: routes left out (bad match) or answering 500 (bad filter, unknown cluster). */
+  routeErrors: Record<string, string>;
+}
+
+export class DataPlane {
+  readonly #log: LogFn;
+  readonly #limits: RequestLimits;
+  readonly #pools: UpstreamPools;
+  readonly #secureContexts = new SecureContextCache();
+  readonly #listeners: ListenerSet;
+  #current: CompiledConfig | null = null;
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  constructor(opts: DataPlaneOptions = {}) {
+    this.#log = opts.log ?? silentLog;
+    this.#limits = resolveLimits(opts.limits);
+    this.#pools = new UpstreamPools(this.#log);
+    this.#listeners = new ListenerSet(this.#limits, this.#log, new HttpRequestHandler(this.#limits, this.#log));
+  }
+
+  /**
+   * Rejects only for an IR this data plane cannot read (wrong version) or
+   * after close(); the previous config then stays in force. Everything
+   * narrower is reported in the result and the rest is served.
+   */
+  apply(ir: IR): Promise<ApplyResult> {
+    const run = this.#queue.then(() => this.#apply(ir));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async close(): Promise<void> {
+    const run = this.#queue.then(() => this.#close());
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #apply(ir: IR): Promise<ApplyResult> {
+    if (this.#closed) throw new Error('data plane is closed');
+    const next = compileConfig(ir, { pools: this.#pools, secureContexts: this.#secureContexts });
+    const previous = this.#current;
+    this.#current = next;
+    const reconciled = await this.#listeners.reconcile(next);
+    // Requests and draining servers still on the previous config hold their
+    // own references; this only drops the data plane's.
+    previous?.release();
+    const listenerErrors = { ...next.listenerErrors, ...reconciled.bindErrors };
+    const certificateErrors = { ...next.certificateErrors, ...reconciled.certificateErrors };
+    for (const [key, error] of Object.entries(next.listenerErrors)) {
+      this.#log('warn', 'listener not served', { listener: key, error });
+    }
+    for (const [key, error] of Object.entries(certificateErrors)) {
+      this.#log('warn', 'certificate left out', { listener: key, error });
+    }
+    for (const [route, error] of Object.entries(next.routeErrors)) {
+      this.#log('warn', 'route not served as configured', { route, error });
+    }
+    for (const [cluster, error] of Object.entries(next.clusterErrors)) {
+      this.#log('warn', 'cluster endpoint left out', { cluster, error });
+    }
+    return { listenerErrors, certificateErrors, routeErrors: { ...next.routeErrors } };
+  }
+
+  async #close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#listeners.closeAll();
+    this.#current?.release();
+    this.#current = null;
+    await this.#pools.closeAll(this.#limits.drainTimeoutMs);
+  }
+}

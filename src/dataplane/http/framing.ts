@@ -1,0 +1,73 @@
+// Vets the request head before anything reaches a backend. node's parser
+// (llhttp, strict mode) already rejects, before a request is emitted:
+// Content-Length together with Transfer-Encoding, duplicate Content-Length
+// (equal or not), non-numeric Content-Length, `chunked` not last or
+// repeated, malformed lines and obs-fold. A final coding other than chunked
+// it rejects only after it has emitted the request, so the handler must not
+// have started forwarding by then. It lets through, and so this module
+// rejects: codings before chunked (we would have to forward them without
+// Transfer-Encoding, changing the body's meaning), Transfer-Encoding on
+// HTTP/1.0, more than one Host, and more header lines than allowed (node's
+// maxHeadersCount truncates silently instead of refusing).
+
+import type { IncomingMessage } from 'node:http';
+import type { HeaderTable } from './headers.ts';
+
+export interface RequestHead {
+  readonly headers: HeaderTable;
+  /** The single Host header value, or undefined (then node already required none: HTTP/1.0). */
+  readonly host: string | undefined;
+  /** Whether a body follows the head (Content-Length > 0 or chunked). */
+  readonly hasBody: boolean;
+}
+
+export interface Rejection {
+  readonly status: 400 | 431 | 501;
+  readonly reason: string;
+}
+
+export function isRejection(head: RequestHead | Rejection): head is Rejection {
+  return (head as Rejection).status !== undefined;
+}
+
+/** One pass over the raw header lines: vetted and collected into a HeaderTable. */
+export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): RequestHead | Rejection {
+  const raw = req.rawHeaders;
+  if (raw.length / 2 > maxHeaderCount) {
+    return { status: 431, reason: `more than ${maxHeaderCount} header fields` };
+  }
+  const headers: HeaderTable = new Map();
+  let host: string | undefined;
+  let hostCount = 0;
+  let contentLength: string | undefined;
+  let transferEncoding: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    if (name === 'host') {
+      host = value;
+      hostCount++;
+    } else if (name === 'content-length') {
+      contentLength = value;
+    } else if (name === 'transfer-encoding') {
+      transferEncoding = transferEncoding === undefined ? value : `${transferEncoding},${value}`;
+    }
+    const existing = headers.get(name);
+    if (existing === undefined) headers.set(name, value);
+    else if (typeof existing === 'string') headers.set(name, [existing, value]);
+    else existing.push(value);
+  }
+  if (hostCount > 1) return { status: 400, reason: 'more than one Host header' };
+  let hasBody = contentLength !== undefined && contentLength !== '0';
+  if (transferEncoding !== undefined) {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) {
+      return { status: 400, reason: 'Transfer-Encoding in an HTTP/1.0 request' };
+    }
+    const codings = transferEncoding.split(',');
+    const last = codings[codings.length - 1].trim().toLowerCase();
+    if (last !== 'chunked') return { status: 400, reason: 'final transfer coding is not chunked' };
+    if (codings.length !== 1) return { status: 501, reason: 'transfer codings other than chunked' };
+    hasBody = true;
+  }
+  return { headers, host, hasBody };
+}

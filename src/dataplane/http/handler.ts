@@ -1,0 +1,149 @@
+// The request pipeline: vet the head, find the Gateway listener, virtual
+// host and route, run filters, choose a backend and an endpoint, forward.
+// Each stage either hands on or answers; nothing here throws to node.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CompiledListener } from '../config.ts';
+import { hostFromAuthority } from '../hostnames.ts';
+import type { RequestLimits } from '../limits.ts';
+import type { LogFn } from '../log.ts';
+import { pickEndpoint } from '../upstream/balancer.ts';
+import { Exchange, type ServingState } from './exchange.ts';
+import { applyFilters } from './filters.ts';
+import { isRejection, readRequestHead } from './framing.ts';
+import { forward, prepareUpstreamHeaders } from './proxy.ts';
+import { sendLocalReply } from './responses.ts';
+
+// reg-name / IP-literal characters and a port; anything else is not a host.
+const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
+
+interface RequestTarget {
+  path: string;
+  query: string;
+  authority: string;
+}
+
+/**
+ * Origin-form (`/path?query`) with the Host header, or absolute-form
+ * (`http://authority/path`), where RFC 9112 §3.2.2 says the URL's
+ * authority wins over Host. Anything else (`*`, authority-form) is refused.
+ */
+function parseTarget(url: string, host: string | undefined): RequestTarget | null {
+  let authority = host ?? '';
+  let pathAndQuery = url;
+  if (url.charCodeAt(0) !== 0x2f /* / */) {
+    const schemeEnd = url.indexOf('://');
+    if (schemeEnd === -1) return null;
+    const scheme = url.slice(0, schemeEnd).toLowerCase();
+    if (scheme !== 'http' && scheme !== 'https') return null;
+    const rest = url.slice(schemeEnd + 3);
+    let end = rest.length;
+    for (let i = 0; i < rest.length; i++) {
+      const c = rest.charCodeAt(i);
+      if (c === 0x2f || c === 0x3f) {
+        end = i;
+        break;
+      }
+    }
+    authority = rest.slice(0, end);
+    pathAndQuery = rest.slice(end);
+    if (pathAndQuery === '' || pathAndQuery.charCodeAt(0) === 0x3f /* ? */) pathAndQuery = `/${pathAndQuery}`;
+  }
+  const q = pathAndQuery.indexOf('?');
+  return {
+    path: q === -1 ? pathAndQuery : pathAndQuery.slice(0, q),
+    query: q === -1 ? '' : pathAndQuery.slice(q),
+    authority,
+  };
+}
+
+export class HttpRequestHandler {
+  readonly #limits: RequestLimits;
+  readonly #log: LogFn;
+
+  constructor(limits: RequestLimits, log: LogFn) {
+    this.#limits = limits;
+    this.#log = log;
+  }
+
+  handle(state: ServingState, req: IncomingMessage, res: ServerResponse): void {
+    // The one read of the config reference: this request lives on it to the end.
+    const listener = state.current;
+    try {
+      this.#handle(state, listener, req, res);
+    } catch (err) {
+      this.#log('error', 'request handling failed', { listener: listener.key, error: String(err) });
+      sendLocalReply(res, 500, { close: true });
+    }
+  }
+
+  #handle(state: ServingState, listener: CompiledListener, req: IncomingMessage, res: ServerResponse): void {
+    const draining = state.draining;
+    const head = readRequestHead(req, this.#limits.maxHeaderCount);
+    if (isRejection(head)) {
+      this.#log('info', 'request refused', { listener: listener.key, status: head.status, reason: head.reason });
+      sendLocalReply(res, head.status, { close: true });
+      return;
+    }
+    const target = parseTarget(req.url ?? '', head.host);
+    if (target === null || !AUTHORITY.test(target.authority)) {
+      sendLocalReply(res, 400, { close: true });
+      return;
+    }
+    const host = hostFromAuthority(target.authority);
+    const gatewayListener = listener.gatewayListeners.match(host);
+    const virtualHost = gatewayListener?.virtualHosts.match(host);
+    if (virtualHost === undefined) {
+      sendLocalReply(res, 404, { draining });
+      return;
+    }
+    const ex = new Exchange(
+      req,
+      res,
+      state,
+      listener,
+      { path: target.path, query: target.query, host, authority: target.authority },
+      head.headers,
+      head.hasBody,
+    );
+    const route = virtualHost.routes.find(ex);
+    if (route === undefined) {
+      sendLocalReply(res, 404, { draining });
+      return;
+    }
+    ex.routeName = route.name;
+    if (route.invalid !== null) {
+      sendLocalReply(res, 500, { draining });
+      return;
+    }
+
+    prepareUpstreamHeaders(ex);
+    let redirect = applyFilters(route.filters, ex);
+    if (redirect !== null) {
+      sendLocalReply(res, redirect.statusCode, { location: redirect.location, modifiers: ex.responseModifiers, draining });
+      return;
+    }
+    const backend = route.backends.pick();
+    if (backend === undefined) {
+      sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
+      return;
+    }
+    if (backend.filters.length !== 0) {
+      redirect = applyFilters(backend.filters, ex);
+      if (redirect !== null) {
+        sendLocalReply(res, redirect.statusCode, { location: redirect.location, modifiers: ex.responseModifiers, draining });
+        return;
+      }
+    }
+    if (backend.cluster === null) {
+      sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
+      return;
+    }
+    const endpoint = pickEndpoint(backend.cluster);
+    if (endpoint === undefined) {
+      sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });
+      return;
+    }
+    forward(ex, endpoint, route.timeoutMs, this.#log);
+  }
+}

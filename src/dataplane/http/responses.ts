@@ -1,0 +1,44 @@
+// Answers the proxy gives itself (no route, no backend, redirects, refused
+// requests), with the route's response header modifiers when it has any.
+
+import { STATUS_CODES, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { modifyResponseHeaders, type HeaderModifier } from './filters.ts';
+
+export interface LocalReplyOptions {
+  readonly location?: string;
+  readonly modifiers?: readonly HeaderModifier[] | null;
+  /** Close the connection after the reply: the request's framing cannot be trusted. */
+  readonly close?: boolean;
+  /** Set while the listener drains. */
+  readonly draining?: boolean;
+}
+
+const bodies = new Map<number, Buffer>();
+
+function bodyFor(status: number): Buffer {
+  let body = bodies.get(status);
+  if (body === undefined) {
+    body = Buffer.from(`${status} ${STATUS_CODES[status] ?? ''}\n`);
+    bodies.set(status, body);
+  }
+  return body;
+}
+
+export function sendLocalReply(res: ServerResponse, status: number, options: LocalReplyOptions = {}): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const redirect = options.location !== undefined;
+  const body = redirect ? null : bodyFor(status);
+  const headers: IncomingHttpHeaders = {
+    'content-length': String(body === null ? 0 : body.length),
+  };
+  if (body !== null) headers['content-type'] = 'text/plain; charset=utf-8';
+  if (redirect) headers['location'] = options.location;
+  if (options.modifiers) modifyResponseHeaders(headers, options.modifiers);
+  if (options.close || options.draining) res.shouldKeepAlive = false;
+  res.writeHead(status, headers as OutgoingHttpHeaders);
+  res.end(body);
+}

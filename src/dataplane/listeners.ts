@@ -1,0 +1,191 @@
+// The listening sockets, diffed by IRListener.key on every apply: an
+// unchanged key keeps its server and its accepted connections and only
+// starts reading the new compiled listener; a removed key stops accepting
+// and drains; a new key binds. A protocol change (HTTP <-> HTTPS) rebuilds.
+
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { CompiledConfig, CompiledListener } from './config.ts';
+import type { ServingState } from './http/exchange.ts';
+import type { HttpRequestHandler } from './http/handler.ts';
+import { createPlainServer, createTlsServer } from './http/server.ts';
+import type { RequestLimits } from './limits.ts';
+import type { LogFn } from './log.ts';
+import { MIN_TLS_VERSION, type SniTable } from './tls/sni.ts';
+
+const DRAIN_SWEEP_MS = 250;
+
+class ListenerSlot implements ServingState {
+  current: CompiledListener;
+  draining = false;
+  readonly server: Server;
+  /** Identity of the certificate the server answers clients without SNI with. */
+  defaultCertificate: string | null;
+
+  constructor(current: CompiledListener, server: Server) {
+    this.current = current;
+    this.server = server;
+    this.defaultCertificate = current.sni?.defaultMaterial.identity ?? null;
+  }
+
+  get key(): string {
+    return this.current.key;
+  }
+
+  /** Same socket: same address, port and protocol. */
+  canServe(next: CompiledListener): boolean {
+    const current = this.current;
+    return current.address === next.address && current.port === next.port && current.protocol === next.protocol;
+  }
+}
+
+export interface ReconcileResult {
+  /** Listeners that could not be bound, by key. */
+  readonly bindErrors: Record<string, string>;
+  /** Listeners still serving their previous default certificate, by key. */
+  readonly certificateErrors: Record<string, string>;
+}
+
+export class ListenerSet {
+  readonly #slots = new Map<string, ListenerSlot>();
+  readonly #draining = new Set<Promise<void>>();
+  readonly #limits: RequestLimits;
+  readonly #log: LogFn;
+  readonly #handler: HttpRequestHandler;
+
+  constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler) {
+    this.#limits = limits;
+    this.#log = log;
+    this.#handler = handler;
+  }
+
+  /**
+   * Serves `config`. Existing servers switch to it in one synchronous pass
+   * (no request can see half an update); then removed servers drain and new
+   * ones bind. Bind failures are returned by key, never thrown.
+   */
+  async reconcile(config: CompiledConfig): Promise<ReconcileResult> {
+    const errors: Record<string, string> = {};
+    const certificateErrors: Record<string, string> = {};
+    const toBind: CompiledListener[] = [];
+    const toDrain: ListenerSlot[] = [];
+    for (const [key, slot] of this.#slots) {
+      const next = config.listeners.get(key);
+      if (next !== undefined && slot.canServe(next)) {
+        slot.current = next;
+        this.#updateDefaultCertificate(slot, certificateErrors);
+      } else {
+        toDrain.push(slot);
+        this.#slots.delete(key);
+        if (next !== undefined) toBind.push(next);
+      }
+    }
+    for (const [key, listener] of config.listeners) {
+      if (!this.#slots.has(key) && !toBind.includes(listener)) toBind.push(listener);
+    }
+    // Drain first: a rebuilt listener needs its port back.
+    for (const slot of toDrain) this.#drain(slot);
+    await Promise.all(
+      toBind.map(async (listener) => {
+        const error = await this.#bind(listener);
+        if (error !== null) errors[listener.key] = error;
+      }),
+    );
+    return { bindErrors: errors, certificateErrors };
+  }
+
+  /** Drains every listener; resolves when all their connections are gone. */
+  async closeAll(): Promise<void> {
+    for (const slot of this.#slots.values()) this.#drain(slot);
+    this.#slots.clear();
+    await Promise.all([...this.#draining]);
+  }
+
+  /** Bound listeners, for diagnostics and tests. */
+  keys(): string[] {
+    return [...this.#slots.keys()];
+  }
+
+  #updateDefaultCertificate(slot: ListenerSlot, certificateErrors: Record<string, string>): void {
+    const sni = slot.current.sni;
+    if (sni === null || slot.defaultCertificate === sni.defaultMaterial.identity) return;
+    const material = sni.defaultMaterial;
+    try {
+      // Clients without SNI never reach SNICallback: they get the server's
+      // own context, which only setSecureContext replaces.
+      (slot.server as unknown as { setSecureContext(options: object): void }).setSecureContext({
+        cert: material.cert,
+        key: material.key,
+        minVersion: MIN_TLS_VERSION,
+      });
+      slot.defaultCertificate = material.identity;
+    } catch (err) {
+      certificateErrors[slot.key] = `default certificate: ${(err as Error).message}`;
+    }
+  }
+
+  #bind(listener: CompiledListener): Promise<string | null> {
+    let slot: ListenerSlot;
+    const spec = {
+      key: listener.key,
+      limits: this.#limits,
+      log: this.#log,
+      onRequest: (req: IncomingMessage, res: ServerResponse) => this.#handler.handle(slot, req, res),
+    };
+    const server =
+      listener.sni === null
+        ? createPlainServer(spec)
+        : createTlsServer({
+            ...spec,
+            sni: () => slot.current.sni as SniTable,
+            defaultCertificate: listener.sni.defaultMaterial,
+          });
+    slot = new ListenerSlot(listener, server);
+    return new Promise((resolve) => {
+      const onError = (err: NodeJS.ErrnoException) => {
+        server.off('listening', onListening);
+        this.#log('error', 'listener bind failed', { listener: listener.key, error: err.message });
+        resolve(`${err.code ?? 'ERROR'}: ${err.message}`);
+      };
+      const onListening = () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.#log('error', 'listener error', { listener: listener.key, error: err.message }));
+        this.#slots.set(listener.key, slot);
+        this.#log('info', 'listener bound', { listener: listener.key, protocol: listener.protocol });
+        resolve(null);
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen({ host: listener.address, port: listener.port });
+    });
+  }
+
+  /**
+   * Stops accepting at once; requests in flight finish on the config they
+   * have, answers ask clients to close, idle connections are closed now and
+   * whatever is left after the drain timeout is cut.
+   */
+  #drain(slot: ListenerSlot): void {
+    slot.draining = true;
+    const config = slot.current.config;
+    config.retain();
+    const server = slot.server;
+    const done = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => server.closeAllConnections(), this.#limits.drainTimeoutMs);
+      timer.unref();
+      // A response that started before draining kept its connection alive;
+      // close such connections as soon as they go idle.
+      const sweeper = setInterval(() => server.closeIdleConnections(), DRAIN_SWEEP_MS);
+      sweeper.unref();
+      server.close(() => {
+        clearTimeout(timer);
+        clearInterval(sweeper);
+        config.release();
+        this.#log('info', 'listener closed', { listener: slot.key });
+        resolve();
+      });
+      server.closeIdleConnections();
+    });
+    this.#draining.add(done);
+    void done.then(() => this.#draining.delete(done));
+  }
+}

@@ -1,0 +1,120 @@
+// Server certificates chosen by SNI. Secure contexts are built when a config
+// is applied, never during a handshake, and reused across applies while the
+// certificate and key stay the same (parsing keys is the expensive part).
+
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { TLSCertificate } from '../../ir/types.ts';
+
+export const MIN_TLS_VERSION = 'TLSv1.2';
+
+/** A certificate as the default (no SNI) context of a server is set from. */
+export interface CertificateMaterial {
+  readonly cert: string;
+  readonly key: string;
+  /** Equal for equal material: tells whether a server's default must change. */
+  readonly identity: string;
+}
+
+/**
+ * Contexts of the previous apply, keyed by certificate + key. Each apply
+ * starts a new generation so contexts no config uses any more are dropped.
+ */
+export class SecureContextCache {
+  #previous = new Map<string, SecureContext>();
+  #current = new Map<string, SecureContext>();
+
+  beginGeneration(): void {
+    this.#previous = this.#current;
+    this.#current = new Map();
+  }
+
+  /** Throws when the certificate or key cannot be loaded. */
+  get(material: CertificateMaterial): SecureContext {
+    let context = this.#current.get(material.identity) ?? this.#previous.get(material.identity);
+    if (context === undefined) {
+      context = createSecureContext({ cert: material.cert, key: material.key, minVersion: MIN_TLS_VERSION });
+    }
+    this.#current.set(material.identity, context);
+    return context;
+  }
+}
+
+export function certificateMaterial(certificate: TLSCertificate): CertificateMaterial {
+  return {
+    cert: certificate.certChain,
+    key: certificate.privateKey,
+    identity: `${certificate.certChain}\0${certificate.privateKey}`,
+  };
+}
+
+export interface SniCompileResult {
+  /** null when no certificate could be loaded. */
+  readonly table: SniTable | null;
+  /** One line per certificate that could not be loaded. */
+  readonly errors: string[];
+}
+
+export class SniTable {
+  /** The first loadable certificate: for clients without SNI or with an unknown name. */
+  readonly defaultMaterial: CertificateMaterial;
+  readonly #default: SecureContext;
+  readonly #exact = new Map<string, SecureContext>();
+  readonly #wildcards = new Map<string, SecureContext>();
+  readonly #any: SecureContext | undefined;
+
+  static compile(certificates: readonly TLSCertificate[], cache: SecureContextCache): SniCompileResult {
+    const errors: string[] = [];
+    const loaded: { names: string[]; material: CertificateMaterial; context: SecureContext }[] = [];
+    certificates.forEach((certificate, index) => {
+      const material = certificateMaterial(certificate);
+      try {
+        loaded.push({ names: certificate.serverNames, material, context: cache.get(material) });
+      } catch (err) {
+        const names = certificate.serverNames.join(', ') || '(no names)';
+        errors.push(`certificate ${index} (${names}): ${(err as Error).message}`);
+      }
+    });
+    return { table: loaded.length === 0 ? null : new SniTable(loaded), errors };
+  }
+
+  private constructor(loaded: { names: string[]; material: CertificateMaterial; context: SecureContext }[]) {
+    this.defaultMaterial = loaded[0].material;
+    this.#default = loaded[0].context;
+    let any: SecureContext | undefined;
+    for (const { names, context } of loaded) {
+      for (const raw of names) {
+        const name = normalizeServerName(raw);
+        if (name === '*') {
+          any ??= context;
+        } else if (name.startsWith('*.')) {
+          const suffix = name.slice(1);
+          if (!this.#wildcards.has(suffix)) this.#wildcards.set(suffix, context);
+        } else if (!this.#exact.has(name)) {
+          this.#exact.set(name, context);
+        }
+      }
+    }
+    this.#any = any;
+  }
+
+  /** Exact name first, then the wildcard with the longest suffix, then `*`, then the default. */
+  contextFor(serverName: string | undefined): SecureContext {
+    if (!serverName) return this.#default;
+    const name = normalizeServerName(serverName);
+    const exact = this.#exact.get(name);
+    if (exact !== undefined) return exact;
+    if (this.#wildcards.size !== 0) {
+      // Leftmost dot first: the longest suffix is tried first.
+      for (let dot = name.indexOf('.', 1); dot !== -1; dot = name.indexOf('.', dot + 1)) {
+        const context = this.#wildcards.get(name.slice(dot));
+        if (context !== undefined) return context;
+      }
+    }
+    return this.#any ?? this.#default;
+  }
+}
+
+function normalizeServerName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.length > 1 && lower.endsWith('.') ? lower.slice(0, -1) : lower;
+}

@@ -1,0 +1,68 @@
+// Choosing where a request goes: a backend by weight, then an endpoint of
+// its cluster in turn. Cumulative weights are prepared per config so a pick
+// is one random number and a short scan.
+
+import type { Pool } from 'undici';
+import type { CompiledFilter } from '../http/filters.ts';
+
+export interface UpstreamEndpoint {
+  /** `http://address:port`, the pool's key. */
+  readonly origin: string;
+  readonly pool: Pool;
+}
+
+export interface UpstreamCluster {
+  readonly name: string;
+  readonly endpoints: readonly UpstreamEndpoint[];
+  /** Round-robin cursor; the one mutable field, shared by all routes of the config. */
+  next: number;
+}
+
+export interface CompiledBackend {
+  /** null when the reference was invalid or named an unknown cluster: 500. */
+  readonly cluster: UpstreamCluster | null;
+  readonly filters: readonly CompiledFilter[];
+}
+
+export function pickEndpoint(cluster: UpstreamCluster): UpstreamEndpoint | undefined {
+  const endpoints = cluster.endpoints;
+  if (endpoints.length === 0) return undefined;
+  const index = cluster.next;
+  cluster.next = index + 1 >= endpoints.length ? 0 : index + 1;
+  return endpoints[index];
+}
+
+export class WeightedBackends {
+  readonly #backends: CompiledBackend[] = [];
+  /** Running totals of weight; weight-0 backends are left out entirely. */
+  readonly #cumulative: number[] = [];
+  readonly #total: number;
+
+  constructor(backends: Iterable<{ weight: number; backend: CompiledBackend }>) {
+    let total = 0;
+    for (const { weight, backend } of backends) {
+      if (!(weight > 0)) continue;
+      total += weight;
+      this.#backends.push(backend);
+      this.#cumulative.push(total);
+    }
+    this.#total = total;
+  }
+
+  /** undefined when nothing can be chosen (no backends, or all weight 0). */
+  pick(random: () => number = Math.random): CompiledBackend | undefined {
+    const n = this.#backends.length;
+    if (n === 0) return undefined;
+    if (n === 1) return this.#backends[0];
+    const r = random() * this.#total;
+    const cumulative = this.#cumulative;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (r < cumulative[mid]) hi = mid;
+      else lo = mid + 1;
+    }
+    return this.#backends[lo];
+  }
+}

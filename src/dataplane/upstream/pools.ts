@@ -1,0 +1,93 @@
+// Upstream connection pools, one undici Pool per endpoint origin. Pools
+// outlive configs: a config change that keeps an endpoint keeps its warm
+// keep-alive connections. Each compiled config holds a reference to the
+// pools it uses; a pool closes (gracefully: queued and running requests
+// finish) when the last reference is released.
+
+import { Pool } from 'undici';
+import type { Endpoint } from '../../ir/types.ts';
+import type { LogFn } from '../log.ts';
+
+export function endpointOrigin(endpoint: Endpoint): string {
+  const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
+  return `http://${host}:${endpoint.port}`;
+}
+
+interface PoolEntry {
+  readonly pool: Pool;
+  refs: number;
+}
+
+export interface UpstreamPoolOptions {
+  /** How long an idle upstream connection is kept. */
+  keepAliveTimeoutMs?: number;
+  /** Time allowed to open an upstream connection. */
+  connectTimeoutMs?: number;
+}
+
+export class UpstreamPools {
+  readonly #entries = new Map<string, PoolEntry>();
+  readonly #closing = new Map<Pool, Promise<void>>();
+  readonly #options: UpstreamPoolOptions;
+  readonly #log: LogFn;
+
+  constructor(log: LogFn, options: UpstreamPoolOptions = {}) {
+    this.#log = log;
+    this.#options = options;
+  }
+
+  /** The pool for `origin`, created if needed; pair every call with release(). */
+  acquire(origin: string): Pool {
+    let entry = this.#entries.get(origin);
+    if (entry === undefined) {
+      const pool = new Pool(origin, {
+        keepAliveTimeout: this.#options.keepAliveTimeoutMs ?? 4_000,
+        connectTimeout: this.#options.connectTimeoutMs ?? 10_000,
+        // A backend that lies about Content-Length must not corrupt the
+        // next response on the same connection.
+        strictContentLength: true,
+      });
+      entry = { pool, refs: 0 };
+      this.#entries.set(origin, entry);
+    }
+    entry.refs++;
+    return entry.pool;
+  }
+
+  release(origin: string): void {
+    const entry = this.#entries.get(origin);
+    if (entry === undefined) return;
+    if (--entry.refs > 0) return;
+    this.#entries.delete(origin);
+    const pool = entry.pool;
+    const closing = pool
+      .close()
+      .catch((err: unknown) => this.#log('warn', 'upstream pool close failed', { origin, error: String(err) }))
+      .finally(() => this.#closing.delete(pool));
+    this.#closing.set(pool, closing);
+  }
+
+  /** Origins with a live pool, for tests and diagnostics. */
+  origins(): string[] {
+    return [...this.#entries.keys()];
+  }
+
+  /** Waits for released pools to finish closing; destroys what is left after `graceMs`. */
+  async closeAll(graceMs: number): Promise<void> {
+    for (const entry of this.#entries.values()) entry.refs = 1;
+    for (const origin of [...this.#entries.keys()]) this.release(origin);
+    const pending = [...this.#closing.values()];
+    if (pending.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+      timer.unref();
+    });
+    const outcome = await Promise.race([Promise.all(pending).then(() => 'done' as const), deadline]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.#log('warn', 'upstream pools did not close in time; destroying them');
+      await Promise.all([...this.#closing.keys()].map((pool) => pool.destroy().catch(() => {})));
+    }
+  }
+}
