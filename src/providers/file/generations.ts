@@ -1,0 +1,78 @@
+// metadata.generation, creationTimestamp and uid for objects read from
+// files, kept the way the Kubernetes API server keeps them: generation 1 at
+// creation, +1 on every change of the spec (everything but metadata and
+// status), creationTimestamp and uid fixed at creation. An object that
+// disappears is forgotten, so re-creating it starts again at generation 1
+// with a new uid.
+import { randomUUID } from 'node:crypto';
+import type { KubeObject } from '../../api/types.ts';
+import { canonicalJSON } from '../../api/schema.ts';
+
+interface Tracked {
+  generation: number;
+  spec: string;
+  creationTimestamp: string;
+  uid: string;
+}
+
+/** RFC 3339 at second precision, as Kubernetes writes timestamps: `2025-01-02T03:04:05Z`. */
+export function rfc3339(d: Date): string {
+  return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** What a spec change is judged on: every top-level field but apiVersion, kind, metadata and status. */
+function specOf(o: KubeObject): string {
+  const rest: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (k !== 'apiVersion' && k !== 'kind' && k !== 'metadata' && k !== 'status') rest[k] = v;
+  }
+  return canonicalJSON(rest);
+}
+
+function keyOf(o: KubeObject): string {
+  return `${o.kind}|${o.metadata.namespace ?? ''}|${o.metadata.name}`;
+}
+
+export class GenerationTracker {
+  #tracked = new Map<string, Tracked>();
+  #now: () => Date;
+
+  /** `now` is for tests. */
+  constructor(now: () => Date = () => new Date()) {
+    this.#now = now;
+  }
+
+  /**
+   * Stamps, in place, `metadata.generation`, `.creationTimestamp` and
+   * `.uid` on every object of the current set, and forgets the objects
+   * not in it. Returns the same array. A creationTimestamp set in the file
+   * is kept; generation and uid from the file are replaced.
+   */
+  stamp(objects: KubeObject[]): KubeObject[] {
+    const seen = new Map<string, Tracked>();
+    for (const o of objects) {
+      const key = keyOf(o);
+      const spec = specOf(o);
+      let t = this.#tracked.get(key);
+      if (!t) {
+        t = { generation: 1, spec, creationTimestamp: '', uid: randomUUID() };
+      } else if (t.spec !== spec) {
+        t = { ...t, generation: t.generation + 1, spec };
+      }
+      const fromFile = o.metadata.creationTimestamp;
+      if (typeof fromFile === 'string' && fromFile) t.creationTimestamp = fromFile;
+      else if (!t.creationTimestamp) t.creationTimestamp = rfc3339(this.#now());
+      seen.set(key, t);
+      o.metadata.generation = t.generation;
+      o.metadata.creationTimestamp = t.creationTimestamp;
+      o.metadata.uid = t.uid;
+    }
+    this.#tracked = seen;
+    return objects;
+  }
+
+  /** The generation currently recorded for an object, if it is known. */
+  generationOf(kind: string, namespace: string | undefined, name: string): number | undefined {
+    return this.#tracked.get(`${kind}|${namespace ?? ''}|${name}`)?.generation;
+  }
+}

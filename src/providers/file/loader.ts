@@ -1,0 +1,209 @@
+// The file provider's loader: every *.yaml, *.yml and *.json file directly
+// in a directory -> validated objects, and errors that name file, document,
+// object and field. A bad config never replaces a good one: a file that
+// does not parse keeps the objects it had, an object that does not validate
+// keeps its previous valid version.
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import type { KubeObject } from '../../api/types.ts';
+import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
+
+export interface ObjectSource {
+  /** File name, relative to the directory. */
+  file: string;
+  /** 1-based document number within the file. */
+  document: number;
+  /** 1-based item number, for an object inside a `kind: List`. */
+  item?: number;
+}
+
+export interface LoadedObject {
+  object: KubeObject;
+  source: ObjectSource;
+}
+
+export interface ConfigError {
+  file: string;
+  document?: number;
+  item?: number;
+  /** `Kind namespace/name` (`Kind name` when cluster-scoped). */
+  object?: string;
+  field?: string;
+  reason: string;
+  /** All of the above in one line: `routes.yaml document 2 (HTTPRoute team-a/keystone): spec.rules[0]...: must start with "/"`. */
+  message: string;
+}
+
+export interface LoadResult {
+  objects: LoadedObject[];
+  errors: ConfigError[];
+}
+
+/** Whether the loader reads a file of this name: *.yaml, *.yml, *.json, not hidden. */
+export function isConfigFile(name: string): boolean {
+  return !name.startsWith('.') && /\.(ya?ml|json)$/i.test(name);
+}
+
+/** `Kind|namespace|name`: what makes two objects the same object. */
+export function objectKey(kind: string, namespace: string | undefined, name: string): string {
+  return `${kind}|${namespace ?? ''}|${name}`;
+}
+
+function keyOfLoaded(o: KubeObject): string {
+  return objectKey(o.kind, o.metadata.namespace, o.metadata.name);
+}
+
+export function configError(e: Omit<ConfigError, 'message'>): ConfigError {
+  let where = e.file;
+  if (e.document !== undefined) where += ` document ${e.document}`;
+  if (e.item !== undefined) where += ` item ${e.item}`;
+  if (e.object) where += ` (${e.object})`;
+  const message = e.field ? `${where}: ${e.field}: ${e.reason}` : `${where}: ${e.reason}`;
+  return { ...e, message };
+}
+
+/** One raw object of a file with where it came from. */
+interface RawEntry {
+  raw: unknown;
+  document: number;
+  item?: number;
+}
+
+type Parsed = { ok: true; entries: RawEntry[] } | { ok: false; error: Omit<ConfigError, 'message'> };
+
+/** A document that is a `kind: List` gives its items; anything else itself. */
+function expandList(raw: unknown, document: number): RawEntry[] {
+  if (raw && typeof raw === 'object' && !Array.isArray(raw) && (raw as Record<string, unknown>).kind === 'List'
+    && Array.isArray((raw as Record<string, unknown>).items)) {
+    return ((raw as Record<string, unknown>).items as unknown[]).map((item, i) => ({ raw: item, document, item: i + 1 }));
+  }
+  return [{ raw, document }];
+}
+
+function parseFile(file: string, text: string): Parsed {
+  if (/\.json$/i.test(file)) {
+    if (text.trim() === '') return { ok: true, entries: [] };
+    try {
+      return { ok: true, entries: expandList(JSON.parse(text), 1) };
+    } catch (e) {
+      return { ok: false, error: { file, reason: `cannot parse JSON: ${(e as Error).message}` } };
+    }
+  }
+  const entries: RawEntry[] = [];
+  const docs = parseAllDocuments(text, { prettyErrors: true });
+  // parseAllDocuments returns an EmptyStream for a file with no documents.
+  const list = Array.isArray(docs) ? docs : [];
+  for (let i = 0; i < list.length; i++) {
+    const doc = list[i];
+    const error = doc.errors[0];
+    if (error) {
+      const where = error.linePos ? ` at line ${error.linePos[0].line}, column ${error.linePos[0].col}` : '';
+      const firstLine = error.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+      return { ok: false, error: { file, document: i + 1, reason: `cannot parse YAML${where}: ${firstLine}` } };
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      return { ok: false, error: { file, document: i + 1, reason: `cannot read YAML: ${(e as Error).message}` } };
+    }
+    if (value === null || value === undefined) continue; // empty document
+    entries.push(...expandList(value, i + 1));
+  }
+  return { ok: true, entries };
+}
+
+function readConfigFiles(dir: string): { names: string[]; error?: string } {
+  try {
+    const names = fs.readdirSync(dir, { withFileTypes: true })
+      .filter((d) => (d.isFile() || d.isSymbolicLink()) && isConfigFile(d.name))
+      .map((d) => d.name)
+      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    return { names };
+  } catch (e) {
+    return { names: [], error: (e as Error).message };
+  }
+}
+
+/**
+ * Reads every config file directly in `dir` (sorted by name), validates
+ * each object, and returns the objects to use and the errors to report.
+ * With `previous` (the last result), a file that fails to parse keeps the
+ * objects it contributed then, and an invalid object keeps its previous
+ * valid version (same kind, namespace and name). An object defined twice
+ * is taken from the first file (by name) and document; the second is
+ * reported.
+ */
+export function loadDirectory(dir: string, previous?: LoadResult): LoadResult {
+  const objects: LoadedObject[] = [];
+  const errors: ConfigError[] = [];
+  const report = (e: Omit<ConfigError, 'message'>) => errors.push(configError(e));
+  const previousByKey = new Map<string, LoadedObject>();
+  for (const o of previous?.objects ?? []) previousByKey.set(keyOfLoaded(o.object), o);
+  const taken = new Map<string, ObjectSource>();
+
+  const add = (loaded: LoadedObject, file: string) => {
+    const key = keyOfLoaded(loaded.object);
+    const first = taken.get(key);
+    if (first) {
+      const o = loaded.object;
+      report({
+        file, document: loaded.source.document, item: loaded.source.item,
+        object: describeObject(o.kind, o.metadata.namespace, o.metadata.name),
+        reason: `duplicate: already defined in ${first.file} document ${first.document}${first.item !== undefined ? ` item ${first.item}` : ''}; this one is ignored`,
+      });
+      return;
+    }
+    taken.set(key, loaded.source);
+    objects.push(loaded);
+  };
+
+  const listing = readConfigFiles(dir);
+  if (listing.error) {
+    report({ file: dir, reason: `cannot read the directory: ${listing.error}` });
+    // Nothing can be read: keep everything from before.
+    return { objects: previous ? [...previous.objects] : [], errors };
+  }
+
+  for (const file of listing.names) {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(dir, file), 'utf8');
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'ENOENT') continue; // removed since the listing: it is gone
+      report({ file, reason: `cannot read: ${err.message}` });
+      for (const o of previous?.objects ?? []) if (o.source.file === file) add(o, file);
+      continue;
+    }
+    const parsed = parseFile(file, text);
+    if (!parsed.ok) {
+      const kept = (previous?.objects ?? []).filter((o) => o.source.file === file);
+      report({ ...parsed.error, reason: parsed.error.reason + (kept.length ? `; keeping the ${kept.length} object(s) loaded from it before` : '') });
+      for (const o of kept) add(o, file);
+      continue;
+    }
+    for (const entry of parsed.entries) {
+      const source: ObjectSource = entry.item === undefined ? { file, document: entry.document } : { file, document: entry.document, item: entry.item };
+      const result = validateObject(entry.raw);
+      if (result.ignored) continue;
+      if (result.object) {
+        add({ object: result.object, source }, file);
+        continue;
+      }
+      const id = identityOf(entry.raw);
+      const object = id ? describeObject(id.kind, id.namespace, id.name) : undefined;
+      const last = id ? previousByKey.get(objectKey(id.kind, id.namespace || undefined, id.name)) : undefined;
+      for (const fe of result.errors) {
+        report({
+          file, document: entry.document, item: entry.item, object,
+          field: fe.field || undefined,
+          reason: fe.reason + (last ? '; keeping the previous valid version' : ''),
+        });
+      }
+      if (last) add({ object: last.object, source }, file);
+    }
+  }
+  return { objects, errors };
+}

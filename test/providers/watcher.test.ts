@@ -1,0 +1,126 @@
+// watchDirectory on a real directory with real fs.watch: add, change,
+// remove and rename-over are seen within one second, bursts are debounced,
+// hidden temp files are not changes, and polling alone is enough.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { directorySignature, watchDirectory } from '../../src/providers/file/watcher.ts';
+import type { WatchOptions } from '../../src/providers/file/watcher.ts';
+
+interface Probe {
+  dir: string;
+  calls: number;
+  /** Resolves with the time it took once calls exceeds `before`; rejects after `ms`. */
+  next(before: number, ms?: number): Promise<number>;
+}
+
+function setup(t: { after(fn: () => void): void }, opts: WatchOptions = {}): Probe {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-watch-'));
+  fs.writeFileSync(path.join(dir, 'base.yaml'), 'a: 1\n');
+  const probe: Probe = {
+    dir,
+    calls: 0,
+    async next(before, ms = 1000) {
+      const start = performance.now();
+      while (performance.now() - start < ms) {
+        if (probe.calls > before) return performance.now() - start;
+        await sleep(10);
+      }
+      throw new Error(`no change seen within ${ms} ms`);
+    },
+  };
+  const w = watchDirectory(dir, () => { probe.calls++; }, opts);
+  t.after(() => {
+    w.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return probe;
+}
+
+for (const mode of ['fs.watch and polling', 'polling alone'] as const) {
+  const opts: WatchOptions = mode === 'polling alone' ? { fsWatch: false } : {};
+
+  test(`${mode}: add, change, remove and rename-over are each seen within one second`, async (t) => {
+    const p = setup(t, opts);
+    await sleep(50);
+    const steps: [string, () => void][] = [
+      ['add', () => fs.writeFileSync(path.join(p.dir, 'routes.yaml'), 'kind: HTTPRoute\n')],
+      ['change', () => fs.writeFileSync(path.join(p.dir, 'routes.yaml'), 'kind: HTTPRoute\nmetadata: {}\n')],
+      ['change, same size', () => fs.writeFileSync(path.join(p.dir, 'routes.yaml'), 'kind: HTTPRoute\nmetadata: []\n')],
+      ['rename over', () => {
+        fs.writeFileSync(path.join(p.dir, '.routes.yaml.tmp'), 'kind: GRPCRoute\n');
+        fs.renameSync(path.join(p.dir, '.routes.yaml.tmp'), path.join(p.dir, 'routes.yaml'));
+      }],
+      ['add json', () => fs.writeFileSync(path.join(p.dir, 'x.json'), '{}')],
+      ['remove', () => fs.rmSync(path.join(p.dir, 'routes.yaml'))],
+    ];
+    for (const [what, act] of steps) {
+      const before = p.calls;
+      act();
+      const took = await p.next(before).catch((e) => assert.fail(`${what}: ${e.message}`));
+      assert.ok(took < 1000, `${what} took ${took} ms`);
+      await sleep(mode === 'polling alone' ? 50 : 120); // let the debounce settle
+    }
+  });
+}
+
+test('a burst of writes is one call', async (t) => {
+  const p = setup(t);
+  await sleep(50);
+  for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(p.dir, `f${i % 4}.yaml`), `n: ${i}\n`);
+  await p.next(0);
+  await sleep(700); // past a poll, too
+  assert.equal(p.calls, 1);
+});
+
+test('hidden temp files and other extensions are not changes', async (t) => {
+  const p = setup(t);
+  await sleep(50);
+  fs.writeFileSync(path.join(p.dir, '.routes.yaml.tmp'), 'x: 1\n');
+  fs.writeFileSync(path.join(p.dir, 'notes.txt'), 'x\n');
+  fs.mkdirSync(path.join(p.dir, 'sub'));
+  fs.writeFileSync(path.join(p.dir, 'sub', 'x.yaml'), 'x: 1\n');
+  await sleep(800);
+  assert.equal(p.calls, 0);
+});
+
+test('a directory that vanishes does not throw; when it is back with files, that is a change', async (t) => {
+  const p = setup(t);
+  await sleep(50);
+  fs.rmSync(p.dir, { recursive: true, force: true });
+  await p.next(0, 1500);
+  const before = p.calls;
+  await sleep(200);
+  fs.mkdirSync(p.dir);
+  fs.writeFileSync(path.join(p.dir, 'new.yaml'), 'b: 2\n');
+  await p.next(before, 1500);
+});
+
+test('an exception from onChange goes to onError and the watch goes on', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-watch-'));
+  const errors: unknown[] = [];
+  let calls = 0;
+  const w = watchDirectory(dir, () => { calls++; throw new Error('boom'); }, { onError: (e) => errors.push(e) });
+  t.after(() => { w.close(); fs.rmSync(dir, { recursive: true, force: true }); });
+  fs.writeFileSync(path.join(dir, 'a.yaml'), '1');
+  await sleep(300);
+  fs.writeFileSync(path.join(dir, 'b.yaml'), '2');
+  await sleep(300);
+  assert.equal(calls, 2);
+  assert.equal(errors.length, 2);
+});
+
+test('directorySignature covers name, size, mtime and inode of config files only', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-sig-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const empty = directorySignature(dir);
+  fs.writeFileSync(path.join(dir, '.x.yaml.tmp'), 'x');
+  assert.equal(directorySignature(dir), empty);
+  fs.writeFileSync(path.join(dir, 'a.yaml'), 'x');
+  const one = directorySignature(dir);
+  assert.notEqual(one, empty);
+  assert.equal(directorySignature(path.join(dir, 'missing')), '');
+});
