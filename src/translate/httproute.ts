@@ -24,6 +24,15 @@ export interface TranslatedHTTPRoute {
   ruleCount: number;
 }
 
+/**
+ * Route regexes follow RE2 syntax (the Gateway API leaves the dialect to
+ * the implementation; Envoy and most others use RE2). Refusing
+ * backreferences and lookaround keeps every accepted regex runnable by
+ * V8's linear-time engine, which the process falls back to on excessive
+ * backtracking: a route author in one namespace cannot stall the gateway.
+ */
+const NOT_RE2 = /\\[1-9]|\\k<|\(\?<?[=!]/;
+
 const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']);
 
 export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex): TranslatedHTTPRoute {
@@ -73,6 +82,7 @@ function ruleProblem(rule: HTTPRouteRule): string | null {
     for (const re of regexes) {
       if (re === undefined) continue;
       try { new RegExp(re); } catch (e) { return `regular expression ${JSON.stringify(re)} is invalid: ${(e as Error).message}`; }
+      if (NOT_RE2.test(re)) return `regular expression ${JSON.stringify(re)} uses a backreference or lookaround, which RE2 syntax does not have`;
     }
   }
   const t = rule.timeouts;

@@ -1,0 +1,81 @@
+// `gatehouse serve` as a real process, the way users and the conformance
+// runner start it: readiness, status on the admin API, traffic, a
+// catastrophic route regex that must not stall it, and a clean SIGTERM.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { request } from 'undici';
+import { GATEWAY_CLASS, serviceYAML, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+
+const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+
+test('serve: ready, reports status, routes, survives a catastrophic regex, stops on SIGTERM', { timeout: 60_000 }, async () => {
+  const echo = await startEcho('web');
+  const dir = tempConfigDir();
+  writeConfig(dir, 'all.yaml', `${GATEWAY_CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 18082, protocol: HTTP}]
+---
+${serviceYAML('default', 'web', 80, echo.port)}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: "/(a+)+b"}}]
+    backendRefs: [{name: web, port: 80}]
+  - matches: [{path: {type: PathPrefix, value: /}}]
+    filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {set: [{name: X-Rule, value: fallback}]}}]
+    backendRefs: [{name: web, port: 80}]
+`);
+  const adminPort = await freePort();
+  const proc = spawn(process.execPath, [BIN, 'serve', '--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--address-pool', '127.43.0.0/24', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout.on('data', (c) => { output += c; });
+  proc.stderr.on('data', (c) => { output += c; });
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  try {
+    await waitFor('readyz', async () => (await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode === 200, 20_000);
+    const { items } = await (await request(`http://127.0.0.1:${adminPort}/api/v1/resources`)).body.json() as { items: any[] };
+    const gw = items.find((o) => o.kind === 'Gateway');
+    assert.equal(gw.metadata.generation, 1);
+    assert.deepEqual(gw.status.addresses, [{ type: 'IPAddress', value: '127.43.0.1' }]);
+    assert.equal(gw.status.conditions.find((c: { type: string }) => c.type === 'Programmed').status, 'True');
+
+    const hit = await waitFor('the regex route', async () => {
+      const res = await request('http://127.43.0.1:18082/aaab');
+      const body = await res.body.json() as { backend: string; path: string };
+      return res.statusCode === 200 && res.headers['x-rule'] === undefined && body;
+    });
+    assert.equal(hit.path, '/aaab');
+
+    // Exponential for a backtracking engine; linear once V8 falls back. Without the
+    // fallback this request would not be answered for hours.
+    const evil = `/${'a'.repeat(40)}c`;
+    const res = await request(`http://127.43.0.1:18082${evil}`, { headersTimeout: 15_000 });
+    await res.body.dump();
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers['x-rule'], 'fallback');
+  } finally {
+    proc.kill('SIGTERM');
+    // A process that does not drain and exit in time is a failure, not a hang of the suite.
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+    const code = await exited;
+    clearTimeout(killer);
+    await echo.close();
+    assert.equal(code, 0, `exit code; output:\n${output}`);
+  }
+});
