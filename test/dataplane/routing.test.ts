@@ -160,3 +160,21 @@ test('routing', async (t) => {
     assert.equal(reply.json().path, '/abs?x=1');
   });
 });
+
+test('dot segments are resolved before routing, and the backend sees the path that was matched', async (t) => {
+  const pub = await startBackend(t, 'public');
+  const admin = await startBackend(t, 'admin');
+  const port = await freePort();
+  const dp = await startDataPlane(t);
+  await dp.apply(ir([listener(port, [gatewayListener('gw', null, [vhost('*', [
+    route('public', match('/public'), [backend('public')]),
+    route('admin', match('/admin'), [backend('admin')]),
+  ])])])], [cluster('public', pub), cluster('admin', admin)]));
+  const r = await request(port, '/public/../admin/users');
+  assert.equal(r.status, 200);
+  assert.equal(r.json().backend, 'admin', 'the normalised path /admin/users is routed, not /public');
+  assert.equal(r.json().path, '/admin/users');
+  const encoded = await request(port, '/public/%2e%2e/admin');
+  assert.equal(encoded.json().backend, 'admin');
+  assert.equal(encoded.json().path, '/admin');
+});

@@ -13,6 +13,7 @@ import { applyFilters } from './filters.ts';
 import { isRejection, readRequestHead } from './framing.ts';
 import { forward, prepareUpstreamHeaders } from './proxy.ts';
 import { sendLocalReply } from './responses.ts';
+import { normalizePath } from './path.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
 const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
@@ -51,7 +52,7 @@ function parseTarget(url: string, host: string | undefined): RequestTarget | nul
   }
   const q = pathAndQuery.indexOf('?');
   return {
-    path: q === -1 ? pathAndQuery : pathAndQuery.slice(0, q),
+    path: normalizePath(q === -1 ? pathAndQuery : pathAndQuery.slice(0, q)),
     query: q === -1 ? '' : pathAndQuery.slice(q),
     authority,
   };
