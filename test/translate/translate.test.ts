@@ -38,6 +38,8 @@ interface Case {
     clusters?: Record<string, string[]>;
     /** socket keys of the IR, in order. */
     sockets?: string[];
+    /** socket key -> its Gateway listeners in IR order. */
+    listenerOrder?: Record<string, string[]>;
     /** entry name -> its filters as IR JSON. */
     filters?: Record<string, unknown[]>;
   };
@@ -120,6 +122,11 @@ for (const file of fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !=
           got[`${s.key} ${gl.hostname ?? '-'} ${vh.hostname}`] = vh.routes.map((r) => r.name);
         }
         assert.deepEqual(got, c.expect.hosts);
+      }
+      for (const [key, want] of Object.entries(c.expect.listenerOrder ?? {})) {
+        const sock = ir.listeners.find((s) => s.key === key);
+        assert.ok(sock, `no socket ${key}`);
+        assert.deepEqual(sock.gatewayListeners.map((g) => g.name), want, `${key}: listener order`);
       }
       const all = entries(ir);
       for (const [name, want] of Object.entries(c.expect.backends ?? {})) {
