@@ -20,8 +20,20 @@ export function rfc3339(d: Date): string {
   return d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
+/**
+ * Objects are immutable once loaded (the loader hands out the same instance
+ * while its file is unchanged), so the canonical form of one is computed once.
+ */
+const specCache = new WeakMap<KubeObject, string>();
+
 /** What a spec change is judged on: every top-level field but apiVersion, kind, metadata and status. */
 function specOf(o: KubeObject): string {
+  let cached = specCache.get(o);
+  if (cached === undefined) specCache.set(o, cached = computeSpec(o));
+  return cached;
+}
+
+function computeSpec(o: KubeObject): string {
   const rest: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) {
     if (k !== 'apiVersion' && k !== 'kind' && k !== 'metadata' && k !== 'status') rest[k] = v;
