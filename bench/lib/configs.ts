@@ -1,0 +1,191 @@
+// The configurations both proxies run: the same backend, the same routes,
+// written once as Gateway API YAML for Gatehouse and once as nginx.conf.
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+
+export const PORTS = { backend: 18080, ghHttp: 18081, ghHttps: 18443, ghAdmin: 19901, ngHttp: 18082, ngHttps: 18444 };
+export const SMALL_BODY = 'x'.repeat(64);
+export const BIG_BODY_BYTES = 16 * 1024;
+export const ROUTES_1K = 1000;
+export const RULES_PER_ROUTE = 10;
+export const TENANTS = 10;
+
+export interface Paths { root: string; www: string; cert: string; key: string }
+
+export function prepareFiles(root: string): Paths {
+  const www = path.join(root, 'www');
+  fs.mkdirSync(www, { recursive: true });
+  // nginx workers run as another user unless told otherwise.
+  fs.chmodSync(root, 0o755);
+  fs.writeFileSync(path.join(www, 'small'), SMALL_BODY);
+  fs.writeFileSync(path.join(www, 'big'), Buffer.alloc(BIG_BODY_BYTES, 'y'));
+  const cert = path.join(root, 'tls.crt');
+  const key = path.join(root, 'tls.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=bench.test',
+    '-addext', 'subjectAltName=DNS:bench.test,DNS:*.bench.test,IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  return { root, www, cert, key };
+}
+
+function nginxPreamble(prefix: string, workers: number): string {
+  fs.mkdirSync(prefix, { recursive: true });
+  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
+  return `${user}worker_processes ${workers};
+pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/body; proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fcgi; uwsgi_temp_path ${prefix}/uwsgi; scgi_temp_path ${prefix}/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  default_type application/octet-stream;
+`;
+}
+
+/** The backend: nginx serving two static files (the small body for every path, 16 KiB at /big). */
+export function backendConf(p: Paths): string {
+  const prefix = path.join(p.root, 'backend');
+  const file = path.join(prefix, 'nginx.conf');
+  fs.writeFileSync(file, `${nginxPreamble(prefix, 1)}
+  server {
+    listen 127.0.0.1:${PORTS.backend} backlog=4096;
+    root ${p.www};
+    location = /big { try_files /big =404; }
+    location / { try_files /small =404; }
+  }
+}
+`);
+  return file;
+}
+
+/** nginx as the reference reverse proxy: upstream keep-alive, the same routes as Gatehouse. */
+export function nginxProxyConf(p: Paths, name: string, routes1k: boolean, workers: number): string {
+  const prefix = path.join(p.root, `nginx-${name}`);
+  const file = path.join(prefix, 'nginx.conf');
+  const proxy = `proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;`;
+  const listenOn = (def: string) => `listen 127.0.0.1:${PORTS.ngHttp}${def}; listen 127.0.0.1:${PORTS.ngHttps} ssl${def};
+    ssl_certificate ${p.cert}; ssl_certificate_key ${p.key};`;
+  const listen = listenOn('');
+  let servers = `  server {
+    ${listenOn(' default_server backlog=4096')}
+    location / { ${proxy} }
+  }
+  map $http_x_bench_tenant $bench_tenant {
+${Array.from({ length: TENANTS }, (_, i) => `    tenant-${i} 1;`).join('\n')}
+    default "";
+  }
+  server {
+    ${listen} server_name headers.bench.test;
+    location / { if ($bench_tenant = "") { return 404; } ${proxy} }
+  }
+`;
+  if (routes1k) {
+    for (let i = 0; i < ROUTES_1K; i++) {
+      const locs = Array.from({ length: RULES_PER_ROUTE }, (_, j) => `location /p${j} { ${proxy} }`).join(' ');
+      servers += `  server { ${listen} server_name r${i}.bench.test; ${locs} }\n`;
+    }
+  }
+  fs.writeFileSync(file, `${nginxPreamble(prefix, workers)}
+  server_names_hash_bucket_size 128;
+  upstream backend { server 127.0.0.1:${PORTS.backend}; keepalive 128; }
+${servers}}
+`);
+  return file;
+}
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+
+/** Gatehouse's config dir: Gateway (HTTP + HTTPS), backend Service, the catch-all and header routes, optionally 1,000 more. */
+export function gatehouseConfigDir(p: Paths, name: string, routes1k: boolean): string {
+  const dir = path.join(p.root, `gatehouse-${name}`);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, '00-gateway.yaml'), gatewayYAML(p));
+  const headerRules = Array.from({ length: TENANTS }, (_, i) =>
+    `  - matches: [{path: {type: PathPrefix, value: /}, headers: [{name: x-bench-tenant, value: tenant-${i}}]}]\n    backendRefs: [{name: backend, port: 80}]`).join('\n');
+  fs.writeFileSync(path.join(dir, '10-routes.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: catch-all, namespace: bench}
+spec:
+  parentRefs: [{name: bench}]
+  rules:
+  - backendRefs: [{name: backend, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: headers, namespace: bench}
+spec:
+  parentRefs: [{name: bench}]
+  hostnames: [headers.bench.test]
+  rules:
+${headerRules}
+`);
+  if (routes1k) fs.writeFileSync(path.join(dir, '20-routes-1k.yaml'), manyRoutesYAML(0, ROUTES_1K));
+  return dir;
+}
+
+export function gatewayYAML(p: Paths): string {
+  return `apiVersion: v1
+kind: Namespace
+metadata: {name: bench}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench, namespace: bench}
+spec:
+  gatewayClassName: gatehouse
+  listeners:
+  - {name: http, protocol: HTTP, port: ${PORTS.ghHttp}}
+  - name: https
+    protocol: HTTPS
+    port: ${PORTS.ghHttps}
+    tls: {mode: Terminate, certificateRefs: [{name: bench-tls}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bench-tls, namespace: bench}
+type: kubernetes.io/tls
+data: {tls.crt: ${b64(fs.readFileSync(p.cert, 'utf8'))}, tls.key: ${b64(fs.readFileSync(p.key, 'utf8'))}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: backend, namespace: bench}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: backend-1, namespace: bench, labels: {kubernetes.io/service-name: backend}}
+addressType: IPv4
+ports: [{name: http, port: ${PORTS.backend}}]
+endpoints: [{addresses: [127.0.0.1]}]
+`;
+}
+
+/** HTTPRoute r{i} for host r{i}.bench.test with rules /p0 ... /p9. */
+export function routeYAML(i: number, suffix = ''): string {
+  const rules = Array.from({ length: RULES_PER_ROUTE }, (_, j) =>
+    `  - matches: [{path: {type: PathPrefix, value: /p${j}${suffix}}}]\n    backendRefs: [{name: backend, port: 80}]`).join('\n');
+  return `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r${i}, namespace: bench}
+spec:
+  parentRefs: [{name: bench}]
+  hostnames: [r${i}.bench.test]
+  rules:
+${rules}
+`;
+}
+
+export function manyRoutesYAML(from: number, to: number): string {
+  const docs: string[] = [];
+  for (let i = from; i < to; i++) docs.push(routeYAML(i));
+  return docs.join('---\n');
+}

@@ -1,0 +1,150 @@
+// npm run bench: Gatehouse and nginx (the reference reverse proxy) side by
+// side against the same nginx backend, proxy pinned to one core, wrk and
+// the backend on the other; the two proxies alternate, each scenario is
+// repeated, and medians and ratios are printed (and saved in
+// bench/results/). Environment: BENCH_SECONDS (10), BENCH_REPS (3),
+// BENCH_SCENARIOS (comma list), BENCH_CONNECTIONS (50).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { ensureTools } from './lib/tools.ts';
+import { runWrk, type WrkResult } from './lib/wrk.ts';
+import { httpOk, machineBusy, startPinned, stop, treeRssMiB, waitUntil } from './lib/procs.ts';
+import { backendConf, gatehouseConfigDir, nginxProxyConf, prepareFiles, PORTS, type Paths } from './lib/configs.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const REPS = Number(process.env.BENCH_REPS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const WARMUP_SECONDS = 3;
+/** The load generator and the backend share core 0; the proxy has core 1. */
+const LOAD_CPU = '0';
+const PROXY_CPU = '1';
+const REPO = path.resolve(import.meta.dirname, '..');
+
+interface Scenario {
+  name: string;
+  what: string;
+  /** 'base' or 'routes1k': which generated config the proxies run. */
+  config: 'base' | 'routes1k';
+  https: boolean;
+  path: string;
+  headers: string[];
+  /** Proxy workers, and the CPUs the proxy is pinned to. */
+  workers: number;
+  proxyCpus: string;
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: 'small', what: '64 B body, HTTP keep-alive', config: 'base', https: false, path: '/', headers: [], workers: 1, proxyCpus: PROXY_CPU },
+  { name: 'body16k', what: '16 KiB body, HTTP keep-alive', config: 'base', https: false, path: '/big', headers: [], workers: 1, proxyCpus: PROXY_CPU },
+  { name: 'https', what: '64 B body, HTTPS keep-alive', config: 'base', https: true, path: '/', headers: [], workers: 1, proxyCpus: PROXY_CPU },
+  { name: 'routes1k', what: '64 B body, 1,000 HTTPRoutes x 10 rules, host+path lookup', config: 'routes1k', https: false, path: '/p9/x', headers: ['Host: r777.bench.test'], workers: 1, proxyCpus: PROXY_CPU },
+  { name: 'headers', what: '64 B body, 10 header-match rules, last one matches', config: 'base', https: false, path: '/', headers: ['Host: headers.bench.test', 'x-bench-tenant: tenant-9'], workers: 1, proxyCpus: PROXY_CPU },
+  { name: 'small-2w', what: '64 B body, 2 proxy workers on both cores (shared with wrk and backend)', config: 'base', https: false, path: '/', headers: [], workers: 2, proxyCpus: '0,1' },
+];
+
+type ProxyName = 'gatehouse' | 'nginx';
+interface Sample extends WrkResult { rssMiB: number | null }
+
+/** Whether this revision of gatehouse has `serve --workers` (so the bench also runs on older ones). */
+const HAS_WORKERS_FLAG = execFileSync(process.execPath, [path.join(REPO, 'bin/gatehouse.js'), '--help'], { encoding: 'utf8' }).includes('--workers');
+
+async function startGatehouse(p: Paths, s: Scenario): Promise<ChildProcess> {
+  const dir = gatehouseConfigDir(p, s.config, s.config === 'routes1k');
+  const args = [path.join(REPO, 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
+    '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', 'warn'];
+  if (HAS_WORKERS_FLAG) args.push('--workers', String(s.workers));
+  else if (s.workers !== 1) throw new Error('this gatehouse has no --workers');
+  const child = startPinned(s.proxyCpus, process.execPath, args, process.env, path.join(p.root, 'gatehouse.log'));
+  await waitUntil('gatehouse readyz', () => httpOk(`http://127.0.0.1:${PORTS.ghAdmin}/readyz`), 60_000);
+  return child;
+}
+
+async function startNginx(p: Paths, s: Scenario): Promise<ChildProcess> {
+  const conf = nginxProxyConf(p, `${s.config}-${s.workers}`, s.config === 'routes1k', s.workers);
+  return startPinned(s.proxyCpus, 'nginx', ['-c', conf, '-g', 'daemon off;'], process.env, path.join(p.root, 'nginx.log'));
+}
+
+function url(proxy: ProxyName, s: Scenario): string {
+  const port = proxy === 'gatehouse' ? (s.https ? PORTS.ghHttps : PORTS.ghHttp) : (s.https ? PORTS.ngHttps : PORTS.ngHttp);
+  return `${s.https ? 'https' : 'http'}://127.0.0.1:${port}${s.path}`;
+}
+
+async function measure(p: Paths, proxy: ProxyName, s: Scenario): Promise<Sample> {
+  const child = proxy === 'gatehouse' ? await startGatehouse(p, s) : await startNginx(p, s);
+  try {
+    const target = url(proxy, s);
+    const headers = Object.fromEntries(s.headers.map((h) => { const i = h.indexOf(':'); return [h.slice(0, i), h.slice(i + 1).trim()]; }));
+    if (s.https) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+    await waitUntil(`${proxy} serving ${target}`, () => httpOk(target, headers), 30_000);
+    await runWrk({ url: target, seconds: WARMUP_SECONDS, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU });
+    const result = await runWrk({ url: target, seconds: SECONDS, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU });
+    const rssMiB = proxy === 'gatehouse' ? treeRssMiB(child.pid as number) : null;
+    return { ...result, rssMiB };
+  } finally {
+    await stop(child);
+  }
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+
+async function main(): Promise<void> {
+  ensureTools();
+  const only = process.env.BENCH_SCENARIOS?.split(',').map((x) => x.trim());
+  const scenarios = (only ? SCENARIOS.filter((s) => only.includes(s.name)) : SCENARIOS).filter((s) => HAS_WORKERS_FLAG || s.workers === 1);
+  // The numbers mean nothing if something else is using the cores.
+  const busy = await machineBusy();
+  if (busy > 0.1) process.stderr.write(`bench: WARNING: the machine is ${(busy * 100).toFixed(0)}% busy before starting; results will be distorted (see top)\n`);
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
+  const paths = prepareFiles(root);
+  const backend = startPinned(LOAD_CPU, 'nginx', ['-c', backendConf(paths), '-g', 'daemon off;'], process.env, path.join(root, 'backend.log'));
+  const samples = new Map<string, Sample[]>();
+  process.stdout.write(`bench: ${os.cpus().length} cores (${os.cpus()[0]?.model}), ${SECONDS}s x ${REPS} runs, ${CONNECTIONS} connections, work dir ${root}\n`);
+  try {
+    await waitUntil('backend', () => httpOk(`http://127.0.0.1:${PORTS.backend}/`));
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const s of scenarios) {
+        // Alternate which proxy goes first, so neither always gets the warmer machine.
+        const order: ProxyName[] = rep % 2 === 0 ? ['gatehouse', 'nginx'] : ['nginx', 'gatehouse'];
+        for (const proxy of order) {
+          const r = await measure(paths, proxy, s);
+          const key = `${s.name}/${proxy}`;
+          samples.set(key, [...(samples.get(key) ?? []), r]);
+          process.stdout.write(`  run ${rep + 1} ${s.name.padEnd(9)} ${proxy.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99ms.toFixed(2).padStart(7)} ms` +
+            `${r.errors ? `  errors ${r.errors}` : ''}${r.rssMiB !== null ? `  rss ${r.rssMiB.toFixed(0)} MiB` : ''}\n`);
+        }
+      }
+    }
+  } finally {
+    await stop(backend);
+  }
+  const rows = scenarios.map((s) => {
+    const g = samples.get(`${s.name}/gatehouse`) ?? [];
+    const n = samples.get(`${s.name}/nginx`) ?? [];
+    const gRps = median(g.map((x) => x.rps)), nRps = median(n.map((x) => x.rps));
+    const gP99 = median(g.map((x) => x.p99ms)), nP99 = median(n.map((x) => x.p99ms));
+    return { scenario: s.name, what: s.what, runs: g.length, gatehouseRps: Math.round(gRps), nginxRps: Math.round(nRps), rpsRatio: gRps / nRps,
+      gatehouseP99Ms: gP99, nginxP99Ms: nP99, p99Ratio: gP99 / nP99, gatehouseRssMiB: Math.round(median(g.map((x) => x.rssMiB ?? 0))),
+      errors: [...g, ...n].reduce((a, x) => a + x.errors, 0) };
+  });
+  const lines = [
+    `| scenario | Gatehouse req/s | nginx req/s | ratio | Gatehouse p99 | nginx p99 | ratio | Gatehouse RSS |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    ...rows.map((r) => `| ${r.scenario} | ${r.gatehouseRps} | ${r.nginxRps} | ${r.rpsRatio.toFixed(2)} | ${r.gatehouseP99Ms.toFixed(2)} ms | ${r.nginxP99Ms.toFixed(2)} ms | ${r.p99Ratio.toFixed(2)} | ${r.gatehouseRssMiB} MiB |`),
+  ];
+  const small = rows.find((r) => r.scenario === 'small'), k = rows.find((r) => r.scenario === 'routes1k');
+  if (small && k) lines.push('', `1,000 routes vs 1 route (Gatehouse req/s): ${(k.gatehouseRps / small.gatehouseRps).toFixed(2)}`);
+  const two = rows.find((r) => r.scenario === 'small-2w');
+  if (small && two) lines.push(`2 workers vs 1 (Gatehouse req/s): ${(two.gatehouseRps / small.gatehouseRps).toFixed(2)}; nginx 2 vs 1: ${(two.nginxRps / small.nginxRps).toFixed(2)}`);
+  const errors = rows.reduce((a, r) => a + r.errors, 0);
+  if (errors) lines.push(`errors (non-2xx or socket) across all runs: ${errors}`);
+  process.stdout.write(`\nmedians of ${REPS} alternating runs, ${SECONDS}s each:\n${lines.join('\n')}\n`);
+  const out = path.join(REPO, 'bench/results');
+  fs.mkdirSync(out, { recursive: true });
+  const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, seconds: SECONDS, reps: REPS, connections: CONNECTIONS, rows, samples: Object.fromEntries(samples) }, null, 2) + '\n');
+  process.stdout.write(`saved ${path.relative(REPO, file)}\n`);
+}
+
+await main();
