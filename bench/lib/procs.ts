@@ -3,9 +3,28 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 
+const live = new Set<ChildProcess>();
+let trapped = false;
+
+/** Interrupting the benchmark stops what it started, not just itself. */
+function trapSignals(): void {
+  if (trapped) return;
+  trapped = true;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      for (const child of live) child.kill('SIGTERM');
+      process.exit(130);
+    });
+  }
+}
+
 export function startPinned(cpus: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env, logFile?: string): ChildProcess {
+  trapSignals();
   const out = logFile === undefined ? 'ignore' : fs.openSync(logFile, 'a');
-  return spawn('taskset', ['-c', cpus, cmd, ...args], { stdio: ['ignore', out, out], env });
+  const child = spawn('taskset', ['-c', cpus, cmd, ...args], { stdio: ['ignore', out, out], env });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
 }
 
 export async function stop(child: ChildProcess, graceMs = 5000): Promise<void> {
