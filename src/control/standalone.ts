@@ -9,11 +9,12 @@ import { loadDirectory, type LoadResult } from '../providers/file/loader.ts';
 import { GenerationTracker } from '../providers/file/generations.ts';
 import { watchDirectory } from '../providers/file/watcher.ts';
 import { buildSnapshot } from '../api/build-snapshot.ts';
-import { translate } from '../translate/index.ts';
+import { newTranslateMemo, translate } from '../translate/index.ts';
 import { parsePool, type AddressPool } from '../translate/addresses.ts';
 import { StatusStore } from './status-store.ts';
 import { markUnboundListeners } from './bind-status.ts';
-import { DataPlane } from '../dataplane/dataplane.ts';
+import { DataPlane, type ApplyResult } from '../dataplane/dataplane.ts';
+import { WorkerPool } from './worker-pool.ts';
 import { startAdminServer } from '../admin/server.ts';
 import type { IR } from '../ir/types.ts';
 import type { ConfigError } from '../providers/file/loader.ts';
@@ -25,6 +26,17 @@ export interface StandaloneOptions {
   adminAddress: string;
   addressPool: string | null;
   log: Logger;
+  /**
+   * Data-plane worker processes (node:cluster), each serving every
+   * listener; 0 (the default) runs the data plane in this process.
+   */
+  workers?: number;
+}
+
+/** What the control loop needs of a data plane, in-process or in workers. */
+interface DataPlaneHandle {
+  apply(ir: IR): Promise<ApplyResult>;
+  close(): Promise<void>;
 }
 
 export interface Standalone {
@@ -36,13 +48,15 @@ export interface Standalone {
 
 export async function startStandalone(opts: StandaloneOptions): Promise<Standalone> {
   const { log } = opts;
-  const pool: AddressPool | null = opts.addressPool ? parsePool(opts.addressPool) : null;
+  const addressPool: AddressPool | null = opts.addressPool ? parsePool(opts.addressPool) : null;
   const hostAddress = firstHostAddress();
   const generations = new GenerationTracker();
   const store = new StatusStore();
-  const dataPlane = new DataPlane({
-    log: (level, msg, fields) => log[level](fields ?? {}, msg),
-  });
+  const memo = newTranslateMemo();
+  const dpLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log[level](fields ?? {}, msg);
+  const workers = opts.workers ?? 0;
+  const pool = workers > 0 ? new WorkerPool({ workers, logLevel: log.level, log: dpLog }) : null;
+  const dataPlane: DataPlaneHandle = pool ?? new DataPlane({ log: dpLog });
 
   let lastLoad: LoadResult | undefined;
   let errors: ConfigError[] = [];
@@ -51,25 +65,33 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   let ready = false;
 
   async function reload(): Promise<void> {
-    const started = performance.now();
+    const t0 = performance.now();
     const loaded = loadDirectory(opts.configDir, lastLoad);
     lastLoad = loaded;
     const objects: KubeObject[] = generations.stamp(loaded.objects.map((o) => o.object));
     for (const e of loaded.errors) if (!errors.some((x) => x.message === e.message)) log.error({ file: e.file }, e.message);
     errors = loaded.errors;
 
+    const t1 = performance.now();
     const snapshot = buildSnapshot(objects);
     const result = translate(snapshot, {
       controllerName: CONTROLLER_NAME,
-      addressing: { pool, hostAddress, previous: assigned },
+      addressing: { pool: addressPool, hostAddress, previous: assigned },
+      memo,
     });
     assigned = result.assignedAddresses;
+    const t2 = performance.now();
     const applied = await dataPlane.apply(result.ir);
+    const t3 = performance.now();
     markUnboundListeners(result.ir, result.statuses, applied.listenerErrors);
     for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
     store.update(objects, result.statuses);
     currentIR = result.ir;
-    log.info({ objects: objects.length, listeners: result.ir.listeners.length, errors: errors.length, ms: Math.round(performance.now() - started) }, 'configuration applied');
+    const t4 = performance.now();
+    log.info({
+      objects: objects.length, listeners: result.ir.listeners.length, errors: errors.length,
+      ms: { load: ms(t1 - t0), translate: ms(t2 - t1), apply: ms(t3 - t2), status: ms(t4 - t3), total: ms(t4 - t0) },
+    }, 'configuration applied');
   }
 
   // Serialise reloads; coalesce bursts.
@@ -96,8 +118,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     errors: () => errors,
     config: () => currentIR,
     ready: () => ready,
+    workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
   });
-  log.info({ admin: opts.adminAddress, configDir: opts.configDir, addressPool: opts.addressPool }, 'gatehouse standalone started');
+  log.info({ admin: opts.adminAddress, workers, configDir: opts.configDir, addressPool: opts.addressPool }, 'gatehouse standalone started');
 
   return {
     adminPort: admin.port,
@@ -108,6 +131,10 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       await dataPlane.close();
     },
   };
+}
+
+function ms(v: number): number {
+  return Math.round(v * 10) / 10;
 }
 
 /** The address a Gateway reports when it listens on all interfaces. */

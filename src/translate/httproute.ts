@@ -10,6 +10,9 @@ import { parseDuration } from './durations.ts';
 export interface RankedEntry {
   entry: RouteEntry;
   route: HTTPRoute;
+  /** The route's creationTimestamp in ms and `namespace/name`, computed once for sorting. */
+  routeAge: number;
+  routeName: string;
   ruleIndex: number;
   matchIndex: number;
 }
@@ -38,6 +41,8 @@ const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModif
 export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex): TranslatedHTTPRoute {
   const out: TranslatedHTTPRoute = { entries: [], clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
   const rules = route.spec.rules?.length ? route.spec.rules : [{}];
+  const routeAge = Date.parse(route.metadata.creationTimestamp ?? '') || 0;
+  const routeName = nameOf(route);
   out.ruleCount = rules.length;
   rules.forEach((rule, ruleIndex) => {
     const problem = ruleProblem(rule);
@@ -62,7 +67,7 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex): Tr
       };
       const timeouts = toTimeouts(rule);
       if (timeouts) entry.timeouts = timeouts;
-      out.entries.push({ entry, route, ruleIndex, matchIndex });
+      out.entries.push({ entry, route, routeAge, routeName, ruleIndex, matchIndex });
     });
   });
   return out;

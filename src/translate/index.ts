@@ -2,7 +2,7 @@
 // every object and the IR. All Gateway API semantics live below this file;
 // it only orders the passes: classes, gateways and their listeners,
 // addresses and port claims, routes and their attachment, then the IR.
-import type { Gateway, KubeObject, Namespace, Secret } from '../api/types.ts';
+import type { Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
@@ -11,7 +11,7 @@ import { finishListener, gatewayConditions, listenerConditions, resolveListeners
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import { attachToParent } from './attachment.ts';
 import { indexBackends } from './backends.ts';
-import { translateHTTPRoute, type RankedEntry } from './httproute.ts';
+import { translateHTTPRoute, type RankedEntry, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
 
@@ -20,6 +20,30 @@ export interface TranslateInput {
   addressing: AddressingInput;
   /** Features to advertise; defaults to everything Gatehouse supports. */
   features?: readonly string[];
+  /** Reuse of earlier work between calls; the output is the same with or without it. */
+  memo?: TranslateMemo;
+}
+
+/**
+ * What translate() may reuse from one call to the next. A route's rules
+ * translate the same while the route object and every object its backends
+ * resolve against (Services, EndpointSlices, ReferenceGrants) are the same
+ * instances; the file provider keeps unchanged objects as the same
+ * instances, so a one-file change re-translates one route, not all.
+ */
+export interface TranslateMemo {
+  routes: WeakMap<HTTPRoute, TranslatedHTTPRoute>;
+  backendObjects: KubeObject[];
+}
+
+export function newTranslateMemo(): TranslateMemo {
+  return { routes: new WeakMap(), backendObjects: [] };
+}
+
+function sameObjects(a: KubeObject[], b: KubeObject[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 export interface TranslateResult {
@@ -84,8 +108,20 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
   const hosts = new Map<ResolvedListener, Map<string, RankedEntry[]>>();
   const clusters: Record<string, Cluster> = {};
+  const memo = input.memo;
+  if (memo) {
+    const backendObjects = [...snap.services, ...snap.endpointSlices, ...snap.referenceGrants];
+    if (!sameObjects(backendObjects, memo.backendObjects)) {
+      memo.routes = new WeakMap();
+      memo.backendObjects = backendObjects;
+    }
+  }
   for (const route of snap.httpRoutes) {
-    const t = translateHTTPRoute(route, backendIndex);
+    let t = memo?.routes.get(route);
+    if (!t) {
+      t = translateHTTPRoute(route, backendIndex);
+      memo?.routes.set(route, t);
+    }
     // A route may select the same listener through several parentRefs; it attaches once.
     const attachedTo = new Set<ResolvedListener>();
     const gen = route.metadata.generation;

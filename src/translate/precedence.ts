@@ -6,7 +6,6 @@
 // Regular expressions are implementation-specific; like Envoy Gateway we
 // place them after exact paths and before prefixes, longest first.
 import type { RankedEntry } from './httproute.ts';
-import { nameOf } from '../api/snapshot.ts';
 
 const PATH_RANK = { Exact: 3, RegularExpression: 2, PathPrefix: 1 } as const;
 
@@ -17,16 +16,10 @@ export function comparePrecedence(a: RankedEntry, b: RankedEntry): number {
     || (Number(mb.method !== undefined) - Number(ma.method !== undefined))
     || (mb.headers.length - ma.headers.length)
     || (mb.queryParams.length - ma.queryParams.length)
-    || compareAge(a, b)
-    || compareStrings(nameOf(a.route), nameOf(b.route))
+    || (a.routeAge - b.routeAge)
+    || compareStrings(a.routeName, b.routeName)
     || (a.ruleIndex - b.ruleIndex)
     || (a.matchIndex - b.matchIndex);
-}
-
-function compareAge(a: RankedEntry, b: RankedEntry): number {
-  const ta = Date.parse(a.route.metadata.creationTimestamp ?? '') || 0;
-  const tb = Date.parse(b.route.metadata.creationTimestamp ?? '') || 0;
-  return ta - tb;
 }
 
 function compareStrings(a: string, b: string): number {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { isConfigFile } from './loader.ts';
 
 export interface WatchOptions {
-  /** Quiet time after the last event before onChange is called (default 40 ms). */
+  /** Quiet time after the last event before onChange is called (default 10 ms). */
   debounceMs?: number;
   /** Longest a steady stream of events can hold the call back (default 250 ms). */
   maxDelayMs?: number;
@@ -50,7 +50,9 @@ export function directorySignature(dir: string): string {
  * throws after it returns; a missing directory is polled until it appears.
  */
 export function watchDirectory(dir: string, onChange: () => void, opts: WatchOptions = {}): DirectoryWatcher {
-  const debounceMs = opts.debounceMs ?? 40;
+  // Short: an editor's save or a temp-file-and-rename arrives within a few
+  // ms, and every ms here is a ms before the change serves traffic.
+  const debounceMs = opts.debounceMs ?? 10;
   const maxDelayMs = opts.maxDelayMs ?? 250;
   const pollMs = opts.pollMs ?? 500;
   let closed = false;
@@ -63,12 +65,16 @@ export function watchDirectory(dir: string, onChange: () => void, opts: WatchOpt
     timer = null;
     firstEventAt = 0;
     if (closed) return;
-    signature = directorySignature(dir);
     try {
       onChange();
     } catch (e) {
       opts.onError?.(e);
     }
+    // Taken after the change is handed on, not before: a stat per file is
+    // time the change would otherwise wait. A change landing in between is
+    // still seen by fs.watch; only a change fs.watch also misses, inside
+    // that window, waits for the next one.
+    signature = directorySignature(dir);
   };
 
   const schedule = () => {

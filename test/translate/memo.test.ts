@@ -1,0 +1,56 @@
+// translate() with a memo must give exactly what it gives without one, as
+// objects change between calls the way the file provider changes them
+// (changed objects are new instances, unchanged ones are the same).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { KubeObject } from '../../src/api/types.ts';
+import { buildSnapshot } from '../../src/api/build-snapshot.ts';
+import { newTranslateMemo, translate, type TranslateInput } from '../../src/translate/index.ts';
+import { parsePool } from '../../src/translate/addresses.ts';
+
+const BASE: KubeObject[] = YAML.parseAllDocuments(fs.readFileSync(path.join(import.meta.dirname, 'cases/base.yaml'), 'utf8')).map((d) => d.toJSON());
+
+function route(name: string, backend: string, port: number): KubeObject {
+  return {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute',
+    metadata: { name, namespace: 'app', generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { parentRefs: [{ name: 'gw' }], hostnames: [`${name}.example.com`], rules: [{ backendRefs: [{ name: backend, port }] }, { matches: [{ path: { type: 'Exact', value: '/x' } }], backendRefs: [{ name: 'db', namespace: 'other', port: 80 }] }] },
+  };
+}
+
+const GW: KubeObject = {
+  apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'gw', namespace: 'app', generation: 1 },
+  spec: { gatewayClassName: 'gatehouse', listeners: [{ name: 'web', port: 80, protocol: 'HTTP' }] },
+};
+
+test('a memo changes nothing in the output while routes, Services, EndpointSlices and grants change', () => {
+  const input = (memo?: ReturnType<typeof newTranslateMemo>): TranslateInput => ({
+    controllerName: 'gatehouse.dev/gateway-controller',
+    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
+    memo,
+  });
+  const memo = newTranslateMemo();
+  let objects: KubeObject[] = [...BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } })), GW, route('a', 'web', 80), route('b', 'api', 8080)];
+  const steps: ((objs: KubeObject[]) => KubeObject[])[] = [
+    (objs) => objs,
+    (objs) => objs.map((o) => (o.metadata.name === 'a' ? route('a', 'api', 8080) : o)),
+    // The Service web loses its port 80: route b is unchanged but must see it.
+    (objs) => objs.map((o) => (o.kind === 'Service' && o.metadata.name === 'web' ? { ...o, spec: { ports: [{ name: 'http', port: 81 }] } } : o)),
+    (objs) => objs.map((o) => (o.metadata.name === 'a' ? route('a', 'web', 80) : o)),
+    (objs) => [...objs, {
+      apiVersion: 'gateway.networking.k8s.io/v1beta1', kind: 'ReferenceGrant', metadata: { name: 'g', namespace: 'other' },
+      spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'app' }], to: [{ group: '', kind: 'Service' }] },
+    }],
+    (objs) => objs.filter((o) => o.kind !== 'EndpointSlice' || o.metadata.name !== 'api-1'),
+  ];
+  for (const [i, step] of steps.entries()) {
+    objects = step(objects);
+    const withMemo = translate(buildSnapshot(objects), input(memo));
+    const fresh = translate(buildSnapshot(objects), input());
+    assert.deepEqual(withMemo.ir, fresh.ir, `step ${i}: IR`);
+    assert.deepEqual([...withMemo.statuses], [...fresh.statuses], `step ${i}: statuses`);
+  }
+});
