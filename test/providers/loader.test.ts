@@ -222,3 +222,29 @@ test('YAML aliases are bounded (no billion laughs)', (t) => {
   assert.deepEqual(r.objects, []);
   assert.equal(r.errors.length, 1);
 });
+
+test('YAML reads the same through the fast parser and the alias-bounded one', (t) => {
+  const dir = tmpdir(t);
+  const body = `apiVersion: v1
+kind: ConfigMap
+metadata: {name: NAME, namespace: team-a, creationTimestamp: 2026-01-02T03:04:05Z, labels: {on: "yes", n: "010"}}
+data: {a: "1", b: yes, c: 2026-01-02}
+`;
+  write(dir, 'plain.yaml', body.replace('NAME', 'plain'));
+  // An alias anywhere sends the file to the parser that bounds alias expansion.
+  write(dir, 'aliased.yaml', `${body.replace('NAME', 'aliased').replace('data: {a: "1"', 'x: &v "1"\ndata: {a: *v')}`);
+  const r = loadDirectory(dir);
+  assert.deepEqual(r.errors, []);
+  const [aliased, plain] = r.objects.map((o) => o.object as any);
+  assert.equal(plain.metadata.creationTimestamp, '2026-01-02T03:04:05Z', 'a timestamp stays a string');
+  assert.equal(plain.metadata.labels.n, '010');
+  assert.deepEqual(plain.data, aliased.data);
+});
+
+test('a parse error in a later document names that document', (t) => {
+  const dir = tmpdir(t);
+  write(dir, 'multi.yaml', `# routes\n${route('one')}---\n${route('two')}---\n\n${route('three').replace('kind: HTTPRoute', 'kind: [HTTPRoute')}`);
+  const r = loadDirectory(dir);
+  assert.equal(r.errors.length, 1);
+  assert.match(r.errors[0].message, /^multi\.yaml document 3: cannot parse YAML at line \d+, column \d+: /);
+});

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import jsyaml from 'js-yaml';
 import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
 
@@ -113,6 +114,49 @@ function parseFile(file: string, text: string): Parsed {
       return { ok: false, error: { file, reason: `cannot parse JSON: ${(e as Error).message}` } };
     }
   }
+  // js-yaml parses about ten times faster than yaml's document API, which
+  // matters when a thousand route files arrive at once. It does not bound
+  // alias expansion, so a file that uses aliases at all takes the slower
+  // parser that does.
+  if (!ALIAS.test(text)) {
+    let docs: unknown[];
+    try {
+      docs = jsyaml.loadAll(text, undefined, { filename: file, schema: jsyaml.CORE_SCHEMA });
+    } catch (e) {
+      const err = e as { mark?: { line: number; column: number }; reason?: string; message: string };
+      const line = err.mark ? err.mark.line + 1 : undefined;
+      const where = err.mark ? ` at line ${line}, column ${err.mark.column + 1}` : '';
+      return { ok: false, error: { file, document: line === undefined ? undefined : documentAt(text, line), reason: `cannot parse YAML${where}: ${err.reason ?? err.message}` } };
+    }
+    const entries: RawEntry[] = [];
+    docs.forEach((value, i) => {
+      if (value !== null && value !== undefined) entries.push(...expandList(value, i + 1));
+    });
+    return { ok: true, entries };
+  }
+  return parseWithAliases(file, text);
+}
+
+/** A YAML alias (`*name`) where a value can start. */
+const ALIAS = /(^|[\s,[{:-])\*[^\s,\]}]/m;
+
+/** The 1-based number of the document that holds 1-based `line`, counting `---` separators. */
+function documentAt(text: string, line: number): number {
+  let doc = 1;
+  let started = false;
+  const lines = text.split('\n', line - 1);
+  for (const l of lines) {
+    if (/^---(\s|$)/.test(l)) {
+      if (started) doc++;
+      started = true;
+    } else if (!started && l.trim() !== '' && !l.trimStart().startsWith('#') && !l.startsWith('%')) {
+      started = true;
+    }
+  }
+  return doc;
+}
+
+function parseWithAliases(file: string, text: string): Parsed {
   const entries: RawEntry[] = [];
   const docs = parseAllDocuments(text, { prettyErrors: true });
   // parseAllDocuments returns an EmptyStream for a file with no documents.
