@@ -51,8 +51,10 @@ export interface LoadResult {
  */
 interface FileOutcome {
   stamp: string;
-  parsed: Parsed;
-  validated: { entry: RawEntry; result: ReturnType<typeof validateObject> }[];
+  /** Why the file could not be parsed, or null. */
+  parseError: Omit<ConfigError, 'message'> | null;
+  /** Per object: the validation result, and for an invalid one who it claims to be. The raw parse is not kept. */
+  validated: { document: number; item?: number; result: ReturnType<typeof validateObject>; identity: ReturnType<typeof identityOf> }[];
 }
 
 function fileStamp(file: string): string | null {
@@ -251,26 +253,32 @@ export function loadDirectory(dir: string, previous?: LoadResult): LoadResult {
         continue;
       }
       const parsed = parseFile(file, text);
-      const validated = parsed.ok ? parsed.entries.map((entry) => ({ entry, result: validateObject(entry.raw) })) : [];
-      outcome = { stamp: stamp ?? '', parsed, validated };
+      const validated = parsed.ok
+        ? parsed.entries.map((entry) => {
+          const result = validateObject(entry.raw);
+          return { document: entry.document, item: entry.item, result, identity: result.object || result.ignored ? null : identityOf(entry.raw) };
+        })
+        : [];
+      outcome = { stamp: stamp ?? '', parseError: parsed.ok ? null : parsed.error, validated };
     }
     // A file whose stat failed is read again next time rather than trusted.
     if (stamp !== null) files.set(file, outcome);
-    const parsed = outcome.parsed;
-    if (!parsed.ok) {
+    const parseError = outcome.parseError;
+    if (parseError) {
       const kept = (previous?.objects ?? []).filter((o) => o.source.file === file);
-      report({ ...parsed.error, reason: parsed.error.reason + (kept.length ? `; keeping the ${kept.length} object(s) loaded from it before` : '') });
+      report({ ...parseError, reason: parseError.reason + (kept.length ? `; keeping the ${kept.length} object(s) loaded from it before` : '') });
       for (const o of kept) add(o, file);
       continue;
     }
-    for (const { entry, result } of outcome.validated) {
+    for (const entry of outcome.validated) {
+      const result = entry.result;
       const source: ObjectSource = entry.item === undefined ? { file, document: entry.document } : { file, document: entry.document, item: entry.item };
       if (result.ignored) continue;
       if (result.object) {
         add({ object: result.object, source }, file);
         continue;
       }
-      const id = identityOf(entry.raw);
+      const id = entry.identity;
       const object = id ? describeObject(id.kind, id.namespace, id.name) : undefined;
       const last = id ? previousByKey.get(objectKey(id.kind, id.namespace || undefined, id.name)) : undefined;
       for (const fe of result.errors) {
