@@ -14,6 +14,8 @@ export interface AdminServerOptions {
   config(): unknown;
   /** Whether the first load has been served. */
   ready(): boolean;
+  /** The data-plane workers (pid, requests, applied config), when the data plane runs in workers. */
+  workers?(): Promise<unknown[]>;
   /** Told about requests that failed (a callback threw). */
   log?: (level: 'info' | 'warn' | 'error', message: string, fields?: Record<string, unknown>) => void;
 }
@@ -87,7 +89,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       return;
     }
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
-    const known = path === '/readyz' || path === '/healthz' || path === '/api/v1/resources' || path === '/api/v1/errors' || path === '/api/v1/config';
+    const known = path === '/readyz' || path === '/healthz' || path === '/api/v1/resources' || path === '/api/v1/errors' || path === '/api/v1/config'
+      || (path === '/api/v1/workers' && opts.workers !== undefined);
     if (!known) {
       sendJSON(res, 404, { error: `not found: ${path}` });
       return;
@@ -113,6 +116,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
           return;
         case '/api/v1/config':
           sendJSON(res, 200, opts.config() ?? null);
+          return;
+        case '/api/v1/workers':
+          opts.workers!().then(
+            (items) => sendJSON(res, 200, { items }),
+            (e: unknown) => sendJSON(res, 500, { error: String(e) }),
+          );
           return;
       }
     } catch (e) {

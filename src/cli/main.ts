@@ -3,6 +3,8 @@ import { parseArgs } from 'node:util';
 import { serve } from './serve.ts';
 import { validate } from './validate.ts';
 import { VERSION } from './version.ts';
+import os from 'node:os';
+import { WORKER_COMMAND } from '../control/worker-protocol.ts';
 
 const USAGE = `usage: gatehouse <command> [options]
 
@@ -11,11 +13,13 @@ commands:
   validate   check a directory of YAML and print every problem, then exit
   version    print the version
 
-gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--log-level LEVEL]
+gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--workers N] [--log-level LEVEL]
   --config-dir DIR        directory of *.yaml, *.yml, *.json files, reloaded on change
   --admin-address ADDR    admin API (readyz, resources, errors, config); default 127.0.0.1:9901
   --address-pool CIDR     hand each Gateway an IPv4 address from CIDR, as MetalLB would;
                           without it every Gateway listens on all interfaces
+  --workers N             data-plane worker processes sharing the listeners; default one per
+                          core; 0 serves from the control-plane process itself
   --log-level LEVEL       trace, debug, info, warn, error; default info
 
 gatehouse validate --config-dir DIR
@@ -32,11 +36,15 @@ async function main(argv: string[]): Promise<number> {
           'admin-address': { type: 'string', default: '127.0.0.1:9901' },
           'address-pool': { type: 'string' },
           'log-level': { type: 'string', default: 'info' },
+          workers: { type: 'string' },
         },
         strict: true,
       });
       if (!values['config-dir']) return usage('serve needs --config-dir');
+      const workers = values.workers === undefined ? os.availableParallelism() : Number(values.workers);
+      if (!Number.isInteger(workers) || workers < 0 || workers > 1024) return usage(`--workers wants a whole number, not ${values.workers}`);
       return serve({
+        workers,
         configDir: values['config-dir'],
         adminAddress: values['admin-address']!,
         addressPool: values['address-pool'] ?? null,
@@ -48,6 +56,10 @@ async function main(argv: string[]): Promise<number> {
       if (!values['config-dir']) return usage('validate needs --config-dir');
       return validate(values['config-dir']);
     }
+    case WORKER_COMMAND:
+      // Started by serve's control plane through node:cluster, never by hand.
+      (await import('../dataplane/worker.ts')).runDataPlaneWorker();
+      return -1;
     case 'version':
     case '--version':
       process.stdout.write(`gatehouse ${VERSION}\n`);

@@ -7,12 +7,14 @@ export interface ServeOptions {
   adminAddress: string;
   addressPool: string | null;
   logLevel: string;
+  /** Data-plane worker processes; 0 for the data plane in this process. */
+  workers: number;
 }
 
 /** Returns -1: the process lives on until a signal ends it. */
 export async function serve(opts: ServeOptions): Promise<number> {
   const log = pino({ level: opts.logLevel, base: undefined });
-  const gw = await startStandalone({ configDir: opts.configDir, adminAddress: opts.adminAddress, addressPool: opts.addressPool, log });
+  const gw = await startStandalone({ configDir: opts.configDir, adminAddress: opts.adminAddress, addressPool: opts.addressPool, log, workers: opts.workers });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

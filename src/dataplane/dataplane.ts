@@ -35,6 +35,7 @@ export class DataPlane {
   readonly #pools: UpstreamPools;
   readonly #secureContexts = new SecureContextCache();
   readonly #listeners: ListenerSet;
+  readonly #handler: HttpRequestHandler;
   #current: CompiledConfig | null = null;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
@@ -43,7 +44,13 @@ export class DataPlane {
     this.#log = opts.log ?? silentLog;
     this.#limits = resolveLimits(opts.limits);
     this.#pools = new UpstreamPools(this.#log);
-    this.#listeners = new ListenerSet(this.#limits, this.#log, new HttpRequestHandler(this.#limits, this.#log));
+    this.#handler = new HttpRequestHandler(this.#limits, this.#log);
+    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler);
+  }
+
+  /** Requests received on every listener since start. */
+  get requestCount(): number {
+    return this.#handler.requests;
   }
 
   /**

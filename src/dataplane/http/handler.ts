@@ -61,6 +61,8 @@ function parseTarget(url: string, host: string | undefined): RequestTarget | nul
 export class HttpRequestHandler {
   readonly #limits: RequestLimits;
   readonly #log: LogFn;
+  /** Requests received, for the admin API's per-worker view. */
+  requests = 0;
 
   constructor(limits: RequestLimits, log: LogFn) {
     this.#limits = limits;
@@ -70,6 +72,7 @@ export class HttpRequestHandler {
   handle(state: ServingState, req: IncomingMessage, res: ServerResponse): void {
     // The one read of the config reference: this request lives on it to the end.
     const listener = state.current;
+    this.requests++;
     try {
       this.#handle(state, listener, req, res);
     } catch (err) {

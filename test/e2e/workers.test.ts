@@ -1,0 +1,106 @@
+// `gatehouse serve --workers 2` as a real process: both data-plane workers
+// take traffic on the shared listener, a config change reaches both, and a
+// worker that dies is replaced and serves the current config.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { Agent, request } from 'undici';
+import { GATEWAY_CLASS, serviceYAML, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+
+const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+
+interface WorkerInfo { pid: number; requests: number; current: boolean }
+
+function routeYAML(name: string, host: string): string {
+  return `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ${name}, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [${host}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]
+`;
+}
+
+/** Status of `count` requests, each on a connection of its own, so they spread over the workers. */
+async function statuses(url: string, host: string, count: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const agent = new Agent({ connections: 1 });
+    try {
+      const res = await request(url, { dispatcher: agent, headers: { host } });
+      await res.body.dump();
+      out.push(res.statusCode);
+    } finally {
+      await agent.close();
+    }
+  }
+  return out;
+}
+
+test('serve --workers 2: both workers serve, a reload reaches both, a dead worker is replaced', { timeout: 90_000 }, async () => {
+  const echo = await startEcho('web');
+  const dir = tempConfigDir();
+  const port = await freePort();
+  writeConfig(dir, 'all.yaml', `${GATEWAY_CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: ${port}, protocol: HTTP}]
+---
+${serviceYAML('default', 'web', 80, echo.port)}---
+${routeYAML('first', 'first.example.test')}`);
+  const adminPort = await freePort();
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const proc = spawn(process.execPath, [BIN, 'serve', '--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout.on('data', (c) => { output += c; });
+  proc.stderr.on('data', (c) => { output += c; });
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const workers = async () => ((await (await request(`${admin}/api/v1/workers`)).body.json()) as { items: WorkerInfo[] }).items;
+  const url = `http://127.0.0.1:${port}/`;
+  try {
+    await waitFor('readyz', async () => (await request(`${admin}/readyz`)).statusCode === 200, 30_000);
+    // Ready means every worker applied the first config: no 404 from a worker that has none.
+    assert.deepEqual(await statuses(url, 'first.example.test', 20), Array(20).fill(200));
+    const before = await workers();
+    assert.equal(before.length, 2);
+    assert.notEqual(before[0].pid, before[1].pid);
+    assert.ok(before.every((w) => w.requests > 0), `each worker served: ${JSON.stringify(before)}`);
+
+    // A new route: once the control plane has applied it, every worker serves it.
+    writeConfig(dir, 'second.yaml', routeYAML('second', 'second.example.test'));
+    await waitFor('the new route', async () => (await statuses(url, 'second.example.test', 1))[0] === 200, 10_000);
+    await waitFor('both workers on the new config', async () => (await workers()).every((w) => w.current));
+    const counts = new Map((await workers()).map((w) => [w.pid, w.requests]));
+    assert.deepEqual(await statuses(url, 'second.example.test', 20), Array(20).fill(200));
+    const after = await workers();
+    assert.ok(after.every((w) => w.requests > (counts.get(w.pid) ?? 0)), `both workers served the new route: ${JSON.stringify(after)}`);
+
+    // A worker killed from outside is replaced, and the new one gets the current config.
+    process.kill(after[0].pid, 'SIGKILL');
+    const replaced = await waitFor('a replacement worker', async () => {
+      const now = await workers();
+      return now.length === 2 && !now.some((w) => w.pid === after[0].pid) && now.every((w) => w.current) && now;
+    }, 15_000);
+    assert.equal(replaced.length, 2);
+    assert.deepEqual(await statuses(url, 'second.example.test', 20), Array(20).fill(200));
+  } finally {
+    proc.kill('SIGTERM');
+    const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+    const code = await exited;
+    clearTimeout(killer);
+    await echo.close();
+    assert.equal(code, 0, `exit code; output:\n${output}`);
+  }
+});
