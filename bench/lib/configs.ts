@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
-export const PORTS = { backend: 18080, ghHttp: 18081, ghHttps: 18443, ghAdmin: 19901, ngHttp: 18082, ngHttps: 18444 };
+export const PORTS = { backend: 28080, ghHttp: 28081, ghHttps: 28443, ghAdmin: 29901, ngHttp: 28082, ngHttps: 28444 };
 export const SMALL_BODY = 'x'.repeat(64);
 export const BIG_BODY_BYTES = 16 * 1024;
 export const ROUTES_1K = 1000;
