@@ -10,7 +10,7 @@ import path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
-import { httpOk, machineBusy, startPinned, stop, treeRssMiB, waitUntil } from './lib/procs.ts';
+import { httpOk, machineBusy, startPinned, stop, treeCpuSeconds, treeRssMiB, waitUntil } from './lib/procs.ts';
 import { backendConf, gatehouseConfigDir, nginxProxyConf, prepareFiles, PORTS, type Paths } from './lib/configs.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -45,7 +45,11 @@ const SCENARIOS: Scenario[] = [
 ];
 
 type ProxyName = 'gatehouse' | 'nginx';
-interface Sample extends WrkResult { rssMiB: number | null }
+interface Sample extends WrkResult {
+  rssMiB: number | null;
+  /** Proxy CPU use during the measurement, in cores (1.0 = one core busy). */
+  cpu: number;
+}
 
 /** Whether this revision of gatehouse has `serve --workers` (so the bench also runs on older ones). */
 const HAS_WORKERS_FLAG = execFileSync(process.execPath, [path.join(REPO, 'bin/gatehouse.js'), '--help'], { encoding: 'utf8' }).includes('--workers');
@@ -79,9 +83,13 @@ async function measure(p: Paths, proxy: ProxyName, s: Scenario): Promise<Sample>
     if (s.https) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
     await waitUntil(`${proxy} serving ${target}`, () => httpOk(target, headers), 30_000);
     await runWrk({ url: target, seconds: WARMUP_SECONDS, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU });
+    // The proxy's CPU over the run says whether it or the load side was the limit.
+    const cpuBefore = treeCpuSeconds(child.pid as number);
+    const t0 = performance.now();
     const result = await runWrk({ url: target, seconds: SECONDS, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU });
+    const cpu = (treeCpuSeconds(child.pid as number) - cpuBefore) / ((performance.now() - t0) / 1000);
     const rssMiB = proxy === 'gatehouse' ? treeRssMiB(child.pid as number) : null;
-    return { ...result, rssMiB };
+    return { ...result, rssMiB, cpu };
   } finally {
     await stop(child);
   }
@@ -112,7 +120,7 @@ async function main(): Promise<void> {
           const key = `${s.name}/${proxy}`;
           samples.set(key, [...(samples.get(key) ?? []), r]);
           process.stdout.write(`  run ${rep + 1} ${s.name.padEnd(9)} ${proxy.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99ms.toFixed(2).padStart(7)} ms` +
-            `${r.errors ? `  errors ${r.errors}` : ''}${r.rssMiB !== null ? `  rss ${r.rssMiB.toFixed(0)} MiB` : ''}\n`);
+            `  cpu ${r.cpu.toFixed(2)}${r.errors ? `  errors ${r.errors}` : ''}${r.rssMiB !== null ? `  rss ${r.rssMiB.toFixed(0)} MiB` : ''}\n`);
         }
       }
     }
@@ -126,12 +134,16 @@ async function main(): Promise<void> {
     const gP99 = median(g.map((x) => x.p99ms)), nP99 = median(n.map((x) => x.p99ms));
     return { scenario: s.name, what: s.what, runs: g.length, gatehouseRps: Math.round(gRps), nginxRps: Math.round(nRps), rpsRatio: gRps / nRps,
       gatehouseP99Ms: gP99, nginxP99Ms: nP99, p99Ratio: gP99 / nP99, gatehouseRssMiB: Math.round(median(g.map((x) => x.rssMiB ?? 0))),
+      gatehouseCpu: median(g.map((x) => x.cpu)), nginxCpu: median(n.map((x) => x.cpu)),
+      // Requests per CPU-second: what each proxy gets out of the core it used.
+      gatehouseRpsPerCore: median(g.map((x) => x.rps / x.cpu)), nginxRpsPerCore: median(n.map((x) => x.rps / x.cpu)),
       errors: [...g, ...n].reduce((a, x) => a + x.errors, 0) };
   });
   const lines = [
-    `| scenario | Gatehouse req/s | nginx req/s | ratio | Gatehouse p99 | nginx p99 | ratio | Gatehouse RSS |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
-    ...rows.map((r) => `| ${r.scenario} | ${r.gatehouseRps} | ${r.nginxRps} | ${r.rpsRatio.toFixed(2)} | ${r.gatehouseP99Ms.toFixed(2)} ms | ${r.nginxP99Ms.toFixed(2)} ms | ${r.p99Ratio.toFixed(2)} | ${r.gatehouseRssMiB} MiB |`),
+    `| scenario | Gatehouse req/s | nginx req/s | ratio | Gatehouse p99 | nginx p99 | ratio | Gatehouse RSS | CPU used G / n | req per CPU-s G / n | ratio |`,
+    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
+    ...rows.map((r) => `| ${r.scenario} | ${r.gatehouseRps} | ${r.nginxRps} | ${r.rpsRatio.toFixed(2)} | ${r.gatehouseP99Ms.toFixed(2)} ms | ${r.nginxP99Ms.toFixed(2)} ms | ${r.p99Ratio.toFixed(2)} | ${r.gatehouseRssMiB} MiB | ${r.gatehouseCpu.toFixed(2)} / ${r.nginxCpu.toFixed(2)} | ${r.gatehouseRpsPerCore.toFixed(0)} / ${r.nginxRpsPerCore.toFixed(0)} | ${(r.gatehouseRpsPerCore / r.nginxRpsPerCore).toFixed(2)} |`),
+    '', 'CPU used: cores the proxy process tree kept busy during the run. Below 1.0 on one pinned core means the load side (wrk + backend on the other core) was the limit, not the proxy; then req per CPU-s compares the proxies\' efficiency.',
   ];
   const small = rows.find((r) => r.scenario === 'small'), k = rows.find((r) => r.scenario === 'routes1k');
   if (small && k) lines.push('', `1,000 routes vs 1 route (Gatehouse req/s): ${(k.gatehouseRps / small.gatehouseRps).toFixed(2)}`);

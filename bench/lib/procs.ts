@@ -52,6 +52,33 @@ function childrenOf(): Map<number, number[]> {
   return kids;
 }
 
+function descendants(pid: number): number[] {
+  const kids = childrenOf();
+  const out: number[] = [];
+  const stack = [pid];
+  while (stack.length !== 0) {
+    const p = stack.pop() as number;
+    out.push(p);
+    stack.push(...(kids.get(p) ?? []));
+  }
+  return out;
+}
+
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+/** CPU seconds (user + system) used so far by `pid` and its descendants. */
+export function treeCpuSeconds(pid: number): number {
+  let ticks = 0;
+  for (const p of descendants(pid)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    } catch { /* gone */ }
+  }
+  return ticks / TICKS_PER_SECOND;
+}
+
 /** Resident memory of `pid` and all its descendants, in MiB. */
 export function treeRssMiB(pid: number): number {
   const kids = childrenOf();
