@@ -33,13 +33,13 @@ export class WorkerPool {
   readonly #pending = new Map<number, Pending>();
   readonly #statsWaiters = new Map<number, { waiting: Set<Worker>; stats: WorkerStats[]; resolve(s: WorkerStats[]): void }>();
   #seq = 0;
-  #current: { seq: number; ir: IR } | null = null;
+  #current: { seq: number; irJson: string } | null = null;
   #closing = false;
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
     const env = process.env;
-    cluster.setupPrimary({ exec: BIN, args: [WORKER_COMMAND], silent: false });
+    cluster.setupPrimary({ exec: BIN, args: [WORKER_COMMAND], silent: false, serialization: 'advanced' });
     for (let i = 0; i < opts.workers; i++) this.#fork(env);
   }
 
@@ -56,7 +56,7 @@ export class WorkerPool {
     worker.on('message', (m: FromWorker) => this.#onMessage(worker, m));
     worker.on('exit', (code, signal) => this.#onExit(worker, code, signal));
     // A worker started after the first config gets the current one at once.
-    if (this.#current !== null) this.#send(worker, { type: 'apply', seq: this.#current.seq, ir: this.#current.ir });
+    if (this.#current !== null) this.#send(worker, { type: 'apply', seq: this.#current.seq, irJson: this.#current.irJson });
     return worker;
   }
 
@@ -68,11 +68,12 @@ export class WorkerPool {
   apply(ir: IR): Promise<ApplyResult> {
     if (this.#closing) return Promise.reject(new Error('data plane is closed'));
     const seq = ++this.#seq;
-    this.#current = { seq, ir };
+    const irJson = JSON.stringify(ir);
+    this.#current = { seq, irJson };
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve, reject, waiting: new Set(this.#workers), results: [] };
       this.#pending.set(seq, pending);
-      for (const worker of this.#workers) this.#send(worker, { type: 'apply', seq, ir });
+      for (const worker of this.#workers) this.#send(worker, { type: 'apply', seq, irJson });
       this.#settle(seq, pending);
     });
   }

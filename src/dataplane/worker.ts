@@ -18,7 +18,7 @@ export function runDataPlaneWorker(): void {
   process.on('message', (m: ToWorker) => {
     switch (m.type) {
       case 'apply':
-        dataPlane.apply(m.ir).then(
+        dataPlane.apply(JSON.parse(m.irJson)).then(
           (result) => { appliedSeq = m.seq; reply({ type: 'applied', seq: m.seq, result }); },
           (err: unknown) => reply({ type: 'applied', seq: m.seq, error: String(err) }),
         );
