@@ -2,7 +2,7 @@
 // its cluster in turn. Cumulative weights are prepared per config so a pick
 // is one random number and a short scan.
 
-import type { Pool } from 'undici';
+import type { Pool } from './pools.ts';
 import type { CompiledFilter } from '../http/filters.ts';
 
 export interface UpstreamEndpoint {

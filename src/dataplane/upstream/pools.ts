@@ -1,12 +1,22 @@
-// Upstream connection pools, one undici Pool per endpoint origin. Pools
-// outlive configs: a config change that keeps an endpoint keeps its warm
+// Upstream connection pools, one per endpoint origin (lean.ts, or undici's
+// Pool with GATEHOUSE_UPSTREAM=undici). Pools outlive configs: a config change that keeps an endpoint keeps its warm
 // keep-alive connections. Each compiled config holds a reference to the
 // pools it uses; a pool closes (gracefully: queued and running requests
 // finish) when the last reference is released.
 
-import { Pool } from 'undici';
+import { Pool as UndiciPool, type Dispatcher } from 'undici';
 import type { Endpoint } from '../../ir/types.ts';
 import type { LogFn } from '../log.ts';
+import { LeanPool } from './lean.ts';
+
+export interface Pool {
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/** GATEHOUSE_UPSTREAM=undici forwards with undici's Pool instead of the lean client. */
+const LEAN = process.env.GATEHOUSE_UPSTREAM !== 'undici';
 
 export function endpointOrigin(endpoint: Endpoint): string {
   const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
@@ -40,13 +50,17 @@ export class UpstreamPools {
   acquire(origin: string): Pool {
     let entry = this.#entries.get(origin);
     if (entry === undefined) {
-      const pool = new Pool(origin, {
-        keepAliveTimeout: this.#options.keepAliveTimeoutMs ?? 4_000,
-        connectTimeout: this.#options.connectTimeoutMs ?? 10_000,
-        // A backend that lies about Content-Length must not corrupt the
-        // next response on the same connection.
-        strictContentLength: true,
-      });
+      const keepAliveTimeout = this.#options.keepAliveTimeoutMs ?? 4_000;
+      const connectTimeout = this.#options.connectTimeoutMs ?? 10_000;
+      const pool: Pool = LEAN
+        ? new LeanPool(origin, { keepAliveTimeout, connectTimeout })
+        : new UndiciPool(origin, {
+            keepAliveTimeout,
+            connectTimeout,
+            // A backend that lies about Content-Length must not corrupt the
+            // next response on the same connection.
+            strictContentLength: true,
+          });
       entry = { pool, refs: 0 };
       this.#entries.set(origin, entry);
     }
