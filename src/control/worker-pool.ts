@@ -7,7 +7,7 @@ import cluster, { type Worker } from 'node:cluster';
 import path from 'node:path';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import type { IR } from '../ir/types.ts';
-import { DEFAULT_GLIBC_TUNABLES, WORKER_COMMAND, type FromWorker, type ToWorker, type WorkerStats } from './worker-protocol.ts';
+import { DEFAULT_GLIBC_TUNABLES, WORKER_COMMAND, workerExecArgv, type FromWorker, type ToWorker, type WorkerStats } from './worker-protocol.ts';
 
 export interface WorkerPoolOptions {
   workers: number;
@@ -39,7 +39,13 @@ export class WorkerPool {
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
     const env = process.env;
-    cluster.setupPrimary({ exec: BIN, args: [WORKER_COMMAND], silent: false, serialization: 'advanced' });
+    cluster.setupPrimary({
+      exec: BIN,
+      args: [WORKER_COMMAND],
+      execArgv: workerExecArgv(process.execArgv, env.NODE_OPTIONS),
+      silent: false,
+      serialization: 'advanced',
+    });
     for (let i = 0; i < opts.workers; i++) this.#fork(env);
   }
 

@@ -36,3 +36,22 @@ export const WORKER_COMMAND = 'data-plane-worker';
  * GLIBC_TUNABLES already in the environment (even empty) is left as it is.
  */
 export const DEFAULT_GLIBC_TUNABLES = 'glibc.malloc.trim_threshold=1073741824:glibc.malloc.top_pad=67108864';
+
+/**
+ * V8's young generation for workers, in MiB per semi-space. V8 sizes it
+ * from the heap limit (several times larger here); a proxy's garbage is
+ * almost all per-request and short-lived, and a small nursery that stays
+ * in cache made scavenges cheaper: measured at 8 vs the default, p99
+ * 4.3-4.7 ms vs 6.1-9.3 ms (small body) and 6.5-6.9 ms vs 15-19 ms (16 KiB),
+ * req/s unchanged or better, RSS of the process tree ~85 MiB lower.
+ * 4 was worse (p99 13-14 ms). A --max-semi-space-size already given to
+ * node (command line or NODE_OPTIONS) is left as it is.
+ */
+export const DEFAULT_MAX_SEMI_SPACE_MB = 8;
+
+/** The node options a worker starts with: the primary's, plus the semi-space default. */
+export function workerExecArgv(execArgv: readonly string[], nodeOptions: string | undefined): string[] {
+  const given = (s: string) => s.includes('--max-semi-space-size') || s.includes('--max_semi_space_size');
+  if (execArgv.some(given) || (nodeOptions !== undefined && given(nodeOptions))) return [...execArgv];
+  return [...execArgv, `--max-semi-space-size=${DEFAULT_MAX_SEMI_SPACE_MB}`];
+}
