@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { LeanPool } from '../../src/dataplane/upstream/lean.ts';
 import { backend, cluster, freePort, match, request, route, simpleIR, startDataPlane } from './helpers.ts';
 
 /** What the raw backend answers per path; `close` ends the connection after it. */
@@ -91,6 +92,24 @@ test('upstream response framing', async (t) => {
   await t.test('a response that is not HTTP: 502', async () => {
     assert.equal((await request(port, '/garbage')).status, 502);
     assert.equal((await request(port, '/cl')).text, 'hello');
+  });
+
+  await t.test('a handler that throws ends its request with an error, not the process', async () => {
+    const pool = new LeanPool(`http://127.0.0.1:${rawPort}`, { keepAliveTimeout: 1_000, connectTimeout: 1_000 });
+    const outcome = await new Promise<string>((resolve) => {
+      pool.dispatch(
+        { origin: `http://127.0.0.1:${rawPort}`, path: '/cl', method: 'GET', headers: ['host', 'example.com'] },
+        {
+          onResponseStart: () => {
+            throw new Error('handler bug');
+          },
+          onResponseEnd: () => resolve('end'),
+          onResponseError: (_c, err) => resolve(`error: ${err.message}`),
+        },
+      );
+    });
+    assert.equal(outcome, 'error: handler bug');
+    await pool.close();
   });
 
   await t.test('sequential requests share one upstream connection', async () => {

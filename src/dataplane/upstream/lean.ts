@@ -224,12 +224,24 @@ class Conn {
       this.destroy();
       return;
     }
-    const r = this.parser.execute(chunk);
+    // A handler callback that throws unwinds through execute(): it must end
+    // this request, not escape the 'data' listener and take the worker down.
+    let r: number | Error;
+    try {
+      r = this.parser.execute(chunk);
+    } catch (err) {
+      r = err instanceof Error ? err : new Error(String(err));
+    }
     if (r instanceof Error) this.#fatal(r);
   };
 
   readonly #onEnd = (): void => {
-    const r = this.parser.finish();
+    let r: number | Error | undefined;
+    try {
+      r = this.parser.finish();
+    } catch (err) {
+      r = err instanceof Error ? err : new Error(String(err));
+    }
     if (r instanceof Error) this.#fatal(r);
     else this.#fatal(new SocketError('other side closed'));
   };
