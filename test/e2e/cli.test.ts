@@ -3,19 +3,8 @@
 // catastrophic route regex that must not stall it, and a clean SIGTERM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
-import path from 'node:path';
 import { request } from 'undici';
-import { GATEWAY_CLASS, serviceYAML, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
-
-const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-  });
-}
+import { GATEWAY_CLASS, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 
 test('serve: ready, reports status, routes, survives a catastrophic regex, stops on SIGTERM', { timeout: 60_000 }, async () => {
   const echo = await startEcho('web');
@@ -42,11 +31,7 @@ spec:
     backendRefs: [{name: web, port: 80}]
 `);
   const adminPort = await freePort();
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--address-pool', '127.43.0.0/24', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stdout.on('data', (c) => { output += c; });
-  proc.stderr.on('data', (c) => { output += c; });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--address-pool', '127.43.0.0/24', '--log-level', 'warn']);
   try {
     await waitFor('readyz', async () => (await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode === 200, 20_000);
     const { items } = await (await request(`http://127.0.0.1:${adminPort}/api/v1/resources`)).body.json() as { items: any[] };
@@ -70,12 +55,8 @@ spec:
     assert.equal(res.statusCode, 200);
     assert.equal(res.headers['x-rule'], 'fallback');
   } finally {
-    proc.kill('SIGTERM');
-    // A process that does not drain and exit in time is a failure, not a hang of the suite.
-    const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-    const code = await exited;
-    clearTimeout(killer);
+    const code = await serve.stop();
     await echo.close();
-    assert.equal(code, 0, `exit code; output:\n${output}`);
+    assert.equal(code, 0, `exit code; output:\n${serve.output()}`);
   }
 });

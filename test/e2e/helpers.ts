@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
 import pino from 'pino';
 import { startStandalone, type Standalone } from '../../src/control/standalone.ts';
 
@@ -76,4 +77,39 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
+  });
+}
+
+export interface ServeProcess {
+  /** Everything the process printed so far. */
+  output(): string;
+  /** SIGTERM, then SIGKILL if it has not drained and exited in time; resolves with the exit code. */
+  stop(graceMs?: number): Promise<number | null>;
+}
+
+const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
+
+/** `gatehouse serve ARGS` as a real process, the way users start it. */
+export function spawnServe(args: string[]): ServeProcess {
+  const proc = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  proc.stdout.on('data', (c) => { output += c; });
+  proc.stderr.on('data', (c) => { output += c; });
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  return {
+    output: () => output,
+    async stop(graceMs = 15_000) {
+      proc.kill('SIGTERM');
+      // A process that does not drain and exit in time is a failure, not a hang of the suite.
+      const killer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      const code = await exited;
+      clearTimeout(killer);
+      return code;
+    },
+  };
 }

@@ -3,19 +3,8 @@
 // worker that dies is replaced and serves the current config.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import net from 'node:net';
-import path from 'node:path';
 import { Agent, request } from 'undici';
-import { GATEWAY_CLASS, serviceYAML, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
-
-const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); });
-  });
-}
+import { GATEWAY_CLASS, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 
 interface WorkerInfo { pid: number; requests: number; current: boolean }
 
@@ -62,11 +51,7 @@ ${serviceYAML('default', 'web', 80, echo.port)}---
 ${routeYAML('first', 'first.example.test')}`);
   const adminPort = await freePort();
   const admin = `http://127.0.0.1:${adminPort}`;
-  const proc = spawn(process.execPath, [BIN, 'serve', '--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '2', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  proc.stdout.on('data', (c) => { output += c; });
-  proc.stderr.on('data', (c) => { output += c; });
-  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '2', '--log-level', 'warn']);
   const workers = async () => ((await (await request(`${admin}/api/v1/workers`)).body.json()) as { items: WorkerInfo[] }).items;
   const url = `http://127.0.0.1:${port}/`;
   try {
@@ -96,11 +81,8 @@ ${routeYAML('first', 'first.example.test')}`);
     assert.equal(replaced.length, 2);
     assert.deepEqual(await statuses(url, 'second.example.test', 20), Array(20).fill(200));
   } finally {
-    proc.kill('SIGTERM');
-    const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-    const code = await exited;
-    clearTimeout(killer);
+    const code = await serve.stop(20_000);
     await echo.close();
-    assert.equal(code, 0, `exit code; output:\n${output}`);
+    assert.equal(code, 0, `exit code; output:\n${serve.output()}`);
   }
 });
