@@ -11,6 +11,7 @@
 import { fieldPath, indexPath, keyPath } from './errors.ts';
 import type { FieldError } from './errors.ts';
 import { isIPv4, isIPv6, splitAPIVersion } from './schema.ts';
+import { parseDuration } from './durations.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -435,19 +436,6 @@ function sessionPersistenceRules(sp: Obj, at: string, errors: FieldError[]): voi
   }
 }
 
-/** A Gateway API Duration (`1h30m`, `500ms`) in milliseconds; NaN when not one. */
-export function parseDuration(s: string): number {
-  const re = /(\d+(?:\.\d+)?)(h|ms|m|s)/gy;
-  let total = 0;
-  let pos = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(s)) !== null) {
-    total += Number(m[1]) * { h: 3_600_000, m: 60_000, s: 1000, ms: 1 }[m[2] as 'h' | 'm' | 's' | 'ms'];
-    pos = re.lastIndex;
-  }
-  return pos === s.length && s.length > 0 ? total : (s === '0' ? 0 : NaN);
-}
-
 /** The rules on one HTTPRoute rule (`spec.rules[i]`) and everything under it. */
 export function httpRouteRuleRules(rule: Obj, at: string, errors: FieldError[]): void {
   const backendRefs = items(rule.backendRefs);
@@ -484,7 +472,7 @@ export function httpRouteRuleRules(rule: Obj, at: string, errors: FieldError[]):
   if (timeouts && typeof timeouts.request === 'string' && typeof timeouts.backendRequest === 'string') {
     const request = parseDuration(timeouts.request);
     const backend = parseDuration(timeouts.backendRequest);
-    if (request !== 0 && backend > request) {
+    if (request !== null && backend !== null && request !== 0 && backend > request) {
       errors.push({ field: `${at}.timeouts.backendRequest`, reason: 'backendRequest timeout cannot be longer than request timeout' });
     }
   }

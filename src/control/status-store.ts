@@ -35,10 +35,6 @@ export class StatusStore {
   resources(): KubeObject[] {
     return this.items;
   }
-
-  statusOf(kind: string, namespace: string, name: string): unknown {
-    return this.previous.get(`${kind}|${kind === 'GatewayClass' ? '' : namespace}|${name}`);
-  }
 }
 
 /**

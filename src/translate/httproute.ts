@@ -4,7 +4,7 @@ import type { HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRo
 import { nameOf } from '../api/snapshot.ts';
 import type { Cluster, Filter, RouteEntry, RouteMatch, WeightedBackend } from '../ir/types.ts';
 import { resolveBackend, type BackendIndex, type BackendProblemReason } from './backends.ts';
-import { parseDuration } from './durations.ts';
+import { parseDuration } from '../api/durations.ts';
 
 /** A route entry with what is needed to order it among all others on a host. */
 export interface RankedEntry {
