@@ -9,6 +9,7 @@ import { parseAllDocuments } from 'yaml';
 import jsyaml from 'js-yaml';
 import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
+import { internStrings } from '../../api/strings.ts';
 
 export interface ObjectSource {
   /** File name, relative to the directory. */
@@ -60,7 +61,9 @@ interface FileOutcome {
 function fileStamp(file: string): string | null {
   try {
     const st = fs.statSync(file, { bigint: true });
-    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    // join() builds one flat string; a template literal would keep the
+    // four numbers and the separators as a tree of pieces, per file.
+    return [st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
   } catch {
     return null;
   }
@@ -236,6 +239,8 @@ export function loadDirectory(dir: string, previous?: LoadResult): LoadResult {
   }
 
   const files = new Map<string, FileOutcome>();
+  // The string values of the objects parsed in this load, shared between them.
+  const strings = new Map<string, string>();
   for (const file of listing.names) {
     const full = path.join(dir, file);
     const stamp = fileStamp(full);
@@ -256,6 +261,7 @@ export function loadDirectory(dir: string, previous?: LoadResult): LoadResult {
       const validated = parsed.ok
         ? parsed.entries.map((entry) => {
           const result = validateObject(entry.raw);
+          if (result.object) internStrings(result.object, strings);
           return { document: entry.document, item: entry.item, result, identity: result.object || result.ignored ? null : identityOf(entry.raw) };
         })
         : [];
