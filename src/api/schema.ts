@@ -185,6 +185,16 @@ export function prune(value: unknown, s: Schema, skip?: ReadonlySet<string>): vo
  * property, defaulted or not, is defaulted in turn; defaults under `items`
  * apply to each item.
  */
+/**
+ * A default to put in an object: its own copy when it is an object or an
+ * array (the object may be changed later), the value itself when it is a
+ * string, number or boolean: those are immutable, and a copy of a string
+ * would be one more string per defaulted field.
+ */
+function copyOfDefault(d: unknown): unknown {
+  return d !== null && typeof d === 'object' ? structuredClone(d) : d;
+}
+
 export function applyDefaults(value: unknown, s: Schema, skip?: ReadonlySet<string>): void {
   if (Array.isArray(value)) {
     if (s.items) for (const item of value) applyDefaults(item, s.items);
@@ -194,7 +204,7 @@ export function applyDefaults(value: unknown, s: Schema, skip?: ReadonlySet<stri
   if (s.properties) {
     for (const [key, prop] of Object.entries(s.properties)) {
       if (prop.default === undefined || skip?.has(key)) continue;
-      if (value[key] === undefined || (value[key] === null && !prop.nullable)) value[key] = structuredClone(prop.default);
+      if (value[key] === undefined || (value[key] === null && !prop.nullable)) value[key] = copyOfDefault(prop.default);
     }
   }
   for (const [key, v] of Object.entries(value)) {

@@ -105,6 +105,17 @@ test('defaults: Gateway listener allowedRoutes, tls mode and certificateRef grou
   assert.equal(gw.spec.allowedListeners, undefined);
 });
 
+test('defaults: an object default is a copy of its own in every object; a string default is the value', () => {
+  const a = defaulted(GATEWAY);
+  const b = defaulted(GATEWAY);
+  assert.notEqual(a.spec.listeners[0].allowedRoutes, b.spec.listeners[0].allowedRoutes);
+  assert.notEqual(a.spec.listeners[0].allowedRoutes, a.spec.listeners[1].allowedRoutes);
+  a.spec.listeners[0].allowedRoutes.namespaces.from = 'All';
+  assert.equal(b.spec.listeners[0].allowedRoutes.namespaces.from, 'Same');
+  assert.equal(a.spec.listeners[1].allowedRoutes.namespaces.from, 'Same');
+  assert.equal(a.spec.listeners[1].tls.certificateRefs[0].kind, 'Secret');
+});
+
 test('defaults: inside a given allowedRoutes, namespaces.from and kinds[].group', () => {
   const gw = defaulted(`
 apiVersion: gateway.networking.k8s.io/v1
