@@ -2,7 +2,7 @@
 // server keeps them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GenerationTracker, rfc3339 } from '../../src/providers/file/generations.ts';
+import { GenerationTracker, rfc3339, specDigest } from '../../src/providers/file/generations.ts';
 import type { KubeObject } from '../../src/api/types.ts';
 
 function route(name: string, spec: unknown, meta: Partial<KubeObject['metadata']> = {}): KubeObject {
@@ -91,4 +91,28 @@ test('kinds without spec (Secret, ConfigMap) bump on their data', () => {
   g.stamp([secret('YQ==')]);
   assert.equal(g.stamp([secret('YQ==')])[0].metadata.generation, 1);
   assert.equal(g.stamp([secret('Yg==')])[0].metadata.generation, 2);
+});
+
+test('specDigest: a fixed-size digest of the spec fields, blind to key order, metadata and status', () => {
+  const spec = { hostnames: ['a.example.com'], rules: [{ backendRefs: [{ name: 'x', port: 80 }] }] };
+  const d = specDigest(route('r', spec));
+  assert.match(d, /^[A-Za-z0-9+/]{43}=$/);
+  assert.equal(specDigest(route('r', { rules: [{ backendRefs: [{ port: 80, name: 'x' }] }], hostnames: ['a.example.com'] })), d);
+  assert.equal(specDigest({ ...route('other', spec, { labels: { a: 'b' } }), status: { parents: [] } }), d);
+  assert.notEqual(specDigest(route('r', { ...spec, hostnames: ['b.example.com'] })), d);
+  // Spec fields beyond `spec` count too (Secret data, EndpointSlice endpoints).
+  assert.notEqual(specDigest({ ...route('r', spec), data: { k: 'YQ==' } }), d);
+  // A big spec still gives a digest of the same size.
+  assert.equal(specDigest(route('r', { rules: Array.from({ length: 100 }, (_, i) => ({ matches: [{ path: { value: `/${i}` } }] })) })).length, d.length);
+});
+
+test('objects first seen in one stamp() share its creationTimestamp; later ones get a later one', () => {
+  const c = clock();
+  const g = new GenerationTracker(c.now);
+  const [a, b] = g.stamp([route('a', {}), route('b', {})]);
+  assert.equal(a.metadata.creationTimestamp, '2025-01-02T03:04:05Z');
+  assert.equal(b.metadata.creationTimestamp, '2025-01-02T03:04:05Z');
+  c.advance(2000);
+  const [, d] = g.stamp([route('a', {}), route('d', {})]);
+  assert.equal(d.metadata.creationTimestamp, '2025-01-02T03:04:07Z');
 });

@@ -4,12 +4,14 @@
 // status), creationTimestamp and uid fixed at creation. An object that
 // disappears is forgotten, so re-creating it starts again at generation 1
 // with a new uid.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { KubeObject } from '../../api/types.ts';
 import { canonicalJSON } from '../../api/schema.ts';
+import { flatString } from '../../api/strings.ts';
 
 interface Tracked {
   generation: number;
+  /** specDigest() of the spec the generation was given for. */
   spec: string;
   creationTimestamp: string;
   uid: string;
@@ -22,23 +24,30 @@ export function rfc3339(d: Date): string {
 
 /**
  * Objects are immutable once loaded (the loader hands out the same instance
- * while its file is unchanged), so the canonical form of one is computed once.
+ * while its file is unchanged), so the digest of one is computed once.
  */
 const specCache = new WeakMap<KubeObject, string>();
 
-/** What a spec change is judged on: every top-level field but apiVersion, kind, metadata and status. */
+/**
+ * What a spec change is judged on: every top-level field but apiVersion,
+ * kind, metadata and status, as a digest of their canonical JSON. Two specs
+ * are the same exactly when their canonical JSON is (short of a SHA-256
+ * collision), and the 44-character digest is what is kept per object
+ * between loads instead of the whole canonical text.
+ */
 function specOf(o: KubeObject): string {
   let cached = specCache.get(o);
-  if (cached === undefined) specCache.set(o, cached = computeSpec(o));
+  if (cached === undefined) specCache.set(o, cached = specDigest(o));
   return cached;
 }
 
-function computeSpec(o: KubeObject): string {
+/** SHA-256, base64, of the canonical JSON of the object's spec fields. */
+export function specDigest(o: KubeObject): string {
   const rest: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(o)) {
     if (k !== 'apiVersion' && k !== 'kind' && k !== 'metadata' && k !== 'status') rest[k] = v;
   }
-  return canonicalJSON(rest);
+  return createHash('sha256').update(canonicalJSON(rest)).digest('base64');
 }
 
 function keyOf(o: KubeObject): string {
@@ -62,18 +71,21 @@ export class GenerationTracker {
    */
   stamp(objects: KubeObject[]): KubeObject[] {
     const seen = new Map<string, Tracked>();
+    // One timestamp for every object first seen in this call, read when the
+    // first one needs it: objects that appear together share one string.
+    let created: string | undefined;
     for (const o of objects) {
       const key = keyOf(o);
       const spec = specOf(o);
       let t = this.#tracked.get(key);
       if (!t) {
-        t = { generation: 1, spec, creationTimestamp: '', uid: randomUUID() };
+        t = { generation: 1, spec, creationTimestamp: '', uid: flatString(randomUUID()) };
       } else if (t.spec !== spec) {
         t = { ...t, generation: t.generation + 1, spec };
       }
       const fromFile = o.metadata.creationTimestamp;
       if (typeof fromFile === 'string' && fromFile) t.creationTimestamp = fromFile;
-      else if (!t.creationTimestamp) t.creationTimestamp = rfc3339(this.#now());
+      else if (!t.creationTimestamp) t.creationTimestamp = created ??= flatString(rfc3339(this.#now()));
       seen.set(key, t);
       o.metadata.generation = t.generation;
       o.metadata.creationTimestamp = t.creationTimestamp;
