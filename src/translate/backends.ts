@@ -19,6 +19,13 @@ export interface BackendIndex {
   /** Service `ns/name` -> its EndpointSlices. */
   slices: Map<string, EndpointSlice[]>;
   grants: ReferenceGrant[];
+  /**
+   * Clusters made so far, by name. A cluster depends only on the Service
+   * and its EndpointSlices, so every backendRef to one Service port gets
+   * the same object: with thousands of rules sending to one backend, one
+   * cluster instead of one per rule.
+   */
+  clusters: Map<string, Cluster>;
 }
 
 export function indexBackends(services: Service[], slices: EndpointSlice[], grants: ReferenceGrant[]): BackendIndex {
@@ -30,7 +37,7 @@ export function indexBackends(services: Service[], slices: EndpointSlice[], gran
     if (!byService.has(key)) byService.set(key, []);
     byService.get(key)!.push(s);
   }
-  return { services: new Map(services.map((s) => [`${namespaceOf(s)}/${s.metadata.name}`, s])), slices: byService, grants };
+  return { services: new Map(services.map((s) => [`${namespaceOf(s)}/${s.metadata.name}`, s])), slices: byService, grants, clusters: new Map() };
 }
 
 export function resolveBackend(route: KubeObject, ref: BackendObjectReference, index: BackendIndex): BackendResult {
@@ -48,17 +55,29 @@ export function resolveBackend(route: KubeObject, ref: BackendObjectReference, i
   if (!allowed) {
     return { ok: false, reason: 'RefNotPermitted', message: `${where}: no ReferenceGrant in ${ns} allows ${route.kind}s in ${namespaceOf(route)} to refer to this Service` };
   }
-  const svc = index.services.get(`${ns}/${ref.name}`);
+  const serviceKey = `${ns}/${ref.name}`;
+  const svc = index.services.get(serviceKey);
   if (!svc) return { ok: false, reason: 'BackendNotFound', message: `${where}: Service not found` };
   if (ref.port === undefined) return { ok: false, reason: 'BackendNotFound', message: `${where}: port is required for a Service` };
 
   if (svc.spec.type === 'ExternalName') {
     if (!svc.spec.externalName) return { ok: false, reason: 'BackendNotFound', message: `${where}: ExternalName Service has no externalName` };
-    return { ok: true, cluster: { name: `${ns}/${ref.name}:${ref.port}`, protocol: 'http1', endpoints: [{ address: svc.spec.externalName, port: ref.port }] } };
+  } else if (!(svc.spec.ports ?? []).some((p) => p.port === ref.port)) {
+    return { ok: false, reason: 'BackendNotFound', message: `${where}: Service has no port ${ref.port}` };
   }
-  const svcPort = (svc.spec.ports ?? []).find((p) => p.port === ref.port);
-  if (!svcPort) return { ok: false, reason: 'BackendNotFound', message: `${where}: Service has no port ${ref.port}` };
-  return { ok: true, cluster: { name: `${ns}/${ref.name}:${ref.port}`, protocol: 'http1', endpoints: endpointsOf(index.slices.get(`${ns}/${ref.name}`) ?? [], svcPort.name ?? '') } };
+  const name = `${ns}/${ref.name}:${ref.port}`;
+  let cluster = index.clusters.get(name);
+  if (!cluster) index.clusters.set(name, cluster = makeCluster(name, svc, serviceKey, ref.port, index));
+  return { ok: true, cluster };
+}
+
+/** The cluster of a Service port that exists (checked by resolveBackend). */
+function makeCluster(name: string, svc: Service, serviceKey: string, port: number, index: BackendIndex): Cluster {
+  if (svc.spec.type === 'ExternalName') {
+    return { name, protocol: 'http1', endpoints: [{ address: svc.spec.externalName!, port }] };
+  }
+  const svcPort = (svc.spec.ports ?? []).find((p) => p.port === port)!;
+  return { name, protocol: 'http1', endpoints: endpointsOf(index.slices.get(serviceKey) ?? [], svcPort.name ?? '') };
 }
 
 /** Ready endpoints of a Service port, from its EndpointSlices; ports are matched by name, as kube-proxy does. */

@@ -10,7 +10,7 @@ import { gatewayClassStatus, SUPPORTED_FEATURES } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import { attachToParent } from './attachment.ts';
-import { indexBackends } from './backends.ts';
+import { indexBackends, type BackendIndex } from './backends.ts';
 import { translateHTTPRoute, type RankedEntry, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
@@ -34,10 +34,12 @@ export interface TranslateInput {
 export interface TranslateMemo {
   routes: WeakMap<HTTPRoute, TranslatedHTTPRoute>;
   backendObjects: KubeObject[];
+  /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
+  backendIndex: BackendIndex | null;
 }
 
 export function newTranslateMemo(): TranslateMemo {
-  return { routes: new WeakMap(), backendObjects: [] };
+  return { routes: new WeakMap(), backendObjects: [], backendIndex: null };
 }
 
 function sameObjects(a: KubeObject[], b: KubeObject[]): boolean {
@@ -55,7 +57,8 @@ export interface TranslateResult {
 }
 
 export function statusKey(o: KubeObject): string {
-  return `${o.kind}|${o.kind === 'GatewayClass' ? '' : namespaceOf(o)}|${o.metadata.name}`;
+  // join() makes one flat string; the key is kept per object by the status store.
+  return [o.kind, o.kind === 'GatewayClass' ? '' : namespaceOf(o), o.metadata.name].join('|');
 }
 
 export function translate(snap: Snapshot, input: TranslateInput): TranslateResult {
@@ -105,17 +108,10 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
 
   // 3. Routes: attach each parentRef, translate the rules once.
   const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
-  const backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
+  const memo = input.memo;
+  const backendIndex = backendIndexFor(snap, memo);
   const hosts = new Map<ResolvedListener, Map<string, RankedEntry[]>>();
   const clusters: Record<string, Cluster> = {};
-  const memo = input.memo;
-  if (memo) {
-    const backendObjects = [...snap.services, ...snap.endpointSlices, ...snap.referenceGrants];
-    if (!sameObjects(backendObjects, memo.backendObjects)) {
-      memo.routes = new WeakMap();
-      memo.backendObjects = backendObjects;
-    }
-  }
   for (const route of snap.httpRoutes) {
     let t = memo?.routes.get(route);
     if (!t) {
@@ -168,6 +164,23 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g));
 
   return { ir: buildIR(gateways, hosts, clusters), statuses, assignedAddresses };
+}
+
+/**
+ * The backend index for this snapshot. With a memo it is kept while the
+ * Services, EndpointSlices and ReferenceGrants are the same instances, so
+ * routes translated now get the very cluster objects the memoized ones
+ * hold; when any of them changes, the memoized routes are dropped with it.
+ */
+function backendIndexFor(snap: Snapshot, memo: TranslateMemo | undefined): BackendIndex {
+  if (!memo) return indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
+  const backendObjects = [...snap.services, ...snap.endpointSlices, ...snap.referenceGrants];
+  if (memo.backendIndex === null || !sameObjects(backendObjects, memo.backendObjects)) {
+    memo.routes = new WeakMap();
+    memo.backendObjects = backendObjects;
+    memo.backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
+  }
+  return memo.backendIndex;
 }
 
 function claimPort(l: ResolvedListener, address: string, gateway: string, claims: Map<number, { address: string; gateway: string }[]>): void {

@@ -54,3 +54,45 @@ test('a memo changes nothing in the output while routes, Services, EndpointSlice
     assert.deepEqual([...withMemo.statuses], [...fresh.statuses], `step ${i}: statuses`);
   }
 });
+
+test('backendRefs to one Service port share one cluster, across routes and, with a memo, across calls', () => {
+  const input = (memo?: ReturnType<typeof newTranslateMemo>): TranslateInput => ({
+    controllerName: 'gatehouse.dev/gateway-controller',
+    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
+    memo,
+  });
+  const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
+  const memo = newTranslateMemo();
+  const clusterOf = (ir: ReturnType<typeof translate>['ir'], route: string) => {
+    const entry = ir.listeners.flatMap((l) => l.gatewayListeners).flatMap((gl) => gl.virtualHosts).flatMap((vh) => vh.routes).find((r) => r.name.startsWith(`app/${route}/0/`))!;
+    return ir.clusters[entry.backends[0].cluster!];
+  };
+  const first = translate(buildSnapshot([...base, GW, route('a', 'web', 80), route('b', 'web', 80)]), input(memo));
+  assert.ok(clusterOf(first.ir, 'a'));
+  assert.equal(clusterOf(first.ir, 'a'), clusterOf(first.ir, 'b'));
+  // New route instances are translated again, against the memo's backend index: same cluster object.
+  const second = translate(buildSnapshot([...base, GW, route('a', 'web', 80), route('b', 'web', 80)]), input(memo));
+  assert.equal(clusterOf(second.ir, 'a'), clusterOf(first.ir, 'a'));
+  assert.equal(clusterOf(second.ir, 'b'), clusterOf(first.ir, 'a'));
+  // Without a memo, clusters are still shared within the call.
+  const fresh = translate(buildSnapshot([...base, GW, route('a', 'web', 80), route('b', 'web', 80)]), input());
+  assert.equal(clusterOf(fresh.ir, 'a'), clusterOf(fresh.ir, 'b'));
+  assert.deepEqual(fresh.ir, second.ir);
+});
+
+test('route entries without headers, query params or filters share one frozen empty list', () => {
+  const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
+  const { ir } = translate(buildSnapshot([...base, GW, route('a', 'web', 80)]), {
+    controllerName: 'gatehouse.dev/gateway-controller',
+    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
+  });
+  const entries = ir.listeners.flatMap((l) => l.gatewayListeners).flatMap((gl) => gl.virtualHosts).flatMap((vh) => vh.routes);
+  assert.equal(entries.length, 2);
+  for (const e of entries) {
+    assert.deepEqual([e.match.headers, e.match.queryParams, e.filters, e.backends[0].filters], [[], [], [], []]);
+    assert.ok(Object.isFrozen(e.filters));
+    assert.equal(e.filters, e.match.headers);
+    assert.equal(e.filters, entries[0].backends[0].filters);
+  }
+  assert.throws(() => (entries[0].filters as unknown[]).push(1), TypeError);
+});
