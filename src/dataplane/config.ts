@@ -1,16 +1,19 @@
 // Compiles an IR into the immutable structure requests are served from:
 // host tables, route indexes, compiled matches and filters, weighted
-// backends bound to upstream pools, SNI contexts. Done once per apply();
-// a request only reads it.
+// backends bound to upstream pools, SNI contexts. Done once per apply(),
+// from an IR delta: the virtual hosts and clusters it keeps are reused as
+// compiled before, so a one-route change compiles one virtual host. A
+// request only reads the result.
 
-import type { Cluster, IR, IRListener, RouteEntry, VirtualHost } from '../ir/types.ts';
+import type { Cluster, IR, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
 import { IR_VERSION } from '../ir/types.ts';
+import { IRDeltaEncoder, type IRDelta, type ListenerShape } from '../ir/delta.ts';
 import { HostTable, normalizePattern } from './hostnames.ts';
 import { compileFilter, type CompiledFilter } from './http/filters.ts';
 import { compileMatch, type CompiledMatch } from './http/match.ts';
 import { RouteTable } from './http/router.ts';
 import { SniTable, type SecureContextCache } from './tls/sni.ts';
-import { WeightedBackends, type CompiledBackend, type UpstreamCluster, type UpstreamEndpoint } from './upstream/balancer.ts';
+import { WeightedBackends, type UpstreamCluster, type UpstreamEndpoint } from './upstream/balancer.ts';
 import { endpointOrigin, type UpstreamPools } from './upstream/pools.ts';
 
 export interface CompiledRoute {
@@ -93,13 +96,42 @@ export class CompiledConfig {
   }
 }
 
-export function compileConfig(ir: IR, deps: CompileDeps): CompiledConfig {
-  if (ir.version !== IR_VERSION) {
-    throw new Error(`unsupported IR version ${String(ir.version)}, expected ${IR_VERSION}`);
+/**
+ * What a data plane keeps between applies: the compiled form of every
+ * virtual host and cluster of the current config, by the ids of the delta
+ * that defined them. A delta that keeps an id reuses its compiled form.
+ */
+export class CompileCache {
+  virtualHosts = new Map<number, CachedVirtualHost>();
+  clusters = new Map<number, CachedCluster>();
+}
+
+interface CachedVirtualHost {
+  readonly compiled: CompiledVirtualHost;
+  /** The routeErrors compiling it gave, reported again by every config that uses it. */
+  readonly routeErrors: Readonly<Record<string, string>>;
+}
+
+interface CachedCluster {
+  readonly cluster: UpstreamCluster;
+  readonly error: string | undefined;
+}
+
+/**
+ * Compiles `delta` against `cache`, which must hold every id the delta
+ * uses without defining it; on success the cache holds exactly the ids of
+ * the new config. Throws (leaving the cache as it was) for an IR version
+ * this data plane cannot read or an id it does not know.
+ */
+export function compileConfig(delta: IRDelta, deps: CompileDeps, cache: CompileCache): CompiledConfig {
+  if (delta.version !== IR_VERSION) {
+    throw new Error(`unsupported IR version ${String(delta.version)}, expected ${IR_VERSION}`);
   }
   const config = new CompiledConfig(deps.pools);
   try {
-    new ConfigCompiler(ir, config, deps).run();
+    const next = new ConfigCompiler(delta, config, deps, cache).run();
+    cache.virtualHosts = next.virtualHosts;
+    cache.clusters = next.clusters;
   } catch (err) {
     config.release();
     throw err;
@@ -107,21 +139,41 @@ export function compileConfig(ir: IR, deps: CompileDeps): CompiledConfig {
   return config;
 }
 
+/** Compiles a whole IR on its own, with nothing reused: for tests and tools. */
+export function compileIR(ir: IR, deps: CompileDeps): CompiledConfig {
+  return compileConfig(new IRDeltaEncoder().encode(ir), deps, new CompileCache());
+}
+
+const NO_FILTERS: readonly CompiledFilter[] = Object.freeze([]);
+
 class ConfigCompiler {
-  readonly #ir: IR;
+  readonly #delta: IRDelta;
   readonly #config: CompiledConfig;
   readonly #deps: CompileDeps;
-  readonly #clusters = new Map<string, UpstreamCluster | null>();
+  readonly #cache: CompileCache;
+  readonly #next = new CompileCache();
+  readonly #clusters = new Map<string, UpstreamCluster>();
+  readonly #definedHosts: Map<number, VirtualHost>;
+  /**
+   * Compiled parts many routes have in common, shared within one compile:
+   * most rules differ only in their path and send to one of a few backend
+   * sets, and 50,000 copies of the same weighted backends cost megabytes.
+   */
+  readonly #sharedMatches = new Map<string, CompiledMatch>();
+  readonly #sharedBackends = new Map<string, WeightedBackends>();
 
-  constructor(ir: IR, config: CompiledConfig, deps: CompileDeps) {
-    this.#ir = ir;
+  constructor(delta: IRDelta, config: CompiledConfig, deps: CompileDeps, cache: CompileCache) {
+    this.#delta = delta;
     this.#config = config;
     this.#deps = deps;
+    this.#cache = cache;
+    this.#definedHosts = new Map(delta.define.virtualHosts);
   }
 
-  run(): void {
+  run(): CompileCache {
+    this.#compileClusters();
     this.#deps.secureContexts.beginGeneration();
-    for (const listener of this.#ir.listeners) {
+    for (const listener of this.#delta.listeners) {
       if (this.#config.listeners.has(listener.key) || this.#config.listenerErrors[listener.key] !== undefined) {
         this.#config.listenerErrors[listener.key] = 'duplicate listener key';
         this.#config.listeners.delete(listener.key);
@@ -130,9 +182,40 @@ class ConfigCompiler {
       const compiled = this.#listener(listener);
       if (compiled !== null) this.#config.listeners.set(listener.key, compiled);
     }
+    return this.#next;
   }
 
-  #listener(listener: IRListener): CompiledListener | null {
+  #compileClusters(): void {
+    const defined = new Map(this.#delta.define.clusters);
+    for (const [name, id] of Object.entries(this.#delta.clusters)) {
+      const cached = this.#cache.clusters.get(id);
+      let entry: CachedCluster;
+      if (cached !== undefined) {
+        entry = this.#reuse(cached);
+      } else {
+        const spec = defined.get(id);
+        if (spec === undefined) throw new Error(`cluster ${JSON.stringify(name)}: unknown id ${id}`);
+        entry = this.#upstreamCluster(name, spec);
+      }
+      if (entry.error !== undefined) this.#config.clusterErrors[name] = entry.error;
+      this.#next.clusters.set(id, entry);
+      this.#clusters.set(name, entry.cluster);
+    }
+  }
+
+  /**
+   * A cluster compiled for an earlier config is kept as it is (with its
+   * round-robin position) when this config gets the same pools for its
+   * endpoints, which it does while the current config still holds them.
+   */
+  #reuse(cached: CachedCluster): CachedCluster {
+    const old = cached.cluster.endpoints;
+    const endpoints = old.map((e) => this.#config.useOrigin(e.origin));
+    if (endpoints.every((e, i) => e.pool === old[i].pool)) return cached;
+    return { cluster: { name: cached.cluster.name, endpoints, next: 0 }, error: cached.error };
+  }
+
+  #listener(listener: ListenerShape): CompiledListener | null {
     const errors = this.#config.listenerErrors;
     if (!Number.isInteger(listener.port) || listener.port < 1 || listener.port > 65535) {
       errors[listener.key] = `invalid port ${listener.port}`;
@@ -162,9 +245,10 @@ class ConfigCompiler {
           pattern: normalizePattern(gl.hostname),
           value: {
             name: gl.name,
-            virtualHosts: new HostTable(
-              gl.virtualHosts.map((vh) => ({ pattern: normalizePattern(vh.hostname), value: this.#virtualHost(vh) })),
-            ),
+            virtualHosts: new HostTable(gl.virtualHosts.map((id) => {
+              const vh = this.#virtualHost(id);
+              return { pattern: normalizePattern(vh.hostname), value: vh };
+            })),
           },
         })),
       ),
@@ -173,73 +257,106 @@ class ConfigCompiler {
     };
   }
 
-  #virtualHost(vh: VirtualHost): CompiledVirtualHost {
-    const routes: CompiledRoute[] = [];
-    for (const entry of vh.routes) {
-      const route = this.#route(entry);
-      if (route !== null) routes.push(route);
+  #virtualHost(id: number): CompiledVirtualHost {
+    let entry = this.#next.virtualHosts.get(id) ?? this.#cache.virtualHosts.get(id);
+    if (entry === undefined) {
+      const vh = this.#definedHosts.get(id);
+      if (vh === undefined) throw new Error(`virtual host: unknown id ${id}`);
+      entry = this.#compileVirtualHost(vh);
     }
-    return { hostname: vh.hostname, routes: new RouteTable(routes) };
+    Object.assign(this.#config.routeErrors, entry.routeErrors);
+    this.#next.virtualHosts.set(id, entry);
+    return entry.compiled;
   }
 
-  #route(entry: RouteEntry): CompiledRoute | null {
+  #compileVirtualHost(vh: VirtualHost): CachedVirtualHost {
+    const routeErrors: Record<string, string> = {};
+    const routes: CompiledRoute[] = [];
+    for (const entry of vh.routes) {
+      const route = this.#route(entry, routeErrors);
+      if (route !== null) routes.push(route);
+    }
+    return { compiled: { hostname: vh.hostname, routes: new RouteTable(routes) }, routeErrors };
+  }
+
+  #route(entry: RouteEntry, routeErrors: Record<string, string>): CompiledRoute | null {
     let match: CompiledMatch;
     try {
-      match = compileMatch(entry.match);
+      match = this.#match(entry.match);
     } catch (err) {
       // A match that cannot be evaluated matches nothing.
-      this.#config.routeErrors[entry.name] = `match: ${(err as Error).message}`;
+      routeErrors[entry.name] = `match: ${(err as Error).message}`;
       return null;
     }
-    let invalid: string | null = null;
-    let filters: CompiledFilter[] = [];
-    const backends: { weight: number; backend: CompiledBackend }[] = [];
-    try {
-      filters = entry.filters.map(compileFilter);
-      for (const wb of entry.backends) {
-        const cluster = this.#cluster(wb.cluster);
-        if (wb.cluster !== null && cluster === null) {
-          // Served like an invalid reference (500 for its share), but said.
-          this.#config.routeErrors[entry.name] = `backend cluster ${JSON.stringify(wb.cluster)} is not defined`;
-        }
-        backends.push({ weight: wb.weight, backend: { cluster, filters: wb.filters.map(compileFilter) } });
+    for (const wb of entry.backends) {
+      if (wb.cluster !== null && !this.#clusters.has(wb.cluster)) {
+        // Served like an invalid reference (500 for its share), but said.
+        routeErrors[entry.name] = `backend cluster ${JSON.stringify(wb.cluster)} is not defined`;
       }
+    }
+    let invalid: string | null = null;
+    let filters = NO_FILTERS;
+    let backends: WeightedBackends;
+    try {
+      if (entry.filters.length !== 0) filters = entry.filters.map(compileFilter);
+      backends = this.#backends(entry.backends);
     } catch (err) {
       // The route still claims its traffic, so a broken filter never lets a
       // request fall through to a route it was not meant for.
       invalid = `filter: ${(err as Error).message}`;
-      this.#config.routeErrors[entry.name] = invalid;
+      routeErrors[entry.name] = invalid;
+      backends = new WeightedBackends([]);
     }
     return {
       name: entry.name,
       match,
       filters,
-      backends: new WeightedBackends(invalid === null ? backends : []),
+      backends,
       timeoutMs: tightest(entry.timeouts?.requestMs, entry.timeouts?.backendRequestMs),
       invalid,
     };
   }
 
-  #cluster(name: string | null): UpstreamCluster | null {
-    if (name === null) return null;
-    let cluster = this.#clusters.get(name);
-    if (cluster !== undefined) return cluster;
-    const spec: Cluster | undefined = Object.hasOwn(this.#ir.clusters, name) ? this.#ir.clusters[name] : undefined;
-    cluster = spec === undefined ? null : this.#upstreamCluster(name, spec);
-    this.#clusters.set(name, cluster);
-    return cluster;
+  /** Throws (SyntaxError) for a regular expression that does not compile. */
+  #match(match: RouteMatch): CompiledMatch {
+    // Only path-only matches are shared: they are most of them, and their key is short.
+    if (match.method !== undefined || match.headers.length !== 0 || match.queryParams.length !== 0) return compileMatch(match);
+    const key = `${match.path.type}\u0000${match.path.value}`;
+    let compiled = this.#sharedMatches.get(key);
+    if (compiled === undefined) this.#sharedMatches.set(key, compiled = compileMatch(match));
+    return compiled;
   }
 
-  #upstreamCluster(name: string, spec: Cluster): UpstreamCluster {
+  /** Throws for a backend filter that cannot be compiled. */
+  #backends(refs: readonly WeightedBackend[]): WeightedBackends {
+    if (refs.some((wb) => wb.filters.length !== 0)) return this.#weighted(refs);
+    const key = refs.map((wb) => `${wb.weight}\u0000${wb.cluster ?? ''}\u0000${wb.cluster === null ? 0 : 1}`).join('\u0001');
+    let backends = this.#sharedBackends.get(key);
+    if (backends === undefined) this.#sharedBackends.set(key, backends = this.#weighted(refs));
+    return backends;
+  }
+
+  #weighted(refs: readonly WeightedBackend[]): WeightedBackends {
+    return new WeightedBackends(refs.map((wb) => ({
+      weight: wb.weight,
+      backend: {
+        cluster: wb.cluster === null ? null : this.#clusters.get(wb.cluster) ?? null,
+        filters: wb.filters.length === 0 ? NO_FILTERS : wb.filters.map(compileFilter),
+      },
+    })));
+  }
+
+  #upstreamCluster(name: string, spec: Cluster): CachedCluster {
     const endpoints: UpstreamEndpoint[] = [];
+    let error: string | undefined;
     for (const endpoint of spec.endpoints) {
       if (!endpoint.address || !Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65535) {
-        this.#config.clusterErrors[name] = `invalid endpoint ${JSON.stringify(endpoint)}`;
+        error = `invalid endpoint ${JSON.stringify(endpoint)}`;
         continue;
       }
       endpoints.push(this.#config.useOrigin(endpointOrigin(endpoint)));
     }
-    return { name, endpoints, next: 0 };
+    return { cluster: { name, endpoints, next: 0 }, error };
   }
 }
 

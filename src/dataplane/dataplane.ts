@@ -4,7 +4,8 @@
 // one sees the sockets the previous one left.
 
 import type { IR } from '../ir/types.ts';
-import { compileConfig, type CompiledConfig } from './config.ts';
+import { CompileCache, compileConfig, type CompiledConfig } from './config.ts';
+import { IRDeltaEncoder, type IRDelta } from '../ir/delta.ts';
 import { HttpRequestHandler } from './http/handler.ts';
 import { resolveLimits, type RequestLimits } from './limits.ts';
 import { ListenerSet } from './listeners.ts';
@@ -18,6 +19,12 @@ export { DEFAULT_LIMITS } from './limits.ts';
 export interface DataPlaneOptions {
   log?: LogFn;
   limits?: Partial<RequestLimits>;
+  /**
+   * Bind listeners with SO_REUSEPORT, so that several data planes (worker
+   * threads) each accept on the same ports. Off for a data plane alone,
+   * which then also learns when another process holds its port.
+   */
+  reusePort?: boolean;
 }
 
 export interface ApplyResult {
@@ -37,6 +44,9 @@ export class DataPlane {
   readonly #listeners: ListenerSet;
   readonly #handler: HttpRequestHandler;
   #current: CompiledConfig | null = null;
+  #cache = new CompileCache();
+  /** For apply(IR): the delta from the IR applied before. */
+  #encoder = new IRDeltaEncoder();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -45,7 +55,7 @@ export class DataPlane {
     this.#limits = resolveLimits(opts.limits);
     this.#pools = new UpstreamPools(this.#log);
     this.#handler = new HttpRequestHandler(this.#limits, this.#log);
-    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler);
+    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false);
   }
 
   /** Requests received on every listener since start. */
@@ -59,7 +69,23 @@ export class DataPlane {
    * narrower is reported in the result and the rest is served.
    */
   apply(ir: IR): Promise<ApplyResult> {
-    const run = this.#queue.then(() => this.#apply(ir));
+    const run = this.#queue.then(() => this.#apply(this.#encoder.encode(ir)).catch((err: unknown) => {
+      // The encoder now takes this IR as known: start both sides afresh.
+      this.#encoder = new IRDeltaEncoder();
+      this.#cache = new CompileCache();
+      throw err;
+    }));
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /**
+   * The same, for a data plane fed by an IRDeltaEncoder elsewhere (a
+   * worker): every delta of that encoder, in order, full() first. After a
+   * rejection the next delta must be a full() one.
+   */
+  applyDelta(delta: IRDelta): Promise<ApplyResult> {
+    const run = this.#queue.then(() => this.#apply(delta));
     this.#queue = run.catch(() => {});
     return run;
   }
@@ -70,9 +96,9 @@ export class DataPlane {
     return run;
   }
 
-  async #apply(ir: IR): Promise<ApplyResult> {
+  async #apply(delta: IRDelta): Promise<ApplyResult> {
     if (this.#closed) throw new Error('data plane is closed');
-    const next = compileConfig(ir, { pools: this.#pools, secureContexts: this.#secureContexts });
+    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts }, this.#cache);
     const previous = this.#current;
     this.#current = next;
     const reconciled = await this.#listeners.reconcile(next);

@@ -51,11 +51,13 @@ export class ListenerSet {
   readonly #limits: RequestLimits;
   readonly #log: LogFn;
   readonly #handler: HttpRequestHandler;
+  readonly #reusePort: boolean;
 
-  constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler) {
+  constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler, reusePort: boolean) {
     this.#limits = limits;
     this.#log = log;
     this.#handler = handler;
+    this.#reusePort = reusePort;
   }
 
   /**
@@ -155,7 +157,7 @@ export class ListenerSet {
       };
       server.once('error', onError);
       server.once('listening', onListening);
-      server.listen({ host: listener.address, port: listener.port });
+      server.listen({ host: listener.address, port: listener.port, reusePort: this.#reusePort });
     });
   }
 

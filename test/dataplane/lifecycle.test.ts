@@ -192,3 +192,42 @@ test('lifecycle', async (t) => {
     await assert.rejects(dp.apply(toA), /closed/);
   });
 });
+
+test('apply() reuses what did not change and recompiles what did', async (t) => {
+  const [a, b, c] = await Promise.all([startBackend(t, 'a'), startBackend(t, 'b'), startBackend(t, 'c')]);
+  const port = await freePort();
+  const dp = await startDataPlane(t);
+  const one = vhost('one.test', [route('one', match('/'), [backend('shared')])]);
+  const two = vhost('two.test', [route('two', match('/'), [backend('own')])]);
+  const config = (hosts: ReturnType<typeof vhost>[], shared: number, own: number): IR =>
+    ir([listener(port, [gatewayListener('gw', null, hosts)])], [cluster('shared', { port: shared }), cluster('own', { port: own })]);
+  const backendOf = async (host: string) => (await request(port, '/', { host })).json().backend;
+
+  // Cluster objects are rebuilt each time, as translate does when a Service changes.
+  assert.deepEqual(await dp.apply(config([one, two], a.port, b.port)), { listenerErrors: {}, certificateErrors: {}, routeErrors: {} });
+  assert.equal(await backendOf('one.test'), 'a');
+  assert.equal(await backendOf('two.test'), 'b');
+
+  // Same virtual host objects, shared cluster moved to c: one.test follows it.
+  await dp.apply(config([one, two], c.port, b.port));
+  assert.equal(await backendOf('one.test'), 'c');
+  assert.equal(await backendOf('two.test'), 'b');
+
+  // Same objects again, and a virtual host added, then one removed.
+  const three = vhost('three.test', [route('three', match('/'), [backend('missing')])]);
+  const res = await dp.apply(config([one, two, three], c.port, b.port));
+  assert.deepEqual(Object.keys(res.routeErrors), ['three']);
+  assert.equal(await backendOf('one.test'), 'c');
+  assert.equal((await request(port, '/', { host: 'three.test' })).status, 500);
+  // A reused virtual host still reports the errors compiling it gave.
+  assert.deepEqual(Object.keys((await dp.apply(config([one, three], c.port, b.port))).routeErrors), ['three']);
+  assert.equal((await request(port, '/', { host: 'two.test' })).status, 404);
+  assert.equal(await backendOf('one.test'), 'c');
+
+  // A rejected IR leaves the previous config serving, and the next one applies in full.
+  await assert.rejects(dp.apply({ ...config([one], a.port, b.port), version: 2 as 1 }), /unsupported IR version/);
+  assert.equal(await backendOf('one.test'), 'c');
+  await dp.apply(config([one, two], a.port, b.port));
+  assert.equal(await backendOf('one.test'), 'a');
+  assert.equal(await backendOf('two.test'), 'b');
+});

@@ -1,0 +1,113 @@
+// How the IR reaches a data plane that already has the previous one: the
+// listeners in full (they are few), and the virtual hosts and clusters by
+// id, with only those that changed since the last delta spelled out. A
+// one-route change with 1,000 routes loaded then ships and recompiles one
+// virtual host instead of all of them.
+//
+// The encoder decides "unchanged" by identity: translate() hands back the
+// very same RouteEntry and Cluster objects for the routes and backends that
+// did not change (its memo), so a virtual host whose route list holds the
+// same entries, and whose clusters kept their ids, is the same. Any IR can
+// be encoded; one built from scratch every time simply ships in full.
+import { IR_VERSION, type Cluster, type IR, type IRListener, type RouteEntry, type VirtualHost } from './types.ts';
+
+export interface IRDelta {
+  version: typeof IR_VERSION;
+  listeners: ListenerShape[];
+  /** Every cluster of the IR: name -> id. */
+  clusters: Record<string, number>;
+  /** Virtual hosts and clusters the receiver has not been given before, by id. */
+  define: { virtualHosts: [number, VirtualHost][]; clusters: [number, Cluster][] };
+}
+
+/** An IRListener whose virtual hosts are ids. */
+export interface ListenerShape extends Omit<IRListener, 'gatewayListeners'> {
+  gatewayListeners: { name: string; hostname: string | null; virtualHosts: number[] }[];
+}
+
+interface Known<T> {
+  id: number;
+  value: T;
+}
+
+/**
+ * Remembers what it has sent. Every receiver must get every delta of one
+ * encoder in order, starting with a full() one (a data plane that starts
+ * later gets full() first).
+ */
+export class IRDeltaEncoder {
+  #nextId = 1;
+  /** By `listener key, gateway listener name, hostname`. */
+  #virtualHosts = new Map<string, Known<VirtualHost>>();
+  #clusters = new Map<string, Known<Cluster>>();
+  #last: IRDelta | null = null;
+
+  /** The delta from the previous IR to `ir`. */
+  encode(ir: IR): IRDelta {
+    const clusters: Record<string, number> = {};
+    const nextClusters = new Map<string, Known<Cluster>>();
+    const definedClusters: [number, Cluster][] = [];
+    const changedClusters = new Set<string>();
+    for (const [name, cluster] of Object.entries(ir.clusters)) {
+      let known = this.#clusters.get(name);
+      if (known === undefined || known.value !== cluster) {
+        known = { id: this.#nextId++, value: cluster };
+        definedClusters.push([known.id, cluster]);
+        changedClusters.add(name);
+      }
+      nextClusters.set(name, known);
+      clusters[name] = known.id;
+    }
+    for (const name of this.#clusters.keys()) if (!nextClusters.has(name)) changedClusters.add(name);
+
+    const nextHosts = new Map<string, Known<VirtualHost>>();
+    const definedHosts: [number, VirtualHost][] = [];
+    const listeners = ir.listeners.map((listener): ListenerShape => ({
+      ...listener,
+      gatewayListeners: listener.gatewayListeners.map((gl) => ({
+        name: gl.name,
+        hostname: gl.hostname,
+        virtualHosts: gl.virtualHosts.map((vh) => {
+          const key = `${listener.key}\u0000${gl.name}\u0000${vh.hostname}`;
+          let known = this.#virtualHosts.get(key);
+          if (known === undefined || !sameRoutes(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
+            known = { id: this.#nextId++, value: vh };
+            definedHosts.push([known.id, vh]);
+          }
+          nextHosts.set(key, known);
+          return known.id;
+        }),
+      })),
+    }));
+    this.#virtualHosts = nextHosts;
+    this.#clusters = nextClusters;
+    this.#last = { version: ir.version, listeners, clusters, define: { virtualHosts: definedHosts, clusters: definedClusters } };
+    return this.#last;
+  }
+
+  /** The last encoded IR with every virtual host and cluster defined: what a new receiver starts from. */
+  full(): IRDelta | null {
+    if (this.#last === null) return null;
+    return {
+      ...this.#last,
+      define: {
+        virtualHosts: [...this.#virtualHosts.values()].map((k) => [k.id, k.value]),
+        clusters: [...this.#clusters.values()].map((k) => [k.id, k.value]),
+      },
+    };
+  }
+}
+
+function sameRoutes(a: readonly RouteEntry[], b: readonly RouteEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function usesAny(routes: readonly RouteEntry[], clusters: ReadonlySet<string>): boolean {
+  if (clusters.size === 0) return false;
+  for (const route of routes) {
+    for (const backend of route.backends) if (backend.cluster !== null && clusters.has(backend.cluster)) return true;
+  }
+  return false;
+}
