@@ -4,7 +4,6 @@ import { serve } from './serve.ts';
 import { validate } from './validate.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
-import { WORKER_COMMAND } from '../control/worker-protocol.ts';
 
 const USAGE = `usage: gatehouse <command> [options]
 
@@ -18,7 +17,7 @@ gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CID
   --admin-address ADDR    admin API (readyz, resources, errors, config); default 127.0.0.1:9901
   --address-pool CIDR     hand each Gateway an IPv4 address from CIDR, as MetalLB would;
                           without it every Gateway listens on all interfaces
-  --workers N             data-plane worker processes sharing the listeners; default one per
+  --workers N             data-plane worker threads sharing the listeners; default one per
                           core; 0 serves from the control-plane process itself
   --log-level LEVEL       trace, debug, info, warn, error; default info
 
@@ -56,10 +55,6 @@ async function main(argv: string[]): Promise<number> {
       if (!values['config-dir']) return usage('validate needs --config-dir');
       return validate(values['config-dir']);
     }
-    case WORKER_COMMAND:
-      // Started by serve's control plane through node:cluster, never by hand.
-      (await import('../dataplane/worker.ts')).runDataPlaneWorker();
-      return -1;
     case 'version':
     case '--version':
       process.stdout.write(`gatehouse ${VERSION}\n`);
@@ -84,5 +79,6 @@ main(process.argv.slice(2)).then((code) => {
   if (code !== -1) process.exitCode = code;
 }, (e: unknown) => {
   process.stderr.write(`gatehouse: ${e instanceof Error ? e.message : String(e)}\n`);
-  process.exitCode = 1;
+  // Exit now: data-plane threads or sockets started before the failure would keep the process alive.
+  process.exit(1);
 });

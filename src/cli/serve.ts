@@ -7,7 +7,7 @@ export interface ServeOptions {
   adminAddress: string;
   addressPool: string | null;
   logLevel: string;
-  /** Data-plane worker processes; 0 for the data plane in this process. */
+  /** Data-plane worker threads; 0 for the data plane on the main thread. */
   workers: number;
 }
 

@@ -27,8 +27,8 @@ export interface StandaloneOptions {
   addressPool: string | null;
   log: Logger;
   /**
-   * Data-plane worker processes (node:cluster), each serving every
-   * listener; 0 (the default) runs the data plane in this process.
+   * Data-plane worker threads, each serving every listener; 0 (the
+   * default) runs the data plane on the main thread.
    */
   workers?: number;
 }
@@ -112,14 +112,22 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   await schedule();
   ready = true;
   const watcher = watchDirectory(opts.configDir, () => { void schedule(); });
-  const admin = await startAdminServer({
-    address: opts.adminAddress,
-    resources: () => store.resources(),
-    errors: () => errors,
-    config: () => currentIR,
-    ready: () => ready,
-    workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
-  });
+  let admin: Awaited<ReturnType<typeof startAdminServer>>;
+  try {
+    admin = await startAdminServer({
+      address: opts.adminAddress,
+      resources: () => store.resources(),
+      errors: () => errors,
+      config: () => currentIR,
+      ready: () => ready,
+      workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
+    });
+  } catch (err) {
+    // Without its admin API the gateway does not start: stop what did.
+    watcher.close();
+    await dataPlane.close();
+    throw err;
+  }
   log.info({ admin: opts.adminAddress, workers, configDir: opts.configDir, addressPool: opts.addressPool }, 'gatehouse standalone started');
 
   return {

@@ -1,19 +1,23 @@
-// The data plane as N worker processes (node:cluster), seen from the
-// control plane as one: apply(IR) sends the IR to every worker and
-// resolves with their results merged once all have applied it. A worker
-// that dies is replaced and handed the current IR; close() asks every
-// worker to drain and waits for them.
-import cluster, { type Worker } from 'node:cluster';
-import path from 'node:path';
+// The data plane as N worker threads, seen from the control plane as one:
+// apply(IR) sends every worker the delta from the previous IR and resolves
+// with their results merged once all have applied it. Each worker binds
+// every listener itself with SO_REUSEPORT, so the kernel spreads
+// connections over them and no thread hands sockets to another. Threads
+// rather than processes: one Node runtime, one copy of the code and one
+// allocator for all of them, which is most of a worker's memory. A worker
+// that dies is replaced and handed the current config in full; close()
+// asks every worker to drain and waits for them.
+import { Worker } from 'node:worker_threads';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
+import { IRDeltaEncoder } from '../ir/delta.ts';
 import type { IR } from '../ir/types.ts';
-import { DEFAULT_GLIBC_TUNABLES, WORKER_COMMAND, workerExecArgv, type FromWorker, type ToWorker, type WorkerStats } from './worker-protocol.ts';
+import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
 
 export interface WorkerPoolOptions {
   workers: number;
   logLevel: string;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
-  /** How long close() waits for workers to drain before killing them. */
+  /** How long close() waits for workers to drain before stopping them. */
   drainTimeoutMs?: number;
 }
 
@@ -24,67 +28,67 @@ interface Pending {
   results: ApplyResult[];
 }
 
-const BIN = path.resolve(import.meta.dirname, '../../bin/gatehouse.js');
+const ENTRY = new URL('../dataplane/worker.ts', import.meta.url);
 const RESTART_DELAY_MS = 500;
 
 export class WorkerPool {
   readonly #opts: WorkerPoolOptions;
   readonly #workers = new Set<Worker>();
+  /** Workers that must be sent the whole config next: new ones, and those that failed an apply. */
+  readonly #needFull = new Set<Worker>();
   readonly #pending = new Map<number, Pending>();
   readonly #statsWaiters = new Map<number, { waiting: Set<Worker>; stats: WorkerStats[]; resolve(s: WorkerStats[]): void }>();
+  readonly #encoder = new IRDeltaEncoder();
   #seq = 0;
-  #current: { seq: number; irJson: string } | null = null;
+  #appliedSeq = 0;
   #closing = false;
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
-    const env = process.env;
-    cluster.setupPrimary({
-      exec: BIN,
-      args: [WORKER_COMMAND],
-      execArgv: workerExecArgv(process.execArgv, env.NODE_OPTIONS),
-      silent: false,
-      serialization: 'advanced',
-    });
-    for (let i = 0; i < opts.workers; i++) this.#fork(env);
+    for (let i = 0; i < opts.workers; i++) this.#start();
   }
 
   get size(): number {
     return this.#workers.size;
   }
 
-  #fork(env: NodeJS.ProcessEnv): Worker {
-    const worker = cluster.fork({
-      GLIBC_TUNABLES: env.GLIBC_TUNABLES ?? DEFAULT_GLIBC_TUNABLES,
-      GATEHOUSE_LOG_LEVEL: this.#opts.logLevel,
+  #start(): Worker {
+    const setup: WorkerSetup = { logLevel: this.#opts.logLevel };
+    const worker = new Worker(ENTRY, {
+      workerData: setup,
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
     this.#workers.add(worker);
     worker.on('message', (m: FromWorker) => this.#onMessage(worker, m));
-    worker.on('exit', (code, signal) => this.#onExit(worker, code, signal));
+    worker.on('error', (err) => this.#opts.log('error', 'data-plane worker failed', { worker: worker.threadId, error: err.message }));
+    worker.on('exit', (code) => this.#onExit(worker, code));
     // A worker started after the first config gets the current one at once.
-    if (this.#current !== null) this.#send(worker, { type: 'apply', seq: this.#current.seq, irJson: this.#current.irJson });
+    const full = this.#encoder.full();
+    if (full !== null) this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: full });
     return worker;
   }
 
   #send(worker: Worker, m: ToWorker): void {
-    if (worker.isConnected()) worker.send(m);
+    worker.postMessage(m);
   }
 
   /** Applies `ir` on every worker; resolves when all have, with their errors merged. */
   apply(ir: IR): Promise<ApplyResult> {
     if (this.#closing) return Promise.reject(new Error('data plane is closed'));
     const seq = ++this.#seq;
-    const irJson = JSON.stringify(ir);
-    this.#current = { seq, irJson };
+    this.#appliedSeq = seq;
+    const delta = this.#encoder.encode(ir);
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve, reject, waiting: new Set(this.#workers), results: [] };
       this.#pending.set(seq, pending);
-      for (const worker of this.#workers) this.#send(worker, { type: 'apply', seq, irJson });
+      for (const worker of this.#workers) {
+        this.#send(worker, { type: 'apply', seq, delta: this.#needFull.delete(worker) ? this.#encoder.full()! : delta });
+      }
       this.#settle(seq, pending);
     });
   }
 
-  /** Every worker's pid, request count and applied config, for the admin API. */
+  /** Every worker's id, request count and applied config, for the admin API. */
   stats(): Promise<WorkerStats[]> {
     const seq = ++this.#seq;
     return new Promise((resolve) => {
@@ -99,12 +103,24 @@ export class WorkerPool {
 
   /** The sequence number of the IR last handed to apply(). */
   get currentSeq(): number {
-    return this.#current?.seq ?? 0;
+    return this.#appliedSeq;
+  }
+
+  /**
+   * Stops one worker at once, as a crash would: the pool replaces it.
+   * For tests of that path and for an operator's diagnostics.
+   */
+  async terminate(id: number): Promise<boolean> {
+    const worker = [...this.#workers].find((w) => w.threadId === id);
+    if (worker === undefined) return false;
+    await worker.terminate();
+    return true;
   }
 
   #onMessage(worker: Worker, m: FromWorker): void {
     if (m.type === 'applied') {
       const pending = this.#pending.get(m.seq);
+      if (m.error !== undefined) this.#needFull.add(worker);
       if (pending === undefined) return;
       pending.waiting.delete(worker);
       if (m.error !== undefined) {
@@ -129,8 +145,9 @@ export class WorkerPool {
     pending.resolve(mergeResults(pending.results));
   }
 
-  #onExit(worker: Worker, code: number | null, signal: string | null): void {
+  #onExit(worker: Worker, code: number): void {
     this.#workers.delete(worker);
+    this.#needFull.delete(worker);
     // It will not answer: settle what waited on it.
     for (const [seq, pending] of this.#pending) {
       if (pending.waiting.delete(worker)) this.#settle(seq, pending);
@@ -139,20 +156,19 @@ export class WorkerPool {
       if (entry.waiting.delete(worker) && entry.waiting.size === 0) { this.#statsWaiters.delete(seq); entry.resolve(entry.stats); }
     }
     if (this.#closing) return;
-    this.#opts.log('error', 'data-plane worker exited; starting another', { pid: worker.process.pid, code, signal });
+    this.#opts.log('error', 'data-plane worker exited; starting another', { worker: worker.threadId, code });
     // A short pause, so a worker that dies at start does not spin.
-    setTimeout(() => { if (!this.#closing) this.#fork(process.env); }, RESTART_DELAY_MS).unref();
+    setTimeout(() => { if (!this.#closing) this.#start(); }, RESTART_DELAY_MS).unref();
   }
 
-  /** Asks every worker to drain and exit; kills those still there after the drain timeout. */
+  /** Asks every worker to drain and exit; stops those still there after the drain timeout. */
   async close(): Promise<void> {
     this.#closing = true;
     const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
-      if (worker.isDead()) { resolve(); return; }
       worker.once('exit', () => resolve());
       this.#send(worker, { type: 'close' });
     }));
-    const timer = setTimeout(() => { for (const w of this.#workers) w.process.kill('SIGKILL'); }, this.#opts.drainTimeoutMs ?? 15_000);
+    const timer = setTimeout(() => { for (const w of this.#workers) void w.terminate(); }, this.#opts.drainTimeoutMs ?? 15_000);
     timer.unref();
     await Promise.all(exits);
     clearTimeout(timer);

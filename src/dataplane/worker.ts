@@ -1,30 +1,33 @@
-// A data-plane worker process: one DataPlane, driven by IR messages from
-// the cluster primary; answers each apply with its ApplyResult so bind
-// errors still reach status. Listening sockets are shared through the
-// cluster, so every worker accepts on the same ports.
+// A data-plane worker thread: one DataPlane, driven by IR deltas from the
+// control plane on the main thread; answers each apply with its
+// ApplyResult so bind errors still reach status. Every worker binds every
+// listener with SO_REUSEPORT, and the kernel spreads connections over them.
+import { getHeapStatistics } from 'node:v8';
+import { parentPort, threadId, workerData } from 'node:worker_threads';
 import pino from 'pino';
-import type { FromWorker, ToWorker } from '../control/worker-protocol.ts';
+import type { FromWorker, ToWorker, WorkerSetup } from '../control/worker-protocol.ts';
 import { DataPlane } from './dataplane.ts';
 
-export function runDataPlaneWorker(): void {
-  const send = process.send?.bind(process);
-  if (send === undefined) throw new Error('the data-plane worker must be started by the gatehouse control plane');
-  const log = pino({ level: process.env.GATEHOUSE_LOG_LEVEL ?? 'info', base: { worker: process.pid } });
-  const dataPlane = new DataPlane({ log: (level, msg, fields) => log[level](fields ?? {}, msg) });
+function runDataPlaneWorker(): void {
+  const port = parentPort;
+  if (port === null) throw new Error('the data-plane worker runs as a worker thread of gatehouse serve');
+  const setup = workerData as WorkerSetup;
+  const log = pino({ level: setup.logLevel, base: { worker: threadId } });
+  const dataPlane = new DataPlane({ log: (level, msg, fields) => log[level](fields ?? {}, msg), reusePort: true });
   let appliedSeq = 0;
   let closing = false;
-  const reply = (m: FromWorker) => { if (process.connected) send(m); };
+  const reply = (m: FromWorker) => port.postMessage(m);
 
-  process.on('message', (m: ToWorker) => {
+  port.on('message', (m: ToWorker) => {
     switch (m.type) {
       case 'apply':
-        dataPlane.apply(JSON.parse(m.irJson)).then(
+        dataPlane.applyDelta(m.delta).then(
           (result) => { appliedSeq = m.seq; reply({ type: 'applied', seq: m.seq, result }); },
           (err: unknown) => reply({ type: 'applied', seq: m.seq, error: String(err) }),
         );
         return;
       case 'stats':
-        reply({ type: 'stats', seq: m.seq, stats: { pid: process.pid, requests: dataPlane.requestCount, appliedSeq } });
+        reply({ type: 'stats', seq: m.seq, stats: { id: threadId, requests: dataPlane.requestCount, appliedSeq, heapUsedBytes: getHeapStatistics().used_heap_size } });
         return;
       case 'close':
         if (closing) return;
@@ -34,18 +37,9 @@ export function runDataPlaneWorker(): void {
         return;
     }
   });
-  // The primary went away without telling us: nobody will send config or
-  // ask us to stop, so drain and go rather than serve on unsupervised.
-  process.on('disconnect', () => {
-    if (closing) return;
-    closing = true;
-    dataPlane.close().finally(() => process.exit(0));
-  });
-  // Signals go to the whole process group on Ctrl-C; the primary decides
-  // when workers stop, so ignore them here.
-  process.on('SIGINT', () => {});
-  process.on('SIGTERM', () => {});
+  // One bad request or a bug in one code path must not take the worker down.
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
-  reply({ type: 'started' });
 }
+
+runDataPlaneWorker();

@@ -1,12 +1,12 @@
-// `gatehouse serve --workers 2` as a real process: both data-plane workers
-// take traffic on the shared listener, a config change reaches both, and a
-// worker that dies is replaced and serves the current config.
+// `gatehouse serve --workers 2` as a real process: both data-plane worker
+// threads take traffic on the shared listener and a config change reaches
+// both. (A worker that dies is replaced: test/control/worker-pool.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
 import { GATEWAY_CLASS, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 
-interface WorkerInfo { pid: number; requests: number; current: boolean }
+interface WorkerInfo { id: number; requests: number; current: boolean }
 
 function routeYAML(name: string, host: string): string {
   return `apiVersion: gateway.networking.k8s.io/v1
@@ -35,7 +35,7 @@ async function statuses(url: string, host: string, count: number): Promise<numbe
   return out;
 }
 
-test('serve --workers 2: both workers serve, a reload reaches both, a dead worker is replaced', { timeout: 90_000 }, async () => {
+test('serve --workers 2: both workers serve and a reload reaches both', { timeout: 90_000 }, async () => {
   const echo = await startEcho('web');
   const dir = tempConfigDir();
   const port = await freePort();
@@ -60,26 +60,17 @@ ${routeYAML('first', 'first.example.test')}`);
     assert.deepEqual(await statuses(url, 'first.example.test', 20), Array(20).fill(200));
     const before = await workers();
     assert.equal(before.length, 2);
-    assert.notEqual(before[0].pid, before[1].pid);
+    assert.notEqual(before[0].id, before[1].id);
     assert.ok(before.every((w) => w.requests > 0), `each worker served: ${JSON.stringify(before)}`);
 
     // A new route: once the control plane has applied it, every worker serves it.
     writeConfig(dir, 'second.yaml', routeYAML('second', 'second.example.test'));
     await waitFor('the new route', async () => (await statuses(url, 'second.example.test', 1))[0] === 200, 10_000);
     await waitFor('both workers on the new config', async () => (await workers()).every((w) => w.current));
-    const counts = new Map((await workers()).map((w) => [w.pid, w.requests]));
+    const counts = new Map((await workers()).map((w) => [w.id, w.requests]));
     assert.deepEqual(await statuses(url, 'second.example.test', 20), Array(20).fill(200));
     const after = await workers();
-    assert.ok(after.every((w) => w.requests > (counts.get(w.pid) ?? 0)), `both workers served the new route: ${JSON.stringify(after)}`);
-
-    // A worker killed from outside is replaced, and the new one gets the current config.
-    process.kill(after[0].pid, 'SIGKILL');
-    const replaced = await waitFor('a replacement worker', async () => {
-      const now = await workers();
-      return now.length === 2 && !now.some((w) => w.pid === after[0].pid) && now.every((w) => w.current) && now;
-    }, 15_000);
-    assert.equal(replaced.length, 2);
-    assert.deepEqual(await statuses(url, 'second.example.test', 20), Array(20).fill(200));
+    assert.ok(after.every((w) => w.requests > (counts.get(w.id) ?? 0)), `both workers served the new route: ${JSON.stringify(after)}`);
   } finally {
     const code = await serve.stop(20_000);
     await echo.close();

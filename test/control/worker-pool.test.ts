@@ -1,0 +1,54 @@
+// The worker-thread data plane seen from the control plane: every worker
+// applies each IR, and a worker that dies is replaced by one that gets the
+// current config in full and serves it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkerPool } from '../../src/control/worker-pool.ts';
+import { backend, cluster, freePort, gatewayListener, ir, listener, match, request, route, startBackend, vhost } from '../dataplane/helpers.ts';
+
+async function waitFor<T>(what: string, check: () => Promise<T | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('WorkerPool: all workers apply each IR; a dead worker is replaced and serves the current config', { timeout: 60_000 }, async (t) => {
+  const echo = await startBackend(t, 'echo');
+  const port = await freePort();
+  const logged: string[] = [];
+  const pool = new WorkerPool({ workers: 2, logLevel: 'warn', log: (_level, msg) => logged.push(msg), drainTimeoutMs: 2_000 });
+  t.after(() => pool.close());
+  const hosts = [vhost('one.test', [route('one', match('/'), [backend('echo')])])];
+  const config = () => ir([listener(port, [gatewayListener('gw', null, hosts)])], [cluster('echo', echo)]);
+
+  assert.deepEqual(await pool.apply(config()), { listenerErrors: {}, certificateErrors: {}, routeErrors: {} });
+  assert.equal((await request(port, '/', { host: 'one.test' })).status, 200);
+  // A second host added: applied as a delta, served by every worker.
+  hosts.push(vhost('two.test', [route('two', match('/'), [backend('nowhere')])]));
+  assert.deepEqual(Object.keys((await pool.apply(config())).routeErrors), ['two']);
+  const before = await pool.stats();
+  assert.equal(before.length, 2);
+  assert.ok(before.every((w) => w.appliedSeq === pool.currentSeq), JSON.stringify(before));
+
+  assert.equal(await pool.terminate(before[0].id), true);
+  const after = await waitFor('a replacement worker', async () => {
+    const now = await pool.stats();
+    return now.length === 2 && !now.some((w) => w.id === before[0].id) && now.every((w) => w.appliedSeq === pool.currentSeq) && now;
+  });
+  assert.ok(logged.includes('data-plane worker exited; starting another'));
+  // Each request on a connection of its own, so the kernel spreads them over both workers.
+  for (let i = 0; i < 20; i++) {
+    assert.equal((await request(port, '/', { host: 'one.test', headers: { connection: 'close' } })).status, 200);
+    assert.equal((await request(port, '/', { host: 'two.test', headers: { connection: 'close' } })).status, 500);
+  }
+  const served = await pool.stats();
+  assert.ok(served.every((w) => w.requests > 0), `both workers served: ${JSON.stringify(served)} (was ${JSON.stringify(after)})`);
+  // The replacement took the following delta too.
+  hosts.splice(1, 1);
+  assert.deepEqual((await pool.apply(config())).routeErrors, {});
+  assert.equal((await request(port, '/', { host: 'two.test', headers: { connection: 'close' } })).status, 404);
+});
