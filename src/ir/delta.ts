@@ -62,6 +62,10 @@ export class IRDeltaEncoder {
 
     const nextHosts = new Map<string, Known<VirtualHost>>();
     const definedHosts: [number, VirtualHost][] = [];
+    // A route attached to several listeners (HTTP and HTTPS, say) gives each
+    // the same virtual host: send and compile it once.
+    const byHostname = new Map<string, Known<VirtualHost>[]>();
+    const sameAsEarlier = (vh: VirtualHost) => byHostname.get(vh.hostname)?.find((k) => sameRoutes(k.value.routes, vh.routes));
     const listeners = ir.listeners.map((listener): ListenerShape => ({
       ...listener,
       gatewayListeners: listener.gatewayListeners.map((gl) => ({
@@ -69,12 +73,18 @@ export class IRDeltaEncoder {
         hostname: gl.hostname,
         virtualHosts: gl.virtualHosts.map((vh) => {
           const key = `${listener.key}\u0000${gl.name}\u0000${vh.hostname}`;
-          let known = this.#virtualHosts.get(key);
-          if (known === undefined || !sameRoutes(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
-            known = { id: this.#nextId++, value: vh };
-            definedHosts.push([known.id, vh]);
+          let known = sameAsEarlier(vh);
+          if (known === undefined) {
+            known = this.#virtualHosts.get(key);
+            if (known === undefined || !sameRoutes(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
+              known = { id: this.#nextId++, value: vh };
+              definedHosts.push([known.id, vh]);
+            }
           }
           nextHosts.set(key, known);
+          const same = byHostname.get(vh.hostname);
+          if (same === undefined) byHostname.set(vh.hostname, [known]);
+          else if (!same.includes(known)) same.push(known);
           return known.id;
         }),
       })),
@@ -91,7 +101,7 @@ export class IRDeltaEncoder {
     return {
       ...this.#last,
       define: {
-        virtualHosts: [...this.#virtualHosts.values()].map((k) => [k.id, k.value]),
+        virtualHosts: [...new Set(this.#virtualHosts.values())].map((k) => [k.id, k.value]),
         clusters: [...this.#clusters.values()].map((k) => [k.id, k.value]),
       },
     };

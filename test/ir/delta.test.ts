@@ -86,3 +86,20 @@ test('full() defines every virtual host and cluster of the last IR, with the ids
   assert.deepEqual(full.define.virtualHosts.map(([id]) => id).sort(), hostIds(d2).sort());
   assert.deepEqual(full.define.clusters.map(([id]) => id).sort(), Object.values(d2.clusters).sort());
 });
+
+test('the same virtual host on two listeners is defined once and shares its id', () => {
+  const enc = new IRDeltaEncoder();
+  const routes = [route('ra', match('/'), [backend('a')])];
+  const make = (a: ReturnType<typeof cluster>) => ir([
+    listener(8080, [gatewayListener('gw/http', null, [vhost('a.test', [...routes])])]),
+    listener(8443, [gatewayListener('gw/https', null, [vhost('a.test', [...routes]), vhost('b.test', [route('rb', match('/'), [backend('a')])])])]),
+  ], [a]);
+  const d1 = enc.encode(make(cluster('a', { port: 1 })));
+  assert.deepEqual(definedHosts(d1), ['a.test', 'b.test']);
+  const [http, https] = d1.listeners.map((l) => l.gatewayListeners[0].virtualHosts);
+  assert.equal(http[0], https[0]);
+  // After a cluster change, still once.
+  const d2 = enc.encode(make(cluster('a', { port: 2 })));
+  assert.equal(d2.define.virtualHosts.filter(([, vh]) => vh.hostname === 'a.test').length, 1);
+  assert.equal(enc.full()!.define.virtualHosts.length, 2);
+});
