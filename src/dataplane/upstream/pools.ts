@@ -4,7 +4,7 @@
 // pools it uses; a pool closes (gracefully: queued and running requests
 // finish) when the last reference is released.
 
-import { Pool as UndiciPool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../ir/types.ts';
 import type { LogFn } from '../log.ts';
 import { LeanPool } from './lean.ts';
@@ -17,6 +17,9 @@ export interface Pool {
 
 /** GATEHOUSE_UPSTREAM=undici forwards with undici's Pool instead of the lean client. */
 const LEAN = process.env.GATEHOUSE_UPSTREAM !== 'undici';
+// Loaded only when asked for: undici costs ~24 MB of memory in every
+// thread that imports it.
+const undici = LEAN ? null : await import('undici');
 
 export function endpointOrigin(endpoint: Endpoint): string {
   const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
@@ -54,7 +57,7 @@ export class UpstreamPools {
       const connectTimeout = this.#options.connectTimeoutMs ?? 10_000;
       const pool: Pool = LEAN
         ? new LeanPool(origin, { keepAliveTimeout, connectTimeout })
-        : new UndiciPool(origin, {
+        : new undici!.Pool(origin, {
             keepAliveTimeout,
             connectTimeout,
             // A backend that lies about Content-Length must not corrupt the
