@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYAML } from 'yaml';
+import jsyaml from 'js-yaml';
 import { fieldPath, indexPath, jsonType, keyPath, showValue } from './errors.ts';
 import type { FieldError } from './errors.ts';
 
@@ -68,7 +68,7 @@ export function crds(): Map<string, CRD> {
   const out = new Map<string, CRD>();
   for (const file of fs.readdirSync(CRD_DIR).sort()) {
     if (!file.endsWith('.yaml')) continue;
-    const doc = parseYAML(fs.readFileSync(path.join(CRD_DIR, file), 'utf8')) as any;
+    const doc = jsyaml.load(fs.readFileSync(path.join(CRD_DIR, file), 'utf8'), { schema: jsyaml.CORE_SCHEMA }) as any;
     if (doc?.kind !== 'CustomResourceDefinition') continue;
     const crd: CRD = {
       group: doc.spec.group,

@@ -5,8 +5,16 @@
 // keeps its previous valid version.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
 import jsyaml from 'js-yaml';
+
+// yaml parses files with aliases (below); loaded on the first such file,
+// as it costs ~10 MB of memory once loaded.
+const lazyRequire = createRequire(import.meta.url);
+let yaml: typeof import('yaml') | null = null;
+function yamlParser(): typeof import('yaml') {
+  return yaml ??= lazyRequire('yaml') as typeof import('yaml');
+}
 import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
 import { internStrings } from '../../api/strings.ts';
@@ -163,7 +171,7 @@ function documentAt(text: string, line: number): number {
 
 function parseWithAliases(file: string, text: string): Parsed {
   const entries: RawEntry[] = [];
-  const docs = parseAllDocuments(text, { prettyErrors: true });
+  const docs = yamlParser().parseAllDocuments(text, { prettyErrors: true });
   // parseAllDocuments returns an EmptyStream for a file with no documents.
   const list = Array.isArray(docs) ? docs : [];
   for (let i = 0; i < list.length; i++) {
