@@ -13,7 +13,7 @@ import { newTranslateMemo, translate } from '../translate/index.ts';
 import { parsePool, type AddressPool } from '../translate/addresses.ts';
 import { StatusStore } from './status-store.ts';
 import { markUnboundListeners } from './bind-status.ts';
-import { DataPlane, type ApplyResult } from '../dataplane/dataplane.ts';
+import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { startAdminServer } from '../admin/server.ts';
 import type { IR } from '../ir/types.ts';
@@ -56,7 +56,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const dpLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log[level](fields ?? {}, msg);
   const workers = opts.workers ?? 0;
   const pool = workers > 0 ? new WorkerPool({ workers, logLevel: log.level, log: dpLog }) : null;
-  const dataPlane: DataPlaneHandle = pool ?? new DataPlane({ log: dpLog });
+  // The data plane's modules load only where it runs: in the workers, or here.
+  const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog });
 
   let lastLoad: LoadResult | undefined;
   let errors: ConfigError[] = [];
