@@ -32,12 +32,8 @@ export interface WorkerSetup {
 }
 
 /**
- * V8's young generation for workers, in MiB (three semi-spaces' worth:
- * V8 sizes the young generation as 3x the semi-space). V8 sizes it from
- * the heap limit, several times larger; a proxy's garbage is almost all
- * per-request and short-lived, and a small nursery that stays in cache made
- * scavenges cheaper: measured with 8 MiB semi-spaces against the default,
- * p99 4.3-4.7 ms vs 6.1-9.3 ms (small body) and 6.5-6.9 ms vs 15-19 ms
- * (16 KiB), req/s unchanged or better, and less memory. 4 MiB was worse.
+ * V8's young generation for workers, in MiB: 8 MiB semi-spaces, as bin/
+ * gives the main thread (V8 sizes the young generation as three
+ * semi-spaces). Why 8: see bin/gatehouse.js.
  */
 export const WORKER_YOUNG_GENERATION_MB = 24;
