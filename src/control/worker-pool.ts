@@ -9,7 +9,7 @@
 // asks every worker to drain and waits for them.
 import { Worker } from 'node:worker_threads';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
-import { IRDeltaEncoder } from '../ir/delta.ts';
+import { asText, IRDeltaEncoder } from '../ir/delta.ts';
 import type { IR } from '../ir/types.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
 
@@ -64,7 +64,7 @@ export class WorkerPool {
     worker.on('exit', (code) => this.#onExit(worker, code));
     // A worker started after the first config gets the current one at once.
     const full = this.#encoder.full();
-    if (full !== null) this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: full });
+    if (full !== null) this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: asText(full) });
     return worker;
   }
 
@@ -77,12 +77,12 @@ export class WorkerPool {
     if (this.#closing) return Promise.reject(new Error('data plane is closed'));
     const seq = ++this.#seq;
     this.#appliedSeq = seq;
-    const delta = this.#encoder.encode(ir);
+    const delta = asText(this.#encoder.encode(ir));
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve, reject, waiting: new Set(this.#workers), results: [] };
       this.#pending.set(seq, pending);
       for (const worker of this.#workers) {
-        this.#send(worker, { type: 'apply', seq, delta: this.#needFull.delete(worker) ? this.#encoder.full()! : delta });
+        this.#send(worker, { type: 'apply', seq, delta: this.#needFull.delete(worker) ? asText(this.#encoder.full()!) : delta });
       }
       this.#settle(seq, pending);
     });

@@ -153,7 +153,7 @@ class ConfigCompiler {
   readonly #cache: CompileCache;
   readonly #next = new CompileCache();
   readonly #clusters = new Map<string, UpstreamCluster>();
-  readonly #definedHosts: Map<number, VirtualHost>;
+  readonly #definedHosts: Map<number, VirtualHost | string>;
   /**
    * Compiled parts many routes have in common, shared within one compile:
    * most rules differ only in their path and send to one of a few backend
@@ -262,7 +262,7 @@ class ConfigCompiler {
     if (entry === undefined) {
       const vh = this.#definedHosts.get(id);
       if (vh === undefined) throw new Error(`virtual host: unknown id ${id}`);
-      entry = this.#compileVirtualHost(vh);
+      entry = this.#compileVirtualHost(typeof vh === 'string' ? JSON.parse(vh) as VirtualHost : vh);
     }
     Object.assign(this.#config.routeErrors, entry.routeErrors);
     this.#next.virtualHosts.set(id, entry);

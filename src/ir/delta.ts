@@ -16,8 +16,22 @@ export interface IRDelta {
   listeners: ListenerShape[];
   /** Every cluster of the IR: name -> id. */
   clusters: Record<string, number>;
-  /** Virtual hosts and clusters the receiver has not been given before, by id. */
-  define: { virtualHosts: [number, VirtualHost][]; clusters: [number, Cluster][] };
+  /**
+   * Virtual hosts and clusters the receiver has not been given before, by
+   * id. A virtual host may come as its JSON text instead (see asText).
+   */
+  define: { virtualHosts: [number, VirtualHost | string][]; clusters: [number, Cluster][] };
+}
+
+/**
+ * The delta with every virtual host as JSON text: how worker threads get
+ * them. A receiver parses one, compiles it and drops it, so the parsed
+ * copy dies young; a cloned object graph lives through the whole compile
+ * and stays in the old generation until a full collection.
+ */
+export function asText(delta: IRDelta): IRDelta {
+  const virtualHosts = delta.define.virtualHosts.map(([id, vh]): [number, string] => [id, typeof vh === 'string' ? vh : JSON.stringify(vh)]);
+  return { ...delta, define: { ...delta.define, virtualHosts } };
 }
 
 /** An IRListener whose virtual hosts are ids. */
@@ -61,7 +75,7 @@ export class IRDeltaEncoder {
     for (const name of this.#clusters.keys()) if (!nextClusters.has(name)) changedClusters.add(name);
 
     const nextHosts = new Map<string, Known<VirtualHost>>();
-    const definedHosts: [number, VirtualHost][] = [];
+    const definedHosts: [number, VirtualHost | string][] = [];
     // A route attached to several listeners (HTTP and HTTPS, say) gives each
     // the same virtual host: send and compile it once.
     const byHostname = new Map<string, Known<VirtualHost>[]>();

@@ -1,12 +1,14 @@
 // The IR delta encoder: what it spells out again and what it sends by id.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { IRDeltaEncoder, type IRDelta } from '../../src/ir/delta.ts';
+import { asText, IRDeltaEncoder, type IRDelta } from '../../src/ir/delta.ts';
 import { backend, cluster, gatewayListener, ir, listener, match, route, vhost } from '../dataplane/helpers.ts';
-import type { IR } from '../../src/ir/types.ts';
+import type { IR, VirtualHost } from '../../src/ir/types.ts';
+
+const hostnameOf = (vh: VirtualHost | string) => (typeof vh === 'string' ? (JSON.parse(vh) as VirtualHost) : vh).hostname;
 
 function definedHosts(d: IRDelta): string[] {
-  return d.define.virtualHosts.map(([, vh]) => vh.hostname).sort();
+  return d.define.virtualHosts.map(([, vh]) => hostnameOf(vh)).sort();
 }
 
 function hostIds(d: IRDelta): number[] {
@@ -100,6 +102,14 @@ test('the same virtual host on two listeners is defined once and shares its id',
   assert.equal(http[0], https[0]);
   // After a cluster change, still once.
   const d2 = enc.encode(make(cluster('a', { port: 2 })));
-  assert.equal(d2.define.virtualHosts.filter(([, vh]) => vh.hostname === 'a.test').length, 1);
+  assert.equal(d2.define.virtualHosts.filter(([, vh]) => hostnameOf(vh) === 'a.test').length, 1);
   assert.equal(enc.full()!.define.virtualHosts.length, 2);
+});
+
+test('asText() carries the same delta with virtual hosts as JSON text', () => {
+  const d = new IRDeltaEncoder().encode(base());
+  const text = asText(d);
+  assert.ok(text.define.virtualHosts.every(([, vh]) => typeof vh === 'string'));
+  assert.deepEqual(text.define.virtualHosts.map(([id, vh]) => [id, JSON.parse(vh as string)]), d.define.virtualHosts);
+  assert.deepEqual({ ...text, define: null }, { ...d, define: null });
 });
