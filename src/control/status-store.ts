@@ -13,6 +13,8 @@ export const REPORTED_KINDS = new Set([
 export class StatusStore {
   private items: KubeObject[] = [];
   private previous = new Map<string, unknown>();
+  /** The item last served for a loaded object, reused while its status is too. */
+  private itemOf = new WeakMap<KubeObject, KubeObject>();
 
   update(objects: KubeObject[], statuses: Map<string, unknown>, now = new Date()): void {
     const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -22,10 +24,19 @@ export class StatusStore {
       if (!REPORTED_KINDS.has(o.kind)) continue;
       const key = statusKey(o);
       const computed = statuses.get(key);
-      const status = computed === undefined ? undefined : withTransitionTimes(computed, this.previous.get(key), stamp);
+      const before = this.previous.get(key);
+      // Most statuses are the same from one reload to the next: keep the
+      // stamped one rather than building a copy of it per object per reload.
+      const status = computed === undefined ? undefined
+        : before !== undefined && sameApartFromTimes(computed, before) ? before
+        : withTransitionTimes(computed, before, stamp);
       if (status !== undefined) next.set(key, status);
-      const item: KubeObject = { apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata, spec: o.spec };
-      if (status !== undefined) item.status = status;
+      let item = this.itemOf.get(o);
+      if (item === undefined || item.status !== status) {
+        item = { apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata, spec: o.spec };
+        if (status !== undefined) item.status = status;
+        this.itemOf.set(o, item);
+      }
       items.push(item);
     }
     this.previous = next;
@@ -62,6 +73,27 @@ function withTransitionTimes(next: unknown, prev: unknown, stamp: string): unkno
     }
   }
   return out;
+}
+
+/** Whether `stamped` is `computed` with lastTransitionTime added to its conditions, and nothing else. */
+export function sameApartFromTimes(computed: unknown, stamped: unknown): boolean {
+  if (computed === stamped) return true;
+  if (computed === null || stamped === null || typeof computed !== 'object' || typeof stamped !== 'object') return false;
+  if (Array.isArray(computed) !== Array.isArray(stamped)) return false;
+  if (Array.isArray(computed)) {
+    const other = stamped as unknown[];
+    return computed.length === other.length && computed.every((v, i) => sameApartFromTimes(v, other[i]));
+  }
+  const a = computed as Record<string, unknown>;
+  const b = stamped as Record<string, unknown>;
+  for (const k in a) {
+    if (!Object.hasOwn(a, k)) continue;
+    if (!Object.hasOwn(b, k) || !sameApartFromTimes(a[k], b[k])) return false;
+  }
+  for (const k in b) {
+    if (Object.hasOwn(b, k) && !Object.hasOwn(a, k) && !(k === 'lastTransitionTime' && 'type' in b && 'status' in b)) return false;
+  }
+  return true;
 }
 
 function matchIn(prevList: unknown[], item: unknown, index: number): unknown {
