@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { KubeObject } from '../api/types.ts';
 import { loadDirectory, type LoadResult } from '../providers/file/loader.ts';
 import { GenerationTracker } from '../providers/file/generations.ts';
-import { watchDirectory } from '../providers/file/watcher.ts';
+import { watchDirectory, type ChangedFiles } from '../providers/file/watcher.ts';
 import { buildSnapshot } from '../api/build-snapshot.ts';
 import { newTranslateMemo, translate } from '../translate/index.ts';
 import { parsePool, type AddressPool } from '../translate/addresses.ts';
@@ -65,9 +65,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   let assigned: Record<string, string> = {};
   let ready = false;
 
-  async function reload(): Promise<void> {
+  async function reload(changed: ChangedFiles): Promise<void> {
     const t0 = performance.now();
-    const loaded = loadDirectory(opts.configDir, lastLoad);
+    const loaded = loadDirectory(opts.configDir, lastLoad, changed);
     lastLoad = loaded;
     const objects: KubeObject[] = generations.stamp(loaded.objects.map((o) => o.object));
     for (const e of loaded.errors) if (!errors.some((x) => x.message === e.message)) log.error({ file: e.file }, e.message);
@@ -95,24 +95,35 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     }, 'configuration applied');
   }
 
-  // Serialise reloads; coalesce bursts.
+  // Serialise reloads; coalesce bursts. `pending` gathers the files changed
+  // since the last reload began; null means unknown: read every file.
   let running: Promise<void> | null = null;
   let again = false;
-  function schedule(): Promise<void> {
+  let pending: Set<string> | null = null;
+  function schedule(changed: ChangedFiles): Promise<void> {
+    if (changed === null) pending = null;
+    else if (pending !== null) for (const file of changed) pending.add(file);
     if (running) { again = true; return running; }
     running = (async () => {
       do {
         again = false;
-        try { await reload(); } catch (e) { log.error({ err: e }, 'reload failed; the previous configuration keeps serving'); }
+        const files = pending;
+        pending = new Set();
+        try {
+          await reload(files);
+        } catch (e) {
+          pending = null;
+          log.error({ err: e }, 'reload failed; the previous configuration keeps serving');
+        }
       } while (again);
       running = null;
     })();
     return running;
   }
 
-  await schedule();
+  await schedule(null);
   ready = true;
-  const watcher = watchDirectory(opts.configDir, () => { void schedule(); });
+  const watcher = watchDirectory(opts.configDir, (changed) => { void schedule(changed); }, { loaded: () => lastLoad?.signature });
   let admin: Awaited<ReturnType<typeof startAdminServer>>;
   try {
     admin = await startAdminServer({
@@ -133,7 +144,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
 
   return {
     adminPort: admin.port,
-    reloadNow: () => schedule(),
+    reloadNow: () => schedule(null),
     async close() {
       watcher.close();
       await admin.close();

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { directorySignature, watchDirectory } from '../../src/providers/file/watcher.ts';
 import type { WatchOptions } from '../../src/providers/file/watcher.ts';
+import { loadDirectory } from '../../src/providers/file/loader.ts';
 
 interface Probe {
   dir: string;
@@ -123,4 +124,63 @@ test('directorySignature covers name, size, mtime and inode of config files only
   const one = directorySignature(dir);
   assert.notEqual(one, empty);
   assert.equal(directorySignature(path.join(dir, 'missing')), '');
+});
+
+test('a LoadResult carries the directorySignature of what it read', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-sig-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'a.yaml'), '');
+  fs.writeFileSync(path.join(dir, 'b.json'), '');
+  fs.writeFileSync(path.join(dir, 'notes.txt'), '');
+  fs.mkdirSync(path.join(dir, 'sub.yaml'));
+  const loaded = loadDirectory(dir);
+  assert.equal(loaded.signature, directorySignature(dir));
+  fs.writeFileSync(path.join(dir, 'a.yaml'), '# changed');
+  assert.notEqual(loaded.signature, directorySignature(dir));
+});
+
+test('with loaded(), polling compares the directory with what was loaded last', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-watch-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'a.yaml'), '');
+  let last = loadDirectory(dir);
+  let calls = 0;
+  const w = watchDirectory(dir, () => { calls++; last = loadDirectory(dir, last); }, { fsWatch: false, pollMs: 30, loaded: () => last.signature });
+  t.after(() => w.close());
+  await sleep(150);
+  assert.equal(calls, 0);
+  fs.writeFileSync(path.join(dir, 'b.yaml'), '');
+  await sleep(200);
+  assert.equal(calls, 1);
+});
+
+test('onChange is told which files fs.watch saw change', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-watch-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const seen: (string[] | null)[] = [];
+  const w = watchDirectory(dir, (changed) => { seen.push(changed === null ? null : [...changed].sort()); }, { pollMs: 10_000 });
+  t.after(() => w.close());
+  fs.writeFileSync(path.join(dir, '.tmp'), 'x');
+  fs.renameSync(path.join(dir, '.tmp'), path.join(dir, 'a.yaml'));
+  fs.writeFileSync(path.join(dir, 'b.yaml'), 'x');
+  await sleep(200);
+  assert.deepEqual(seen.flatMap((s) => s ?? ['(unknown)']).sort().filter((v, i, a) => a.indexOf(v) === i), ['a.yaml', 'b.yaml']);
+});
+
+test('loadDirectory with the changed files re-reads those and takes the others as they were', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-hint-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ns = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${name}}\n`;
+  fs.writeFileSync(path.join(dir, 'a.yaml'), ns('a1'));
+  fs.writeFileSync(path.join(dir, 'b.yaml'), ns('b1'));
+  const first = loadDirectory(dir);
+  fs.writeFileSync(path.join(dir, 'a.yaml'), ns('a2'));
+  fs.writeFileSync(path.join(dir, 'b.yaml'), ns('b2'));
+  const hinted = loadDirectory(dir, first, new Set(['b.yaml']));
+  assert.deepEqual(hinted.objects.map((o) => o.object.metadata.name), ['a1', 'b2']);
+  // What polling compares: the directory no longer matches what was loaded.
+  assert.notEqual(hinted.signature, directorySignature(dir));
+  const full = loadDirectory(dir, hinted, null);
+  assert.deepEqual(full.objects.map((o) => o.object.metadata.name), ['a2', 'b2']);
+  assert.equal(full.signature, directorySignature(dir));
 });

@@ -50,6 +50,8 @@ export interface LoadResult {
   errors: ConfigError[];
   /** What each file gave last time, reused while the file is unchanged. */
   files?: Map<string, FileOutcome>;
+  /** The directory as read: a stampLine per config file, as watcher.ts's directorySignature gives it. */
+  signature?: string;
 }
 
 /**
@@ -66,7 +68,8 @@ interface FileOutcome {
   validated: { document: number; item?: number; result: ReturnType<typeof validateObject>; identity: ReturnType<typeof identityOf> }[];
 }
 
-function fileStamp(file: string): string | null {
+/** What identifies a file's content on disk: inode, size, mtime and ctime; null if it cannot be stat'ed. */
+export function fileStamp(file: string): string | null {
   try {
     const st = fs.statSync(file, { bigint: true });
     // join() builds one flat string; a template literal would keep the
@@ -75,6 +78,11 @@ function fileStamp(file: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** One file's line of a directory signature. */
+export function stampLine(name: string, stamp: string): string {
+  return [name, stamp].join('\u0000');
 }
 
 /** Whether the loader reads a file of this name: *.yaml, *.yml, *.json, not hidden. */
@@ -194,7 +202,8 @@ function parseWithAliases(file: string, text: string): Parsed {
   return { ok: true, entries };
 }
 
-function readConfigFiles(dir: string): { names: string[]; error?: string } {
+/** The config files directly in `dir`, sorted by name. */
+export function readConfigFiles(dir: string): { names: string[]; error?: string } {
   try {
     const names = fs.readdirSync(dir, { withFileTypes: true })
       .filter((d) => (d.isFile() || d.isSymbolicLink()) && isConfigFile(d.name))
@@ -213,9 +222,10 @@ function readConfigFiles(dir: string): { names: string[]; error?: string } {
  * objects it contributed then, and an invalid object keeps its previous
  * valid version (same kind, namespace and name). An object defined twice
  * is taken from the first file (by name) and document; the second is
- * reported.
+ * reported. With `changed` (the files a watcher saw change since
+ * `previous`), the other files are taken as they were without a stat.
  */
-export function loadDirectory(dir: string, previous?: LoadResult): LoadResult {
+export function loadDirectory(dir: string, previous?: LoadResult, changed?: ReadonlySet<string> | null): LoadResult {
   const objects: LoadedObject[] = [];
   const errors: ConfigError[] = [];
   const report = (e: Omit<ConfigError, 'message'>) => errors.push(configError(e));
@@ -247,11 +257,14 @@ export function loadDirectory(dir: string, previous?: LoadResult): LoadResult {
   }
 
   const files = new Map<string, FileOutcome>();
+  const signature: string[] = [];
   // The string values of the objects parsed in this load, shared between them.
   const strings = new Map<string, string>();
   for (const file of listing.names) {
     const full = path.join(dir, file);
-    const stamp = fileStamp(full);
+    const known = changed && !changed.has(file) ? previous?.files?.get(file) : undefined;
+    const stamp = known !== undefined ? known.stamp : fileStamp(full);
+    if (stamp !== null) signature.push(stampLine(file, stamp));
     let outcome = stamp === null ? undefined : previous?.files?.get(file);
     if (outcome?.stamp !== stamp) outcome = undefined;
     if (!outcome) {
@@ -305,5 +318,5 @@ export function loadDirectory(dir: string, previous?: LoadResult): LoadResult {
       if (last) add({ object: last.object, source }, file);
     }
   }
-  return { objects, errors, files };
+  return { objects, errors, files, signature: signature.join('\n') };
 }
