@@ -123,6 +123,7 @@ export class IRDeltaEncoder {
 }
 
 function sameRoutes(a: readonly RouteEntry[], b: readonly RouteEntry[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

@@ -36,10 +36,17 @@ export interface TranslateMemo {
   backendObjects: KubeObject[];
   /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
   backendIndex: BackendIndex | null;
+  /**
+   * Each listener's virtual hosts by hostname, with the entries they were
+   * built from: a host whose entries are the same objects in the same
+   * order is the same VirtualHost, not sorted again (and the data plane
+   * sees the very object it compiled before).
+   */
+  virtualHosts: Map<string, { ranked: RankedEntry[]; vh: VirtualHost }>;
 }
 
 export function newTranslateMemo(): TranslateMemo {
-  return { routes: new WeakMap(), backendObjects: [], backendIndex: null };
+  return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map() };
 }
 
 function sameObjects(a: KubeObject[], b: KubeObject[]): boolean {
@@ -163,7 +170,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   // 4. Gateway status, now that attachedRoutes are counted.
   for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g));
 
-  return { ir: buildIR(gateways, hosts, clusters), statuses, assignedAddresses };
+  return { ir: buildIR(gateways, hosts, clusters, memo), statuses, assignedAddresses };
 }
 
 /**
@@ -229,8 +236,17 @@ function pendingGatewayStatus(gw: Gateway): unknown {
   };
 }
 
-function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, RankedEntry[]>>, clusters: Record<string, Cluster>): IR {
+function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, RankedEntry[]>>, clusters: Record<string, Cluster>, memo: TranslateMemo | undefined): IR {
   const sockets = new Map<string, IRListener>();
+  const built = new Map<string, { ranked: RankedEntry[]; vh: VirtualHost }>();
+  const virtualHost = (listener: string, hostname: string, ranked: RankedEntry[]): VirtualHost => {
+    const key = `${listener}\u0000${hostname}`;
+    const before = memo?.virtualHosts.get(key);
+    const vh = before !== undefined && sameEntries(before.ranked, ranked) ? before.vh
+      : { hostname, routes: [...ranked].sort(comparePrecedence).map((r) => r.entry) };
+    built.set(key, { ranked, vh });
+    return vh;
+  };
   for (const g of gateways.values()) {
     for (const l of g.listeners) {
       if (!l.serving) continue;
@@ -246,13 +262,20 @@ function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedList
       const byHost = hosts.get(l) ?? new Map<string, RankedEntry[]>();
       const virtualHosts: VirtualHost[] = [...byHost.entries()]
         .sort(([a], [b]) => bySpecificity(a, b))
-        .map(([hostname, ranked]) => ({ hostname, routes: [...ranked].sort(comparePrecedence).map((r) => r.entry) }));
+        .map(([hostname, ranked]) => virtualHost(l.name, hostname, ranked));
       const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
       sock.gatewayListeners.push(gl);
     }
   }
+  if (memo) memo.virtualHosts = built;
   for (const s of sockets.values()) s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
   return { version: IR_VERSION, listeners: [...sockets.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)), clusters };
+}
+
+function sameEntries(a: readonly RankedEntry[], b: readonly RankedEntry[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 function byAge(a: KubeObject, b: KubeObject): number {

@@ -96,3 +96,21 @@ test('route entries without headers, query params or filters share one frozen em
   }
   assert.throws(() => (entries[0].filters as unknown[]).push(1), TypeError);
 });
+
+test('with a memo, a host whose routes did not change keeps its VirtualHost object', () => {
+  const input = (memo?: ReturnType<typeof newTranslateMemo>): TranslateInput => ({
+    controllerName: 'gatehouse.dev/gateway-controller',
+    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
+    memo,
+  });
+  const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
+  const hostOf = (ir: ReturnType<typeof translate>['ir'], host: string) =>
+    ir.listeners.flatMap((l) => l.gatewayListeners).flatMap((gl) => gl.virtualHosts).find((vh) => vh.hostname === host)!;
+  const memo = newTranslateMemo();
+  const a = route('a', 'web', 80);
+  const first = translate(buildSnapshot([...base, GW, a, route('b', 'web', 80)]), input(memo));
+  const second = translate(buildSnapshot([...base, GW, a, route('b', 'api', 8080)]), input(memo));
+  assert.equal(hostOf(second.ir, 'a.example.com'), hostOf(first.ir, 'a.example.com'));
+  assert.notEqual(hostOf(second.ir, 'b.example.com'), hostOf(first.ir, 'b.example.com'));
+  assert.deepEqual(second.ir, translate(buildSnapshot([...base, GW, a, route('b', 'api', 8080)]), input()).ir);
+});
