@@ -21,19 +21,25 @@ function route(name: string, backend: string, port: number): KubeObject {
   };
 }
 
+function input(memo?: ReturnType<typeof newTranslateMemo>): TranslateInput {
+  return {
+    controllerName: 'gatehouse.dev/gateway-controller',
+    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
+    memo,
+  };
+}
+
+/** BASE with the namespace its namespaced objects live in. */
+const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
+
 const GW: KubeObject = {
   apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'gw', namespace: 'app', generation: 1 },
   spec: { gatewayClassName: 'gatehouse', listeners: [{ name: 'web', port: 80, protocol: 'HTTP' }] },
 };
 
 test('a memo changes nothing in the output while routes, Services, EndpointSlices and grants change', () => {
-  const input = (memo?: ReturnType<typeof newTranslateMemo>): TranslateInput => ({
-    controllerName: 'gatehouse.dev/gateway-controller',
-    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
-    memo,
-  });
   const memo = newTranslateMemo();
-  let objects: KubeObject[] = [...BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } })), GW, route('a', 'web', 80), route('b', 'api', 8080)];
+  let objects: KubeObject[] = [...base, GW, route('a', 'web', 80), route('b', 'api', 8080)];
   const steps: ((objs: KubeObject[]) => KubeObject[])[] = [
     (objs) => objs,
     (objs) => objs.map((o) => (o.metadata.name === 'a' ? route('a', 'api', 8080) : o)),
@@ -56,12 +62,6 @@ test('a memo changes nothing in the output while routes, Services, EndpointSlice
 });
 
 test('backendRefs to one Service port share one cluster, across routes and, with a memo, across calls', () => {
-  const input = (memo?: ReturnType<typeof newTranslateMemo>): TranslateInput => ({
-    controllerName: 'gatehouse.dev/gateway-controller',
-    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
-    memo,
-  });
-  const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
   const memo = newTranslateMemo();
   const clusterOf = (ir: ReturnType<typeof translate>['ir'], route: string) => {
     const entry = ir.listeners.flatMap((l) => l.gatewayListeners).flatMap((gl) => gl.virtualHosts).flatMap((vh) => vh.routes).find((r) => r.name.startsWith(`app/${route}/0/`))!;
@@ -81,7 +81,6 @@ test('backendRefs to one Service port share one cluster, across routes and, with
 });
 
 test('route entries without headers, query params or filters share one frozen empty list', () => {
-  const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
   const { ir } = translate(buildSnapshot([...base, GW, route('a', 'web', 80)]), {
     controllerName: 'gatehouse.dev/gateway-controller',
     addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
@@ -98,12 +97,6 @@ test('route entries without headers, query params or filters share one frozen em
 });
 
 test('with a memo, a host whose routes did not change keeps its VirtualHost object', () => {
-  const input = (memo?: ReturnType<typeof newTranslateMemo>): TranslateInput => ({
-    controllerName: 'gatehouse.dev/gateway-controller',
-    addressing: { pool: parsePool('10.9.0.0/24'), hostAddress: '', previous: {} },
-    memo,
-  });
-  const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
   const hostOf = (ir: ReturnType<typeof translate>['ir'], host: string) =>
     ir.listeners.flatMap((l) => l.gatewayListeners).flatMap((gl) => gl.virtualHosts).find((vh) => vh.hostname === host)!;
   const memo = newTranslateMemo();
