@@ -5,6 +5,13 @@ import { validate } from './validate.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
 
+/**
+ * Worker threads each bind the listeners with SO_REUSEPORT and the kernel
+ * spreads connections over them: Linux and FreeBSD do that (libuv refuses
+ * the option elsewhere, macOS included). Elsewhere the main thread serves.
+ */
+const REUSE_PORT = process.platform === 'linux' || process.platform === 'freebsd';
+
 const USAGE = `usage: gatehouse <command> [options]
 
 commands:
@@ -18,7 +25,7 @@ gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CID
   --address-pool CIDR     hand each Gateway an IPv4 address from CIDR, as MetalLB would;
                           without it every Gateway listens on all interfaces
   --workers N             data-plane worker threads sharing the listeners; default one per
-                          core; 0 serves from the control-plane process itself
+                          core on Linux and FreeBSD, else 0; 0 serves from the main thread
   --log-level LEVEL       trace, debug, info, warn, error; default info
 
 gatehouse validate --config-dir DIR
@@ -40,8 +47,9 @@ async function main(argv: string[]): Promise<number> {
         strict: true,
       });
       if (!values['config-dir']) return usage('serve needs --config-dir');
-      const workers = values.workers === undefined ? os.availableParallelism() : Number(values.workers);
+      const workers = values.workers === undefined ? (REUSE_PORT ? os.availableParallelism() : 0) : Number(values.workers);
       if (!Number.isInteger(workers) || workers < 0 || workers > 1024) return usage(`--workers wants a whole number, not ${values.workers}`);
+      if (workers > 0 && !REUSE_PORT) return usage(`--workers ${workers}: worker threads share listeners with SO_REUSEPORT, which ${process.platform} does not balance; use --workers 0`);
       return serve({
         workers,
         configDir: values['config-dir'],
