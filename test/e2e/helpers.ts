@@ -86,6 +86,7 @@ export function freePort(): Promise<number> {
 }
 
 export interface ServeProcess {
+  readonly pid: number;
   /** Everything the process printed so far. */
   output(): string;
   /** SIGTERM, then SIGKILL if it has not drained and exited in time; resolves with the exit code. */
@@ -95,13 +96,14 @@ export interface ServeProcess {
 const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
 
 /** `gatehouse serve ARGS` as a real process, the way users start it. */
-export function spawnServe(args: string[]): ServeProcess {
-  const proc = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnServe(args: string[], env: NodeJS.ProcessEnv = process.env): ServeProcess {
+  const proc = spawn(process.execPath, [BIN, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let output = '';
   proc.stdout.on('data', (c) => { output += c; });
   proc.stderr.on('data', (c) => { output += c; });
   const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   return {
+    pid: proc.pid!,
     output: () => output,
     async stop(graceMs = 15_000) {
       proc.kill('SIGTERM');
