@@ -52,3 +52,24 @@ test('WorkerPool: all workers apply each IR; a dead worker is replaced and serve
   assert.deepEqual((await pool.apply(config())).routeErrors, {});
   assert.equal((await request(port, '/', { host: 'two.test', headers: { connection: 'close' } })).status, 404);
 });
+
+test('WorkerPool: after an apply the workers refuse, the next IR reaches them whole', { timeout: 60_000 }, async (t) => {
+  const echo = await startBackend(t, 'echo');
+  const port = await freePort();
+  const pool = new WorkerPool({ workers: 2, logLevel: 'silent', log: () => {}, drainTimeoutMs: 2_000 });
+  t.after(() => pool.close());
+  const one = vhost('one.test', [route('one', match('/'), [backend('echo')])]);
+  const two = vhost('two.test', [route('two', match('/'), [backend('echo')])]);
+  const echoCluster = cluster('echo', echo);
+  const config = (hosts: ReturnType<typeof vhost>[]) => ir([listener(port, [gatewayListener('gw', null, hosts)])], [echoCluster]);
+
+  await pool.apply(config([one]));
+  // two.test is defined in a delta that every worker rejects...
+  await assert.rejects(pool.apply({ ...config([one, two]), version: 2 as 1 }), /unsupported IR version/);
+  assert.equal((await request(port, '/', { host: 'two.test', headers: { connection: 'close' } })).status, 404);
+  // ...so the next IR, which keeps it, must be sent in full, not as "two.test unchanged".
+  assert.deepEqual(await pool.apply(config([one, two])), { listenerErrors: {}, certificateErrors: {}, routeErrors: {} });
+  for (let i = 0; i < 10; i++) {
+    assert.equal((await request(port, '/', { host: 'two.test', headers: { connection: 'close' } })).status, 200);
+  }
+});
