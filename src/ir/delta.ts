@@ -79,7 +79,7 @@ export class IRDeltaEncoder {
     // A route attached to several listeners (HTTP and HTTPS, say) gives each
     // the same virtual host: send and compile it once.
     const byHostname = new Map<string, Known<VirtualHost>[]>();
-    const sameAsEarlier = (vh: VirtualHost) => byHostname.get(vh.hostname)?.find((k) => sameRoutes(k.value.routes, vh.routes));
+    const sameAsEarlier = (vh: VirtualHost) => byHostname.get(vh.hostname)?.find((k) => sameElements(k.value.routes, vh.routes));
     const listeners = ir.listeners.map((listener): ListenerShape => ({
       ...listener,
       gatewayListeners: listener.gatewayListeners.map((gl) => ({
@@ -90,7 +90,7 @@ export class IRDeltaEncoder {
           let known = sameAsEarlier(vh);
           if (known === undefined) {
             known = this.#virtualHosts.get(key);
-            if (known === undefined || !sameRoutes(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
+            if (known === undefined || !sameElements(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
               known = { id: this.#nextId++, value: vh };
               definedHosts.push([known.id, vh]);
             }
@@ -122,7 +122,12 @@ export class IRDeltaEncoder {
   }
 }
 
-function sameRoutes(a: readonly RouteEntry[], b: readonly RouteEntry[]): boolean {
+/**
+ * Whether two lists hold the very same objects in the same order: what
+ * "unchanged" means here, and in translate's memo, which keeps what did
+ * not change as the same instances.
+ */
+export function sameElements<T>(a: readonly T[], b: readonly T[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;

@@ -4,6 +4,7 @@
 // addresses and port claims, routes and their attachment, then the IR.
 import type { Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
+import { sameElements } from '../ir/delta.ts';
 import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, SUPPORTED_FEATURES } from './gatewayclass.ts';
@@ -47,12 +48,6 @@ export interface TranslateMemo {
 
 export function newTranslateMemo(): TranslateMemo {
   return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map() };
-}
-
-function sameObjects(a: KubeObject[], b: KubeObject[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 export interface TranslateResult {
@@ -182,7 +177,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
 function backendIndexFor(snap: Snapshot, memo: TranslateMemo | undefined): BackendIndex {
   if (!memo) return indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
   const backendObjects = [...snap.services, ...snap.endpointSlices, ...snap.referenceGrants];
-  if (memo.backendIndex === null || !sameObjects(backendObjects, memo.backendObjects)) {
+  if (memo.backendIndex === null || !sameElements(backendObjects, memo.backendObjects)) {
     memo.routes = new WeakMap();
     memo.backendObjects = backendObjects;
     memo.backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
@@ -242,7 +237,7 @@ function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedList
   const virtualHost = (listener: string, hostname: string, ranked: RankedEntry[]): VirtualHost => {
     const key = `${listener}\u0000${hostname}`;
     const before = memo?.virtualHosts.get(key);
-    const vh = before !== undefined && sameEntries(before.ranked, ranked) ? before.vh
+    const vh = before !== undefined && sameElements(before.ranked, ranked) ? before.vh
       : { hostname, routes: [...ranked].sort(comparePrecedence).map((r) => r.entry) };
     built.set(key, { ranked, vh });
     return vh;
@@ -270,12 +265,6 @@ function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedList
   if (memo) memo.virtualHosts = built;
   for (const s of sockets.values()) s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
   return { version: IR_VERSION, listeners: [...sockets.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)), clusters };
-}
-
-function sameEntries(a: readonly RankedEntry[], b: readonly RankedEntry[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 function byAge(a: KubeObject, b: KubeObject): number {
