@@ -5,16 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkerPool } from '../../src/control/worker-pool.ts';
 import { backend, cluster, freePort, gatewayListener, ir, listener, match, request, route, startBackend, vhost } from '../dataplane/helpers.ts';
-
-async function waitFor<T>(what: string, check: () => Promise<T | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { waitFor } from '../e2e/helpers.ts';
 
 test('WorkerPool: all workers apply each IR; a dead worker is replaced and serves the current config', { timeout: 60_000 }, async (t) => {
   const echo = await startBackend(t, 'echo');
@@ -38,7 +29,7 @@ test('WorkerPool: all workers apply each IR; a dead worker is replaced and serve
   const after = await waitFor('a replacement worker', async () => {
     const now = await pool.stats();
     return now.length === 2 && !now.some((w) => w.id === before[0].id) && now.every((w) => w.appliedSeq === pool.currentSeq) && now;
-  });
+  }, 10_000);
   assert.ok(logged.includes('data-plane worker exited; starting another'));
   // Each request on a connection of its own, so the kernel spreads them over both workers.
   for (let i = 0; i < 20; i++) {

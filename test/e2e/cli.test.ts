@@ -4,19 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'undici';
-import { GATEWAY_CLASS, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+import { GATEWAY_CLASS, gatewayYAML, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 
 test('serve: ready, reports status, routes, survives a catastrophic regex, stops on SIGTERM', { timeout: 60_000 }, async () => {
   const echo = await startEcho('web');
   const dir = tempConfigDir();
   writeConfig(dir, 'all.yaml', `${GATEWAY_CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: 18082, protocol: HTTP}]
----
+${gatewayYAML(18082)}---
 ${serviceYAML('default', 'web', 80, echo.port)}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute

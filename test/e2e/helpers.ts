@@ -69,6 +69,17 @@ metadata: {name: gatehouse}
 spec: {controllerName: gatehouse.dev/gateway-controller}
 `;
 
+/** Gateway default/gw of class gatehouse, with one HTTP listener named http on `port`. */
+export function gatewayYAML(port: number): string {
+  return `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: ${port}, protocol: HTTP}]
+`;
+}
+
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 5000): Promise<T> {
   const until = Date.now() + timeoutMs;
   let last: unknown;

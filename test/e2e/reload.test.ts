@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
-import { GATEWAY_CLASS, serviceYAML, startEcho, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+import { GATEWAY_CLASS, gatewayYAML, serviceYAML, startEcho, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 
 const POOL = '127.41.0.0/24';
 const GW = '127.41.0.1';
@@ -37,13 +37,7 @@ test('50 reloads under concurrent keep-alive load fail no request', { timeout: 1
   const b = await startEcho('b');
   const dir = tempConfigDir();
   writeConfig(dir, '00-base.yaml', `${GATEWAY_CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: 18081, protocol: HTTP}]
----
+${gatewayYAML(18081)}---
 ${serviceYAML('default', 'a', 80, a.port)}---
 ${serviceYAML('default', 'b', 80, b.port)}`);
   writeConfig(dir, '10-routes.yaml', routeYAML(0, 0));

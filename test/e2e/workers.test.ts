@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
-import { GATEWAY_CLASS, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+import { GATEWAY_CLASS, gatewayYAML, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 
 interface WorkerInfo { id: number; requests: number; current: boolean }
 
@@ -40,13 +40,7 @@ test('serve --workers 2: both workers serve and a reload reaches both', { timeou
   const dir = tempConfigDir();
   const port = await freePort();
   writeConfig(dir, 'all.yaml', `${GATEWAY_CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: ${port}, protocol: HTTP}]
----
+${gatewayYAML(port)}---
 ${serviceYAML('default', 'web', 80, echo.port)}---
 ${routeYAML('first', 'first.example.test')}`);
   const adminPort = await freePort();
