@@ -5,9 +5,9 @@
 // compiled before, so a one-route change compiles one virtual host. A
 // request only reads the result.
 
-import type { Cluster, IR, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
+import type { Cluster, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
 import { IR_VERSION } from '../ir/types.ts';
-import { IRDeltaEncoder, type IRDelta, type ListenerShape } from '../ir/delta.ts';
+import type { IRDelta, ListenerShape } from '../ir/delta.ts';
 import { HostTable, normalizePattern } from './hostnames.ts';
 import { compileFilter, type CompiledFilter } from './http/filters.ts';
 import { compileMatch, type CompiledMatch } from './http/match.ts';
@@ -137,11 +137,6 @@ export function compileConfig(delta: IRDelta, deps: CompileDeps, cache: CompileC
     throw err;
   }
   return config;
-}
-
-/** Compiles a whole IR on its own, with nothing reused: for tests and tools. */
-export function compileIR(ir: IR, deps: CompileDeps): CompiledConfig {
-  return compileConfig(new IRDeltaEncoder().encode(ir), deps, new CompileCache());
 }
 
 const NO_FILTERS: readonly CompiledFilter[] = Object.freeze([]);
