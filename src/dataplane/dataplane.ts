@@ -69,14 +69,12 @@ export class DataPlane {
    * narrower is reported in the result and the rest is served.
    */
   apply(ir: IR): Promise<ApplyResult> {
-    const run = this.#queue.then(() => this.#apply(this.#encoder.encode(ir)).catch((err: unknown) => {
+    return this.#serialised(() => this.#apply(this.#encoder.encode(ir)).catch((err: unknown) => {
       // The encoder now takes this IR as known: start both sides afresh.
       this.#encoder = new IRDeltaEncoder();
       this.#cache = new CompileCache();
       throw err;
     }));
-    this.#queue = run.catch(() => {});
-    return run;
   }
 
   /**
@@ -85,13 +83,16 @@ export class DataPlane {
    * rejection the next delta must be a full() one.
    */
   applyDelta(delta: IRDelta): Promise<ApplyResult> {
-    const run = this.#queue.then(() => this.#apply(delta));
-    this.#queue = run.catch(() => {});
-    return run;
+    return this.#serialised(() => this.#apply(delta));
   }
 
-  async close(): Promise<void> {
-    const run = this.#queue.then(() => this.#close());
+  close(): Promise<void> {
+    return this.#serialised(() => this.#close());
+  }
+
+  /** Runs `step` after every step queued before it, whether that one failed or not. */
+  #serialised<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(step);
     this.#queue = run.catch(() => {});
     return run;
   }
