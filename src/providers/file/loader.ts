@@ -7,6 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import jsyaml from 'js-yaml';
+import type { KubeObject } from '../../api/types.ts';
+import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
+import { internStrings } from '../../api/strings.ts';
 
 // yaml parses files with aliases (below); loaded on the first such file,
 // as it costs ~10 MB of memory once loaded.
@@ -15,9 +18,6 @@ let yaml: typeof import('yaml') | null = null;
 function yamlParser(): typeof import('yaml') {
   return yaml ??= lazyRequire('yaml') as typeof import('yaml');
 }
-import type { KubeObject } from '../../api/types.ts';
-import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
-import { internStrings } from '../../api/strings.ts';
 
 export interface ObjectSource {
   /** File name, relative to the directory. */
