@@ -15,6 +15,7 @@ import { StatusStore } from './status-store.ts';
 import { markUnboundListeners } from './bind-status.ts';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { releaseMemory } from './release-memory.ts';
 import { startAdminServer } from '../admin/server.ts';
 import type { IR } from '../ir/types.ts';
 import type { ConfigError } from '../providers/file/loader.ts';
@@ -141,6 +142,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     throw err;
   }
   log.info({ admin: opts.adminAddress, workers, configDir: opts.configDir, addressPool: opts.addressPool }, 'gatehouse standalone started');
+  // The first load parsed and translated every file; its garbage goes now.
+  setImmediate(releaseMemory);
 
   return {
     adminPort: admin.port,

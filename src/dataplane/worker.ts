@@ -6,7 +6,15 @@ import { getHeapStatistics } from 'node:v8';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import type { FromWorker, ToWorker, WorkerSetup } from '../control/worker-protocol.ts';
+import { releaseMemory } from '../control/release-memory.ts';
 import { DataPlane } from './dataplane.ts';
+
+/**
+ * A delta defining this many virtual hosts (a worker's first config, a
+ * resync, a bulk change) leaves megabytes of garbage behind: see
+ * release-memory.ts. One-route changes, the common case, leave little.
+ */
+const LARGE_DELTA_HOSTS = 500;
 
 function runDataPlaneWorker(): void {
   const port = parentPort;
@@ -22,7 +30,12 @@ function runDataPlaneWorker(): void {
     switch (m.type) {
       case 'apply':
         dataPlane.applyDelta(m.delta).then(
-          (result) => { appliedSeq = m.seq; reply({ type: 'applied', seq: m.seq, result }); },
+          (result) => {
+            appliedSeq = m.seq;
+            reply({ type: 'applied', seq: m.seq, result });
+            // After the answer, so the control plane does not wait for it.
+            if (m.delta.define.virtualHosts.length >= LARGE_DELTA_HOSTS) setImmediate(releaseMemory);
+          },
           (err: unknown) => reply({ type: 'applied', seq: m.seq, error: String(err) }),
         );
         return;
