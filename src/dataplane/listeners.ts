@@ -3,11 +3,12 @@
 // starts reading the new compiled listener; a removed key stops accepting
 // and drains; a new key binds. A protocol change (HTTP <-> HTTPS) rebuilds.
 
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type tls from 'node:tls';
 import type { CompiledConfig, CompiledListener } from './config.ts';
+import type { DownstreamRequest, DownstreamResponse } from './http/downstream.ts';
 import type { ServingState } from './http/exchange.ts';
 import type { HttpRequestHandler } from './http/handler.ts';
-import { createPlainServer, createTlsServer } from './http/server.ts';
+import { createPlainServer, createTlsServer, type ClientServer } from './http/server.ts';
 import type { RequestLimits } from './limits.ts';
 import type { LogFn } from './log.ts';
 import { MIN_TLS_VERSION, type SniTable } from './tls/sni.ts';
@@ -17,11 +18,11 @@ const DRAIN_SWEEP_MS = 250;
 class ListenerSlot implements ServingState {
   current: CompiledListener;
   draining = false;
-  readonly server: Server;
+  readonly server: ClientServer;
   /** Identity of the certificate the server answers clients without SNI with. */
   defaultCertificate: string | null;
 
-  constructor(current: CompiledListener, server: Server) {
+  constructor(current: CompiledListener, server: ClientServer) {
     this.current = current;
     this.server = server;
     this.defaultCertificate = current.sni?.defaultMaterial.identity ?? null;
@@ -114,7 +115,7 @@ export class ListenerSet {
     try {
       // Clients without SNI never reach SNICallback: they get the server's
       // own context, which only setSecureContext replaces.
-      (slot.server as unknown as { setSecureContext(options: object): void }).setSecureContext({
+      (slot.server.server as tls.Server).setSecureContext({
         cert: material.cert,
         key: material.key,
         minVersion: MIN_TLS_VERSION,
@@ -131,7 +132,7 @@ export class ListenerSet {
       key: listener.key,
       limits: this.#limits,
       log: this.#log,
-      onRequest: (req: IncomingMessage, res: ServerResponse) => this.#handler.handle(slot, req, res),
+      onRequest: (req: DownstreamRequest, res: DownstreamResponse) => this.#handler.handle(slot, req, res),
     };
     const server =
       listener.sni === null
@@ -142,22 +143,23 @@ export class ListenerSet {
             defaultCertificate: listener.sni.defaultMaterial,
           });
     slot = new ListenerSlot(listener, server);
+    const socket = server.server;
     return new Promise((resolve) => {
       const onError = (err: NodeJS.ErrnoException) => {
-        server.off('listening', onListening);
+        socket.off('listening', onListening);
         this.#log('error', 'listener bind failed', { listener: listener.key, error: err.message });
         resolve(`${err.code ?? 'ERROR'}: ${err.message}`);
       };
       const onListening = () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.#log('error', 'listener error', { listener: listener.key, error: err.message }));
+        socket.off('error', onError);
+        socket.on('error', (err) => this.#log('error', 'listener error', { listener: listener.key, error: err.message }));
         this.#slots.set(listener.key, slot);
         this.#log('info', 'listener bound', { listener: listener.key, protocol: listener.protocol });
         resolve(null);
       };
-      server.once('error', onError);
-      server.once('listening', onListening);
-      server.listen({ host: listener.address, port: listener.port, reusePort: this.#reusePort });
+      socket.once('error', onError);
+      socket.once('listening', onListening);
+      socket.listen({ host: listener.address, port: listener.port, reusePort: this.#reusePort });
     });
   }
 

@@ -2,8 +2,8 @@
 // object per request holds what every stage needs, so the stages pass it
 // along instead of allocating their own views of the request.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledListener } from '../config.ts';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import type { FilterTarget, HeaderModifier } from './filters.ts';
 import { joinedValue, type HeaderTable } from './headers.ts';
 import type { RequestFacts } from './match.ts';
@@ -16,8 +16,8 @@ export interface ServingState {
 }
 
 export class Exchange implements RequestFacts, FilterTarget {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
   readonly state: ServingState;
   readonly listener: CompiledListener;
   readonly method: string;
@@ -37,8 +37,8 @@ export class Exchange implements RequestFacts, FilterTarget {
   #queryParams: URLSearchParams | null = null;
 
   constructor(
-    req: IncomingMessage,
-    res: ServerResponse,
+    req: DownstreamRequest,
+    res: DownstreamResponse,
     state: ServingState,
     listener: CompiledListener,
     target: { path: string; query: string; host: string; authority: string },
@@ -49,7 +49,7 @@ export class Exchange implements RequestFacts, FilterTarget {
     this.res = res;
     this.state = state;
     this.listener = listener;
-    this.method = req.method as string;
+    this.method = req.method;
     this.path = target.path;
     this.query = target.query;
     this.host = target.host;

@@ -1,5 +1,5 @@
-// Vets the request head before anything reaches a backend. node's parser
-// (llhttp, strict mode) already rejects, before a request is emitted:
+// Vets the request head before anything reaches a backend. The parser
+// (node's llhttp, strict mode) already rejects, before a request is emitted:
 // Content-Length together with Transfer-Encoding, duplicate Content-Length
 // (equal or not), non-numeric Content-Length, `chunked` not last or
 // repeated, malformed lines and obs-fold. A final coding other than chunked
@@ -7,15 +7,21 @@
 // have started forwarding by then. It lets through, and so this module
 // rejects: codings before chunked (we would have to forward them without
 // Transfer-Encoding, changing the body's meaning), Transfer-Encoding on
-// HTTP/1.0, more than one Host, and more header lines than allowed (node's
-// maxHeadersCount truncates silently instead of refusing).
+// HTTP/1.0, an HTTP/1.1 request without Host or with more than one, and
+// more header lines than allowed.
 
-import type { IncomingMessage } from 'node:http';
 import type { HeaderTable } from './headers.ts';
+
+/** The parts of a received request the head is vetted on. */
+export interface ReceivedHead {
+  readonly rawHeaders: readonly string[];
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+}
 
 export interface RequestHead {
   readonly headers: HeaderTable;
-  /** The single Host header value, or undefined (then node already required none: HTTP/1.0). */
+  /** The single Host header value; undefined only for HTTP/1.0, which may omit it. */
   readonly host: string | undefined;
   /** Whether a body follows the head (Content-Length > 0 or chunked). */
   readonly hasBody: boolean;
@@ -31,7 +37,7 @@ export function isRejection(head: RequestHead | Rejection): head is Rejection {
 }
 
 /** One pass over the raw header lines: vetted and collected into a HeaderTable. */
-export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): RequestHead | Rejection {
+export function readRequestHead(req: ReceivedHead, maxHeaderCount: number): RequestHead | Rejection {
   const raw = req.rawHeaders;
   if (raw.length / 2 > maxHeaderCount) {
     return { status: 431, reason: `more than ${maxHeaderCount} header fields` };
@@ -58,9 +64,12 @@ export function readRequestHead(req: IncomingMessage, maxHeaderCount: number): R
     else existing.push(value);
   }
   if (hostCount > 1) return { status: 400, reason: 'more than one Host header' };
+  const http10 = req.httpVersionMajor === 1 && req.httpVersionMinor === 0;
+  // RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without Host.
+  if (hostCount === 0 && !http10) return { status: 400, reason: 'no Host header' };
   let hasBody = contentLength !== undefined && contentLength !== '0';
   if (transferEncoding !== undefined) {
-    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 0) {
+    if (http10) {
       return { status: 400, reason: 'Transfer-Encoding in an HTTP/1.0 request' };
     }
     const codings = transferEncoding.split(',');

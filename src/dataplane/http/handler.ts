@@ -2,8 +2,8 @@
 // host and route, run filters, choose a backend and an endpoint, forward.
 // Each stage either hands on or answers; nothing here throws to node.
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CompiledListener } from '../config.ts';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import { hostFromAuthority } from '../hostnames.ts';
 import type { RequestLimits } from '../limits.ts';
 import type { LogFn } from '../log.ts';
@@ -69,7 +69,7 @@ export class HttpRequestHandler {
     this.#log = log;
   }
 
-  handle(state: ServingState, req: IncomingMessage, res: ServerResponse): void {
+  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse): void {
     // The one read of the config reference: this request lives on it to the end.
     const listener = state.current;
     this.requests++;
@@ -81,7 +81,7 @@ export class HttpRequestHandler {
     }
   }
 
-  #handle(state: ServingState, listener: CompiledListener, req: IncomingMessage, res: ServerResponse): void {
+  #handle(state: ServingState, listener: CompiledListener, req: DownstreamRequest, res: DownstreamResponse): void {
     const draining = state.draining;
     const head = readRequestHead(req, this.#limits.maxHeaderCount);
     if (isRejection(head)) {
@@ -89,7 +89,16 @@ export class HttpRequestHandler {
       sendLocalReply(res, head.status, { close: true });
       return;
     }
-    const target = parseTarget(req.url ?? '', head.host);
+    const expect = head.headers.get('expect');
+    if (expect !== undefined) {
+      // RFC 9110 §10.1.1: 100-continue is the only expectation there is.
+      if (typeof expect !== 'string' || expect.toLowerCase() !== '100-continue') {
+        sendLocalReply(res, 417, { close: true });
+        return;
+      }
+      if (req.httpVersionMinor !== 0) req.sendContinue();
+    }
+    const target = parseTarget(req.url, head.host);
     if (target === null || !AUTHORITY.test(target.authority)) {
       sendLocalReply(res, 400, { close: true });
       return;

@@ -5,7 +5,7 @@
 // X-Forwarded-*; headers coming back get hop-by-hop removal and the route's
 // response modifiers.
 
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { CompiledConfig } from '../config.ts';
@@ -48,10 +48,10 @@ export function statusForUpstreamError(err: Error): 502 | 504 {
 export function prepareUpstreamHeaders(ex: Exchange): void {
   const headers = ex.requestHeaders;
   stripHopByHopFromTable(headers);
-  // We answered `Expect: 100-continue` ourselves (node does); the upstream
+  // We answered `Expect: 100-continue` ourselves (the handler does); the upstream
   // gets the body without waiting.
   headers.delete('expect');
-  const client = clientAddress(ex.req.socket.remoteAddress);
+  const client = clientAddress(ex.req.remoteAddress);
   const xff = headers.get('x-forwarded-for');
   headers.set(
     'x-forwarded-for',
@@ -83,7 +83,7 @@ export function forward(ex: Exchange, endpoint: UpstreamEndpoint, timeoutMs: num
     path: ex.upstreamTarget,
     method: ex.method,
     headers: flattenHeaders(headers),
-    body: ex.hasBody ? ex.req : null,
+    body: ex.hasBody ? ex.req.body : null,
   });
 }
 
@@ -113,8 +113,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   start(timeoutMs: number, options: Dispatcher.DispatchOptions): void {
     this.#config.retain();
     const res = this.#ex.res;
-    res.on('close', this.#onClientClose);
-    res.on('drain', this.#onClientDrain);
+    res.onClose = this.#onClientClose;
+    res.onDrain = this.#onClientDrain;
     if (timeoutMs > 0) this.#timer = setTimeout(this.#onTimeout, timeoutMs);
     try {
       this.#endpoint.pool.dispatch(options, this);
@@ -156,7 +156,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     stripHopByHopFromResponse(headers);
     if (ex.responseModifiers !== null) modifyResponseHeaders(headers, ex.responseModifiers);
     if (ex.state.draining) res.shouldKeepAlive = false;
-    res.writeHead(statusCode, statusMessage || undefined, headers as OutgoingHttpHeaders);
+    res.writeHead(statusCode, statusMessage || undefined, headers);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -212,8 +212,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       this.#timer = null;
     }
     const res = this.#ex.res;
-    res.off('close', this.#onClientClose);
-    res.off('drain', this.#onClientDrain);
+    res.onClose = null;
+    res.onDrain = null;
   }
 
   #abort(reason: Error): void {
@@ -234,7 +234,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   };
 
   readonly #onClientClose = (): void => {
-    if (!this.#ex.res.writableFinished) this.#abort(new ClientGoneError('client closed the connection'));
+    this.#abort(new ClientGoneError('client closed the connection'));
   };
 
   readonly #onClientDrain = (): void => {

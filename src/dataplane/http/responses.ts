@@ -1,8 +1,9 @@
 // Answers the proxy gives itself (no route, no backend, redirects, refused
 // requests), with the route's response header modifiers when it has any.
 
-import { STATUS_CODES, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
+import type { DownstreamResponse } from './downstream.ts';
 import { modifyResponseHeaders, type HeaderModifier } from './filters.ts';
 
 export interface LocalReplyOptions {
@@ -25,7 +26,7 @@ function bodyFor(status: number): Buffer {
   return body;
 }
 
-export function sendLocalReply(res: ServerResponse, status: number, options: LocalReplyOptions = {}): void {
+export function sendLocalReply(res: DownstreamResponse, status: number, options: LocalReplyOptions = {}): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
@@ -39,6 +40,6 @@ export function sendLocalReply(res: ServerResponse, status: number, options: Loc
   if (redirect) headers['location'] = options.location;
   if (options.modifiers) modifyResponseHeaders(headers, options.modifiers);
   if (options.close || options.draining) res.shouldKeepAlive = false;
-  res.writeHead(status, headers as OutgoingHttpHeaders);
+  res.writeHead(status, undefined, headers);
   res.end(body);
 }

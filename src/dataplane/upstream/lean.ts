@@ -9,7 +9,7 @@
 
 import net from 'node:net';
 import { createRequire } from 'node:module';
-import type { IncomingMessage } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 
 interface Parser {
@@ -165,7 +165,7 @@ class Conn {
   }
 
   #send(req: Req): void {
-    const body = req.opts.body as IncomingMessage | null;
+    const body = req.opts.body as Readable | null;
     this.socket.write(req.head, 'latin1');
     if (body == null) return;
     const chunked = req.chunked;

@@ -1,0 +1,398 @@
+// One client connection speaking HTTP/1.1: node's llhttp binding parses
+// the requests (the parser node's own server uses, strict mode), and this
+// class keeps their order. A request is handed to the pipeline when the
+// one before it is answered; requests pipelined behind it wait with their
+// heads parsed, and the socket stops reading until they are served. The
+// deadlines (head, whole request, idle keep-alive) are checked by the
+// listener's sweep, not by a timer per request.
+
+import type net from 'node:net';
+import { createRequire } from 'node:module';
+import { STATUS_CODES } from 'node:http';
+import type { RequestLimits } from '../limits.ts';
+import type { LogFn } from '../log.ts';
+import { DownstreamRequest, type DownstreamChannel, type DownstreamResponse } from './downstream.ts';
+
+interface Parser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(b: Buffer): number | Error;
+  finish(): number | Error | undefined;
+  close(): void;
+  [k: number]: unknown;
+}
+const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') as {
+  HTTPParser: {
+    new (): Parser;
+    REQUEST: number;
+    kOnMessageBegin: number;
+    kOnHeaders: number;
+    kOnHeadersComplete: number;
+    kOnBody: number;
+    kOnMessageComplete: number;
+  };
+  methods: string[];
+};
+
+export type RequestListener = (req: DownstreamRequest, res: DownstreamResponse) => void;
+
+export interface ConnectionSpec {
+  readonly key: string;
+  readonly limits: RequestLimits;
+  readonly log: LogFn;
+  readonly onRequest: RequestListener;
+}
+
+/** How long a refused client gets to read our answer before the socket is cut. */
+const LINGER_MS = 1_000;
+
+function statusForParseError(code: string | undefined): number {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return 431;
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return 413;
+    default:
+      return 400;
+  }
+}
+
+function errorReply(status: number): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`;
+}
+
+export class ClientConnection implements DownstreamChannel {
+  readonly socket: net.Socket;
+  readonly #spec: ConnectionSpec;
+  readonly #parser: Parser;
+  readonly #remoteAddress: string | undefined;
+  /** The request being answered (or whose body is still arriving after its answer). */
+  #current: DownstreamRequest | null = null;
+  /** Requests whose heads arrived while #current was being answered. */
+  readonly #waiting: DownstreamRequest[] = [];
+  /** The request whose body the parser is in. */
+  #receiving: DownstreamRequest | null = null;
+  /** When the head now arriving began (ms); 0 when no head is arriving. */
+  #headStartedAt = 0;
+  /** When the connection last went idle (ms). */
+  #idleSince: number;
+  /** No request has arrived yet: the first one is owed within the headers timeout. */
+  #fresh = true;
+  #headers: string[] = [];
+  #url = '';
+  #pausedForBody = false;
+  #pausedForQueue = false;
+  #corked = false;
+  /** No more requests are read: the connection closes after its answers. */
+  #ending = false;
+  closed = false;
+
+  constructor(socket: net.Socket, spec: ConnectionSpec, now: number) {
+    this.socket = socket;
+    this.#spec = spec;
+    this.#remoteAddress = socket.remoteAddress;
+    this.#idleSince = now;
+    const parser = new HTTPParser();
+    parser.initialize(HTTPParser.REQUEST, {}, spec.limits.maxHeaderBytes, 0);
+    parser[HTTPParser.kOnMessageBegin] = this.#onMessageBegin;
+    parser[HTTPParser.kOnHeaders] = this.#onHeaders;
+    parser[HTTPParser.kOnHeadersComplete] = this.#onHeadersComplete;
+    parser[HTTPParser.kOnBody] = this.#onBody;
+    parser[HTTPParser.kOnMessageComplete] = this.#onMessageComplete;
+    this.#parser = parser;
+    socket.setNoDelay(true);
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('drain', this.#onDrain);
+    socket.on('error', this.#onError);
+    socket.on('close', this.#onClose);
+  }
+
+  /** Between requests, with nothing in flight: safe to close. */
+  get idle(): boolean {
+    return this.#current === null && this.#receiving === null && this.#headStartedAt === 0 && !this.closed;
+  }
+
+  /** Enforces the deadlines; called by the listener's sweep. */
+  checkDeadlines(now: number): void {
+    if (this.closed) return;
+    const limits = this.#spec.limits;
+    if (this.#headStartedAt !== 0 && now - this.#headStartedAt > limits.headersTimeoutMs) {
+      this.#refuse(408, 'request head timeout');
+      return;
+    }
+    const receiving = this.#receiving;
+    if (receiving !== null && limits.requestTimeoutMs > 0 && now - receiving.receivedAt > limits.requestTimeoutMs) {
+      this.#refuse(408, 'request body timeout');
+      return;
+    }
+    if (this.idle && now - this.#idleSince > (this.#fresh ? limits.headersTimeoutMs : limits.keepAliveTimeoutMs)) this.destroy();
+  }
+
+  /** Closes now if idle, else after the answers in flight. */
+  closeWhenIdle(): void {
+    this.#ending = true;
+    if (this.idle) this.destroy();
+  }
+
+  // --- DownstreamChannel: what requests and responses ask of the connection.
+
+  writeResponse(data: string | Buffer, final: boolean): boolean {
+    if (this.closed) return false;
+    const socket = this.socket;
+    // Head, chunk framing and body written in one tick leave in one writev.
+    if (!this.#corked && !final) {
+      this.#corked = true;
+      socket.cork();
+      process.nextTick(this.#uncork);
+    }
+    const ok = data.length === 0 ? true : typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data);
+    if (final && this.#corked) this.#uncork();
+    return ok;
+  }
+
+  responseFinished(request: DownstreamRequest): void {
+    if (request !== this.#current) return;
+    if (!request.response.shouldKeepAlive) {
+      this.#ending = true;
+      request.discardBody();
+      this.#endSocket();
+      return;
+    }
+    if (!request.messageComplete) {
+      // Answered before the body arrived (a refusal, a redirect): read and
+      // drop the rest so the next request can follow.
+      request.discardBody();
+      return;
+    }
+    this.#next();
+  }
+
+  pauseReading(reason: 'body' | 'queue'): void {
+    if (reason === 'body') this.#pausedForBody = true;
+    else this.#pausedForQueue = true;
+    this.socket.pause();
+  }
+
+  resumeReading(reason: 'body' | 'queue'): void {
+    if (reason === 'body') this.#pausedForBody = false;
+    else this.#pausedForQueue = false;
+    if (!this.#pausedForBody && !this.#pausedForQueue && !this.closed) this.socket.resume();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+    this.#onClose();
+  }
+
+  // --- Parser callbacks.
+
+  readonly #onMessageBegin = (): void => {
+    this.#headStartedAt = Date.now();
+  };
+
+  readonly #onHeaders = (headers: string[], url: string): void => {
+    for (let i = 0; i < headers.length; i++) this.#headers.push(headers[i]);
+    this.#url += url;
+  };
+
+  readonly #onHeadersComplete = (
+    major: number,
+    minor: number,
+    raw: string[] | undefined,
+    method: number,
+    url: string | undefined,
+    _statusCode: unknown,
+    _statusMessage: unknown,
+    _upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): number => {
+    if (raw === undefined) {
+      raw = this.#headers;
+      this.#headers = [];
+    }
+    if (url === undefined) {
+      url = this.#url;
+      this.#url = '';
+    }
+    const now = Date.now();
+    this.#headStartedAt = 0;
+    this.#fresh = false;
+    const request = new DownstreamRequest(
+      this,
+      methods[method],
+      url,
+      raw,
+      major,
+      minor,
+      shouldKeepAlive && !this.#ending,
+      this.#remoteAddress,
+      now,
+    );
+    this.#receiving = request;
+    if (this.#current === null) this.#dispatch(request);
+    else {
+      this.#waiting.push(request);
+      this.pauseReading('queue');
+    }
+    // Upgrade requests are served as plain requests (Upgrade is hop-by-hop
+    // and not forwarded); 0 lets llhttp frame the body as usual.
+    return 0;
+  };
+
+  readonly #onBody = (chunk: Buffer): void => {
+    this.#receiving?.receiveBody(chunk);
+  };
+
+  readonly #onMessageComplete = (): void => {
+    const request = this.#receiving;
+    if (request === null) return;
+    this.#receiving = null;
+    request.completeMessage();
+    if (request === this.#current && request.response.writableEnded && !this.closed) this.#next();
+  };
+
+  // --- Socket events.
+
+  readonly #onData = (chunk: Buffer): void => {
+    if (this.closed || this.#ending) return;
+    let offset = 0;
+    // llhttp stops after a request that asks for an upgrade (or CONNECT):
+    // what follows is parsed as the next request, since none is granted.
+    while (offset < chunk.length) {
+      let r: number | Error;
+      try {
+        r = this.#parser.execute(offset === 0 ? chunk : chunk.subarray(offset));
+      } catch (err) {
+        // A pipeline callback that throws must end this connection, not the worker.
+        this.#spec.log('error', 'request handling failed', { listener: this.#spec.key, error: String(err) });
+        this.destroy();
+        return;
+      }
+      if (r instanceof Error) {
+        this.#onParseError(r as NodeJS.ErrnoException);
+        return;
+      }
+      if (r === 0 || this.closed || this.#ending) return;
+      offset += r;
+    }
+  };
+
+  readonly #onEnd = (): void => {
+    // The client finished sending. A request cut off mid-head or mid-body
+    // cannot be served; answers to complete requests still go out.
+    if (this.#receiving !== null || (this.#headStartedAt !== 0 && this.#current === null)) {
+      this.destroy();
+      return;
+    }
+    this.#ending = true;
+    if (this.#current === null) this.#endSocket();
+  };
+
+  readonly #onDrain = (): void => {
+    this.#current?.response.onDrain?.();
+  };
+
+  readonly #onError = (): void => {
+    // ECONNRESET and the like: 'close' follows and does the cleanup.
+  };
+
+  readonly #onClose = (): void => {
+    if (this.closed) return;
+    this.closed = true;
+    const current = this.#current;
+    this.#current = null;
+    if (current !== null) {
+      current.discardBody();
+      if (!current.response.writableEnded) current.response.onClose?.();
+    }
+    for (const request of this.#waiting) request.discardBody();
+    this.#waiting.length = 0;
+    this.#receiving = null;
+    // Not while it may be executing: llhttp must not be freed under itself.
+    const parser = this.#parser;
+    setImmediate(() => parser.close());
+  };
+
+  readonly #uncork = (): void => {
+    if (!this.#corked) return;
+    this.#corked = false;
+    this.socket.uncork();
+  };
+
+  // --- Internals.
+
+  #dispatch(request: DownstreamRequest): void {
+    this.#current = request;
+    this.#spec.onRequest(request, request.response);
+  }
+
+  /** The current request is answered and received in full: on to the next. */
+  #next(): void {
+    this.#current = null;
+    const next = this.#waiting.shift();
+    if (next !== undefined) {
+      // Not from inside the answer that just ended (an upstream callback,
+      // whose connection is not yet free for the next request).
+      this.#current = next;
+      process.nextTick(() => {
+        if (this.closed || this.#current !== next) return;
+        if (this.#waiting.length === 0) this.resumeReading('queue');
+        this.#spec.onRequest(next, next.response);
+      });
+      return;
+    }
+    if (this.#ending) {
+      this.#endSocket();
+      return;
+    }
+    this.#idleSince = Date.now();
+  }
+
+  #onParseError(err: NodeJS.ErrnoException): void {
+    const status = statusForParseError(err.code);
+    this.#spec.log('info', 'malformed request', { listener: this.#spec.key, status, error: err.code ?? err.message });
+    this.#refuse(status, null);
+  }
+
+  /**
+   * Stops reading and answers `status` unless an answer is already on the
+   * wire (its bytes own the connection then), and closes.
+   */
+  #refuse(status: number, reason: string | null): void {
+    if (reason !== null) this.#spec.log('info', 'request refused', { listener: this.#spec.key, status, reason });
+    this.#ending = true;
+    const current = this.#current;
+    const receiving = this.#receiving;
+    receiving?.discardBody();
+    if (current !== null && current !== receiving && !current.response.writableEnded) {
+      // An earlier request is still being answered; ours would come out of order.
+      this.#waiting.length = 0;
+      return;
+    }
+    if (current !== null && current.response.headersSent) {
+      this.destroy();
+      return;
+    }
+    // The pipeline may still be forwarding this request: it hears the
+    // connection close, and nothing it does afterwards is written.
+    const socket = this.socket;
+    this.#uncork();
+    socket.end(errorReply(status), 'latin1');
+    this.#lingerThenDestroy();
+    this.#onClose();
+  }
+
+  /** Ends our side once the answers are out, and cuts a client that never closes its side. */
+  #endSocket(): void {
+    this.#uncork();
+    this.socket.end();
+    this.#lingerThenDestroy();
+  }
+
+  #lingerThenDestroy(): void {
+    const socket = this.socket;
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,264 @@
+// One request as the pipeline sees the client side of it: the head and
+// body that came in (DownstreamRequest) and the answer going out
+// (DownstreamResponse). Both live on a ClientConnection, which owns the
+// socket, the parser and the order of answers; these objects only hold the
+// request's own state and ask the connection to write.
+//
+// They replace node's IncomingMessage and ServerResponse on the hot path:
+// no stream objects unless a body is read, no per-request event emitters,
+// the response head and a small body leave in one write.
+
+import { Readable } from 'node:stream';
+import { STATUS_CODES } from 'node:http';
+
+/** Response header fields by lower-cased name, as the proxy assembles them. */
+export type ResponseHeaders = Record<string, string | string[] | number | undefined>;
+
+/** What a DownstreamRequest and its response need from their connection. */
+export interface DownstreamChannel {
+  readonly closed: boolean;
+  /** Writes bytes of the current response; false asks the writer to wait for onDrain. */
+  writeResponse(data: string | Buffer, final: boolean): boolean;
+  /** The response ended: its request may still be receiving a body. */
+  responseFinished(request: DownstreamRequest): void;
+  /** Cuts the connection: a response that cannot be completed. */
+  destroy(): void;
+  pauseReading(reason: 'body'): void;
+  resumeReading(reason: 'body'): void;
+}
+
+/** A header name or value that would break the response's framing. */
+const UNSAFE_VALUE = /[\r\n\0]/;
+
+/** `Date` for responses without one (RFC 9110 §6.6.1), computed once a second. */
+let dateValue = '';
+let dateExpires = 0;
+function currentDate(): string {
+  const now = Date.now();
+  if (now >= dateExpires) {
+    dateValue = new Date(now).toUTCString();
+    dateExpires = now - (now % 1000) + 1000;
+  }
+  return dateValue;
+}
+
+export class DownstreamRequest {
+  readonly method: string;
+  /** The request target as sent. */
+  readonly url: string;
+  /** Header names and values as received, alternating. */
+  readonly rawHeaders: string[];
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  readonly remoteAddress: string | undefined;
+  readonly response: DownstreamResponse;
+  /** The whole message, body included, has been received. */
+  messageComplete = false;
+  /** When the head was complete (ms), for the request timeout. */
+  readonly receivedAt: number;
+  readonly #channel: DownstreamChannel;
+  /** Opened when the pipeline reads the body; until then chunks wait here. */
+  #body: Readable | null = null;
+  #early: Buffer[] | null = null;
+  /** Nobody will read the rest of the body (answered already, or the connection failed). */
+  #discarding = false;
+
+  constructor(
+    channel: DownstreamChannel,
+    method: string,
+    url: string,
+    rawHeaders: string[],
+    versionMajor: number,
+    versionMinor: number,
+    keepAlive: boolean,
+    remoteAddress: string | undefined,
+    receivedAt: number,
+  ) {
+    this.#channel = channel;
+    this.method = method;
+    this.url = url;
+    this.rawHeaders = rawHeaders;
+    this.httpVersionMajor = versionMajor;
+    this.httpVersionMinor = versionMinor;
+    this.remoteAddress = remoteAddress;
+    this.receivedAt = receivedAt;
+    this.response = new DownstreamResponse(channel, this, keepAlive);
+  }
+
+  /** The connection is gone: nothing more arrives and nothing can be answered. */
+  get destroyed(): boolean {
+    return this.#channel.closed;
+  }
+
+  /**
+   * The request body as a stream, opened on first use. Reading it is what
+   * lets the client send more (the connection pauses while it is full).
+   */
+  get body(): Readable {
+    if (this.#body !== null) return this.#body;
+    const channel = this.#channel;
+    const body = new Readable({ read: () => channel.resumeReading('body') });
+    this.#body = body;
+    if (this.#early !== null) {
+      for (const chunk of this.#early) body.push(chunk);
+      this.#early = null;
+    }
+    if (this.messageComplete) body.push(null);
+    else if (this.#discarding || channel.closed) body.destroy();
+    return body;
+  }
+
+  /** A piece of the body from the parser. */
+  receiveBody(chunk: Buffer): void {
+    if (this.#discarding) return;
+    const body = this.#body;
+    if (body === null) {
+      (this.#early ??= []).push(chunk);
+    } else if (!body.push(chunk)) {
+      this.#channel.pauseReading('body');
+    }
+  }
+
+  completeMessage(): void {
+    this.messageComplete = true;
+    this.#early = this.#discarding ? null : this.#early;
+    this.#body?.push(null);
+  }
+
+  /** The rest of the body goes nowhere; a reader sees the stream end early. */
+  discardBody(): void {
+    if (this.#discarding) return;
+    this.#discarding = true;
+    this.#early = null;
+    const body = this.#body;
+    // Without an error: a body stream nobody listens to for 'error' must not throw.
+    if (body !== null && !this.messageComplete) body.destroy();
+    this.#channel.resumeReading('body');
+  }
+
+  /** HTTP/1.1 `Expect: 100-continue`: tell the client to send the body. */
+  sendContinue(): void {
+    if (!this.response.headersSent && !this.#channel.closed) this.#channel.writeResponse('HTTP/1.1 100 Continue\r\n\r\n', false);
+  }
+}
+
+export class DownstreamResponse {
+  /** Keep the connection for another request once this one is answered. */
+  shouldKeepAlive: boolean;
+  headersSent = false;
+  /** end() was called. */
+  writableEnded = false;
+  /** Called when the client can take more after write() returned false. */
+  onDrain: (() => void) | null = null;
+  /** Called when the connection closes before this response ended. */
+  onClose: (() => void) | null = null;
+  readonly #channel: DownstreamChannel;
+  readonly #request: DownstreamRequest;
+  /** The head, held back so that it leaves with the first body bytes. */
+  #head = '';
+  #chunked = false;
+  #noBody = false;
+
+  constructor(channel: DownstreamChannel, request: DownstreamRequest, keepAlive: boolean) {
+    this.#channel = channel;
+    this.#request = request;
+    this.shouldKeepAlive = keepAlive;
+  }
+
+  get destroyed(): boolean {
+    return this.#channel.closed;
+  }
+
+  /** Every byte of the response went to the socket. */
+  get writableFinished(): boolean {
+    return this.writableEnded;
+  }
+
+  /**
+   * Frames the response: Content-Length when the headers carry one, no body
+   * for HEAD, 1xx, 204 and 304, otherwise chunked (HTTP/1.1) or delimited
+   * by closing the connection (HTTP/1.0). Throws for a header that would
+   * break the framing, before anything is written.
+   */
+  writeHead(status: number, reason: string | undefined, headers: ResponseHeaders): void {
+    if (this.headersSent) throw new Error('response head already sent');
+    const request = this.#request;
+    const statusText = reason ?? STATUS_CODES[status] ?? '';
+    if (UNSAFE_VALUE.test(statusText)) throw new TypeError('invalid status message');
+    let head = `HTTP/1.1 ${status} ${statusText}\r\n`;
+    let hasLength = false;
+    let hasDate = false;
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (name === 'content-length') hasLength = true;
+      else if (name === 'date') hasDate = true;
+      if (typeof value === 'string') {
+        if (UNSAFE_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+        head += `${name}: ${value}\r\n`;
+      } else if (typeof value === 'number') {
+        head += `${name}: ${value}\r\n`;
+      } else {
+        for (let i = 0; i < value.length; i++) {
+          if (UNSAFE_VALUE.test(value[i])) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+          head += `${name}: ${value[i]}\r\n`;
+        }
+      }
+    }
+    if (!hasDate) head += `date: ${currentDate()}\r\n`;
+    this.#noBody = request.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    const http10 = request.httpVersionMajor === 1 && request.httpVersionMinor === 0;
+    if (!hasLength && !this.#noBody) {
+      if (http10) this.shouldKeepAlive = false;
+      else {
+        this.#chunked = true;
+        head += 'transfer-encoding: chunked\r\n';
+      }
+    }
+    if (!this.shouldKeepAlive) head += 'connection: close\r\n';
+    else if (http10) head += 'connection: keep-alive\r\n';
+    this.#head = head + '\r\n';
+    this.headersSent = true;
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.writableEnded || this.#channel.closed) return false;
+    if (!this.headersSent) throw new Error('write() before writeHead()');
+    if (this.#noBody || chunk.length === 0) return this.#flushHead(false);
+    const channel = this.#channel;
+    if (this.#head !== '') {
+      channel.writeResponse(this.#head, false);
+      this.#head = '';
+    }
+    if (this.#chunked) channel.writeResponse(`${chunk.length.toString(16)}\r\n`, false);
+    const ok = channel.writeResponse(chunk, false);
+    return this.#chunked ? channel.writeResponse('\r\n', false) : ok;
+  }
+
+  end(chunk?: Buffer | null): void {
+    if (this.writableEnded || this.#channel.closed) return;
+    if (!this.headersSent) throw new Error('end() before writeHead()');
+    if (chunk != null && chunk.length !== 0) this.write(chunk);
+    this.writableEnded = true;
+    const channel = this.#channel;
+    if (this.#chunked) {
+      channel.writeResponse(this.#head === '' ? '0\r\n\r\n' : `${this.#head}0\r\n\r\n`, true);
+    } else {
+      channel.writeResponse(this.#head, true);
+    }
+    this.#head = '';
+    channel.responseFinished(this.#request);
+  }
+
+  /** Cuts the connection: the only way to tell the client this response is incomplete. */
+  destroy(): void {
+    this.#channel.destroy();
+  }
+
+  #flushHead(final: boolean): boolean {
+    if (this.#head === '') return true;
+    const head = this.#head;
+    this.#head = '';
+    return this.#channel.writeResponse(head, final);
+  }
+}
