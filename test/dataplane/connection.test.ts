@@ -64,6 +64,28 @@ test('client connections', async (t) => {
     assert.deepEqual(answers.filter((r) => r.status === 200).map((r) => JSON.parse(r.body).path), ['/known/1', '/known/2', '/known/3']);
   });
 
+  await t.test('a client that pipelines without end gets a bounded number answered, then a close', async () => {
+    const burst = get('/known/first', 'X-Test-Delay-Ms: 100\r\n') + Array.from({ length: 99 }, (_, i) => get(`/known/${i}`)).join('');
+    const reply = await rawExchange(port, burst, 2_000);
+    const answers = responses(reply.text);
+    assert.ok(answers.length > 1 && answers.length < 100, `${answers.length} answered`);
+    assert.ok(answers.every((r) => r.status === 200));
+    assert.equal(reply.closed, true);
+  });
+
+  await t.test('a client that half-closes after its request still gets the answer', async () => {
+    const text = await new Promise<string>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      let received = '';
+      socket.on('data', (d: Buffer) => (received += d));
+      socket.on('close', () => resolve(received));
+      socket.on('error', () => {});
+      socket.end(get('/known/half', 'X-Test-Delay-Ms: 50\r\n'));
+    });
+    assert.equal(responses(text)[0]?.status, 200);
+    assert.equal(JSON.parse(responses(text)[0].body).path, '/known/half');
+  });
+
   await t.test('a request answered before its body arrived: the body is read past, and the next request is served', async () => {
     const body = 'x'.repeat(20_000);
     const reply = await rawExchange(

@@ -45,6 +45,14 @@ export interface ConnectionSpec {
 /** How long a refused client gets to read our answer before the socket is cut. */
 const LINGER_MS = 1_000;
 
+/**
+ * Requests held with their heads parsed while an earlier one is answered.
+ * The parser reads a whole socket chunk ahead; past this many, the rest of
+ * the chunk is not taken as requests and the connection closes after the
+ * ones held (a pipelining client resends what was not answered).
+ */
+const MAX_PIPELINED = 32;
+
 function statusForParseError(code: string | undefined): number {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':
@@ -82,8 +90,10 @@ export class ClientConnection implements DownstreamChannel {
   #pausedForBody = false;
   #pausedForQueue = false;
   #corked = false;
-  /** No more requests are read: the connection closes after its answers. */
+  /** No more requests are taken: the connection closes after its answers. */
   #ending = false;
+  /** The parser failed: nothing more is read. */
+  #parseFailed = false;
   closed = false;
 
   constructor(socket: net.Socket, spec: ConnectionSpec, now: number) {
@@ -217,6 +227,12 @@ export class ClientConnection implements DownstreamChannel {
     const now = Date.now();
     this.#headStartedAt = 0;
     this.#fresh = false;
+    if (this.#ending || (this.#current !== null && this.#waiting.length >= MAX_PIPELINED)) {
+      // Not taken: its body, if any, is parsed and dropped.
+      this.#ending = true;
+      this.#receiving = null;
+      return 0;
+    }
     const request = new DownstreamRequest(
       this,
       methods[method],
@@ -254,7 +270,7 @@ export class ClientConnection implements DownstreamChannel {
   // --- Socket events.
 
   readonly #onData = (chunk: Buffer): void => {
-    if (this.closed || this.#ending) return;
+    if (this.closed || this.#parseFailed) return;
     let offset = 0;
     // llhttp stops after a request that asks for an upgrade (or CONNECT):
     // what follows is parsed as the next request, since none is granted.
@@ -272,7 +288,7 @@ export class ClientConnection implements DownstreamChannel {
         this.#onParseError(r as NodeJS.ErrnoException);
         return;
       }
-      if (r === 0 || this.closed || this.#ending) return;
+      if (r === 0 || this.closed) return;
       offset += r;
     }
   };
@@ -349,6 +365,7 @@ export class ClientConnection implements DownstreamChannel {
   }
 
   #onParseError(err: NodeJS.ErrnoException): void {
+    this.#parseFailed = true;
     const status = statusForParseError(err.code);
     this.#spec.log('info', 'malformed request', { listener: this.#spec.key, status, error: err.code ?? err.message });
     this.#refuse(status, null);

@@ -33,6 +33,12 @@ function sweepInterval(limits: RequestLimits): number {
   return Math.max(50, Math.min(1_000, Math.floor(shortest / 4)));
 }
 
+const SOCKET_OPTIONS = {
+  noDelay: true,
+  // A client may finish sending (half-close) and still wait for its answers.
+  allowHalfOpen: true,
+};
+
 export class ClientServer {
   /** The listening socket: listen(), close() and its events are node's. */
   readonly server: net.Server;
@@ -81,7 +87,7 @@ export class ClientServer {
 }
 
 export function createPlainServer(spec: ServerSpec): ClientServer {
-  return new ClientServer(net.createServer({ noDelay: true }), spec, false);
+  return new ClientServer(net.createServer(SOCKET_OPTIONS), spec, false);
 }
 
 export function createTlsServer(spec: HttpsServerSpec): ClientServer & { server: tls.Server } {
@@ -91,7 +97,7 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer & { server:
     minVersion: MIN_TLS_VERSION,
     ALPNProtocols: ['http/1.1'],
     handshakeTimeout: spec.limits.tlsHandshakeTimeoutMs,
-    noDelay: true,
+    ...SOCKET_OPTIONS,
     SNICallback: (serverName, callback) => {
       try {
         callback(null, spec.sni().contextFor(serverName));
