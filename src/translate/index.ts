@@ -113,6 +113,9 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const memo = input.memo;
   const backendIndex = backendIndexFor(snap, memo);
   const hosts = new Map<ResolvedListener, Map<string, RankedEntry[]>>();
+  // A host that one route serves (the usual case) holds that route's own
+  // entry list; a second route on the host gets it a list of its own.
+  const joined = new Set<RankedEntry[]>();
   const clusters: Record<string, Cluster> = {};
   for (const route of snap.httpRoutes) {
     let t = memo?.routes.get(route);
@@ -145,8 +148,10 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
           let byHost = hosts.get(att.listener);
           if (!byHost) hosts.set(att.listener, byHost = new Map());
           for (const h of att.hostnames) {
-            if (!byHost.has(h)) byHost.set(h, []);
-            byHost.get(h)!.push(...t.entries);
+            const list = byHost.get(h);
+            if (list === undefined) byHost.set(h, t.entries);
+            else if (joined.has(list)) list.push(...t.entries);
+            else { const own = [...list, ...t.entries]; joined.add(own); byHost.set(h, own); }
           }
         }
       }
@@ -234,11 +239,18 @@ function pendingGatewayStatus(gw: Gateway): unknown {
 function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, RankedEntry[]>>, clusters: Record<string, Cluster>, memo: TranslateMemo | undefined): IR {
   const sockets = new Map<string, IRListener>();
   const built = new Map<string, { ranked: RankedEntry[]; vh: VirtualHost }>();
+  // The listeners a route attaches to (HTTP and HTTPS, say) are given the
+  // same entry list for a host, and then share one VirtualHost.
+  const byEntries = new Map<RankedEntry[], VirtualHost[]>();
   const virtualHost = (listener: string, hostname: string, ranked: RankedEntry[]): VirtualHost => {
     const key = `${listener}\u0000${hostname}`;
     const before = memo?.virtualHosts.get(key);
-    const vh = before !== undefined && sameElements(before.ranked, ranked) ? before.vh
-      : { hostname, routes: [...ranked].sort(comparePrecedence).map((r) => r.entry) };
+    let vh = before !== undefined && sameElements(before.ranked, ranked) ? before.vh
+      : byEntries.get(ranked)?.find((v) => v.hostname === hostname);
+    vh ??= { hostname, routes: [...ranked].sort(comparePrecedence).map((r) => r.entry) };
+    const same = byEntries.get(ranked);
+    if (same === undefined) byEntries.set(ranked, [vh]);
+    else if (!same.includes(vh)) same.push(vh);
     built.set(key, { ranked, vh });
     return vh;
   };
