@@ -49,9 +49,28 @@ function mapOrNone<T, U>(items: readonly T[] | undefined, f: (item: T, index: nu
   return items?.length ? items.map(f) : NONE;
 }
 
+/**
+ * Parts that many route entries have in common, made once per translate()
+ * call and shared by the entries translated in it: with thousands of routes
+ * most matches are a path alone (`PathPrefix /`) and most rules send to one
+ * of a few backends, and a copy per entry cost ~10 MB at 50,000 entries.
+ * Shared parts are frozen, as NONE is. Routes translated in a later call
+ * get parts of their own, so nothing outlives the entries that use it.
+ */
+export interface SharedParts {
+  /** Path-only matches, by path type and value. */
+  matches: Map<string, RouteMatch>;
+  /** Backend lists without filters, by weights and clusters. */
+  backends: Map<string, WeightedBackend[]>;
+}
+
+export function newSharedParts(): SharedParts {
+  return { matches: new Map(), backends: new Map() };
+}
+
 const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']);
 
-export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex): TranslatedHTTPRoute {
+export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, shared: SharedParts = newSharedParts()): TranslatedHTTPRoute {
   const out: TranslatedHTTPRoute = { entries: [], clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
   const rules = route.spec.rules?.length ? route.spec.rules : [{}];
   const routeAge = Date.parse(route.metadata.creationTimestamp ?? '') || 0;
@@ -74,14 +93,16 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex): Tr
     }
     const matches: HTTPRouteMatch[] = rule.matches?.length ? rule.matches : [{ path: { type: 'PathPrefix', value: '/' } }];
     const ruleLabel = rule.name ?? String(ruleIndex);
+    // Backend filters may depend on the match (ReplacePrefixMatch); without any, every match sends the same way.
+    const plain = (rule.backendRefs ?? []).every((b) => !b.filters?.length) ? sharedBackends(weighted, shared) : null;
     matches.forEach((m, matchIndex) => {
-      const match = toMatch(m);
+      const match = toMatch(m, shared);
       const entry: RouteEntry = {
         // join() makes one flat string; a template literal keeps a tree of pieces per entry.
         name: [routeName, ruleLabel, matchIndex].join('/'),
         match,
         filters: mapOrNone(rule.filters, (f) => toFilter(f, match)),
-        backends: weighted.map((w, i) => ({ ...w, filters: mapOrNone(rule.backendRefs![i].filters, (f) => toFilter(f, match)) })),
+        backends: plain ?? weighted.map((w, i) => ({ ...w, filters: mapOrNone(rule.backendRefs![i].filters, (f) => toFilter(f, match)) })),
       };
       const timeouts = toTimeouts(rule);
       if (timeouts) entry.timeouts = timeouts;
@@ -118,11 +139,31 @@ function ruleProblem(rule: HTTPRouteRule): string | null {
   return null;
 }
 
-function toMatch(m: HTTPRouteMatch): RouteMatch {
+/** `weighted` (whose entries have no filters), or the equal list made earlier in this call. */
+function sharedBackends(weighted: WeightedBackend[], shared: SharedParts): WeightedBackend[] {
+  const key = weighted.map((w) => `${w.weight}\u0000${w.cluster === null ? '\u0001' : w.cluster}`).join('\u0000');
+  let list = shared.backends.get(key);
+  if (list === undefined) {
+    for (const w of weighted) Object.freeze(w);
+    shared.backends.set(key, list = Object.freeze(weighted) as WeightedBackend[]);
+  }
+  return list;
+}
+
+function toMatch(m: HTTPRouteMatch, shared: SharedParts): RouteMatch {
   const type = m.path?.type ?? 'PathPrefix';
   let value = m.path?.value ?? '/';
   // A prefix matches whole segments; "/foo/" and "/foo" select the same paths.
   if (type === 'PathPrefix' && value.length > 1 && value.endsWith('/')) value = value.replace(/\/+$/, '') || '/';
+  if (!m.method && !m.headers?.length && !m.queryParams?.length) {
+    const key = `${type}\u0000${value}`;
+    let match = shared.matches.get(key);
+    if (match === undefined) {
+      match = Object.freeze({ path: Object.freeze({ type, value }), headers: NONE, queryParams: NONE }) as RouteMatch;
+      shared.matches.set(key, match);
+    }
+    return match;
+  }
   const out: RouteMatch = {
     path: { type, value },
     headers: mapOrNone(m.headers, (h) => ({ name: h.name.toLowerCase(), type: h.type ?? 'Exact', value: h.value })),

@@ -12,7 +12,7 @@ import { finishListener, gatewayConditions, listenerConditions, resolveListeners
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import { attachToParent } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
-import { translateHTTPRoute, type RankedEntry, type TranslatedHTTPRoute } from './httproute.ts';
+import { newSharedParts, translateHTTPRoute, type RankedEntry, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
 
@@ -117,10 +117,11 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   // entry list; a second route on the host gets it a list of its own.
   const joined = new Set<RankedEntry[]>();
   const clusters: Record<string, Cluster> = {};
+  const shared = newSharedParts();
   for (const route of snap.httpRoutes) {
     let t = memo?.routes.get(route);
     if (!t) {
-      t = translateHTTPRoute(route, backendIndex);
+      t = translateHTTPRoute(route, backendIndex, shared);
       memo?.routes.set(route, t);
     }
     // A route may select the same listener through several parentRefs; it attaches once.
