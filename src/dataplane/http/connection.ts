@@ -1,6 +1,7 @@
 // One client connection speaking HTTP/1.1: node's llhttp binding parses
-// the requests (the parser node's own server uses, strict mode), and this
-// class keeps their order. A request is handed to the pipeline when the
+// the requests (the parser node's own server uses, strict mode) straight
+// from the socket (consume(): no Buffer and no stream event per read, as
+// node's server does), and this class keeps their order. A request is handed to the pipeline when the
 // one before it is answered; requests pipelined behind it wait with their
 // heads parsed, and the socket stops reading until they are served. The
 // deadlines (head, whole request, idle keep-alive) are checked by the
@@ -18,7 +19,18 @@ interface Parser {
   execute(b: Buffer): number | Error;
   finish(): number | Error | undefined;
   close(): void;
+  /** Reads from the stream handle in C++ and reports each read through kOnExecute. */
+  consume(handle: unknown): void;
+  /** The read being parsed (a copy). */
+  getCurrentBuffer(): Buffer;
   [k: number]: unknown;
+}
+
+/** The libuv stream under a net.Socket or TLSSocket (node internal, stable since node 6). */
+interface StreamHandle {
+  isStreamBase?: boolean;
+  readStart(): number;
+  readStop(): number;
 }
 const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') as {
   HTTPParser: {
@@ -29,6 +41,7 @@ const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') a
     kOnHeadersComplete: number;
     kOnBody: number;
     kOnMessageComplete: number;
+    kOnExecute: number;
   };
   methods: string[];
 };
@@ -94,6 +107,10 @@ export class ClientConnection implements DownstreamChannel {
   #ending = false;
   /** The parser failed: nothing more is read. */
   #parseFailed = false;
+  /** The handle the parser reads from directly, when it could take it. */
+  readonly #handle: StreamHandle | null;
+  /** llhttp stopped after an Upgrade (or CONNECT) head: the rest of that read is still to parse. */
+  #afterUpgrade = false;
   closed = false;
 
   constructor(socket: net.Socket, spec: ConnectionSpec, now: number) {
@@ -110,7 +127,15 @@ export class ClientConnection implements DownstreamChannel {
     parser[HTTPParser.kOnMessageComplete] = this.#onMessageComplete;
     this.#parser = parser;
     socket.setNoDelay(true);
-    socket.on('data', this.#onData);
+    const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle ?? null;
+    if (handle !== null && handle.isStreamBase === true) {
+      this.#handle = handle;
+      parser[HTTPParser.kOnExecute] = this.#onExecute;
+      parser.consume(handle);
+    } else {
+      this.#handle = null;
+      socket.on('data', this.#onData);
+    }
     socket.on('end', this.#onEnd);
     socket.on('drain', this.#onDrain);
     socket.on('error', this.#onError);
@@ -180,13 +205,19 @@ export class ClientConnection implements DownstreamChannel {
   pauseReading(reason: 'body' | 'queue'): void {
     if (reason === 'body') this.#pausedForBody = true;
     else this.#pausedForQueue = true;
-    this.socket.pause();
+    // A consumed handle is paused at the handle: the socket's own pause()
+    // only stops its stream, which no longer sees the reads.
+    if (this.#handle !== null) this.#handle.readStop();
+    else this.socket.pause();
   }
 
   resumeReading(reason: 'body' | 'queue'): void {
+    const wasPaused = this.#pausedForBody || this.#pausedForQueue;
     if (reason === 'body') this.#pausedForBody = false;
     else this.#pausedForQueue = false;
-    if (!this.#pausedForBody && !this.#pausedForQueue && !this.closed) this.socket.resume();
+    if (!wasPaused || this.#pausedForBody || this.#pausedForQueue || this.closed) return;
+    if (this.#handle !== null) this.#handle.readStart();
+    else this.socket.resume();
   }
 
   destroy(): void {
@@ -213,9 +244,10 @@ export class ClientConnection implements DownstreamChannel {
     url: string | undefined,
     _statusCode: unknown,
     _statusMessage: unknown,
-    _upgrade: boolean,
+    upgrade: boolean,
     shouldKeepAlive: boolean,
   ): number => {
+    if (upgrade) this.#afterUpgrade = true;
     if (raw === undefined) {
       raw = this.#headers;
       this.#headers = [];
@@ -268,6 +300,20 @@ export class ClientConnection implements DownstreamChannel {
   };
 
   // --- Socket events.
+
+  /** After each read the parser took from the handle. */
+  readonly #onExecute = (r: number | Error): void => {
+    if (this.closed || this.#parseFailed) return;
+    if (r instanceof Error) {
+      this.#onParseError(r as NodeJS.ErrnoException);
+      return;
+    }
+    if (this.#afterUpgrade) {
+      this.#afterUpgrade = false;
+      const read = this.#parser.getCurrentBuffer();
+      if (r < read.length) this.#onData(read.subarray(r));
+    }
+  };
 
   readonly #onData = (chunk: Buffer): void => {
     if (this.closed || this.#parseFailed) return;
