@@ -11,12 +11,14 @@ import { Worker } from 'node:worker_threads';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { asText, IRDeltaEncoder } from '../ir/delta.ts';
 import type { IR } from '../ir/types.ts';
+import type { LogFn } from '../dataplane/log.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
 
 export interface WorkerPoolOptions {
   workers: number;
   logLevel: string;
-  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Where the pool's own lines and the workers' lines (with a `worker` field) go. */
+  log: LogFn;
   /** How long close() waits for workers to drain before stopping them. */
   drainTimeoutMs?: number;
 }
@@ -130,6 +132,9 @@ export class WorkerPool {
       }
       if (m.result !== undefined) pending.results.push(m.result);
       this.#settle(m.seq, pending);
+    } else if (m.type === 'log') {
+      // `worker` first, where the worker's own logger had it.
+      this.#opts.log(m.level, m.msg, { worker: worker.threadId, ...m.fields });
     } else if (m.type === 'stats') {
       const entry = this.#statsWaiters.get(m.seq);
       if (entry === undefined) return;

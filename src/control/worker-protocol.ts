@@ -4,6 +4,7 @@
 // the worker. Each apply carries a sequence number so answers are matched
 // to requests.
 import type { ApplyResult } from '../dataplane/dataplane.ts';
+import type { LogLevel } from '../dataplane/log.ts';
 import type { IRDelta } from '../ir/delta.ts';
 
 export type ToWorker =
@@ -24,10 +25,18 @@ export interface WorkerStats {
 
 export type FromWorker =
   | { type: 'applied'; seq: number; result?: ApplyResult; error?: string }
-  | { type: 'stats'; seq: number; stats: WorkerStats };
+  | { type: 'stats'; seq: number; stats: WorkerStats }
+  /**
+   * A log line, written by the main thread's logger with the worker's id:
+   * workers load no logger of their own (~2 MB each), and what a worker
+   * says just before it exits still reaches the log, as Node delivers a
+   * worker's messages before its 'exit' event.
+   */
+  | { type: 'log'; level: LogLevel; msg: string; fields?: Record<string, unknown> };
 
 /** What a worker thread is started with. */
 export interface WorkerSetup {
+  /** The lowest level worth sending (pino's names); lower ones are dropped in the worker. */
   logLevel: string;
 }
 

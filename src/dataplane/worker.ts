@@ -4,10 +4,11 @@
 // listener with SO_REUSEPORT, and the kernel spreads connections over them.
 import { getHeapStatistics } from 'node:v8';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
-import pino from 'pino';
+import type { MessagePort } from 'node:worker_threads';
 import type { FromWorker, ToWorker, WorkerSetup } from '../control/worker-protocol.ts';
 import { releaseMemory } from '../control/release-memory.ts';
 import { DataPlane } from './dataplane.ts';
+import type { LogFn } from './log.ts';
 
 /**
  * A delta defining this many virtual hosts (a worker's first config, a
@@ -16,12 +17,30 @@ import { DataPlane } from './dataplane.ts';
  */
 const LARGE_DELTA_HOSTS = 500;
 
+/** pino's level numbers; a level it does not know sends everything and leaves the choice to the main thread. */
+const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
+/** Log lines go to the main thread, which writes them (see the 'log' message). */
+function portLog(port: MessagePort, minLevel: string): LogFn {
+  const min = LEVELS[minLevel] ?? 0;
+  return (level, msg, fields) => {
+    if (LEVELS[level] < min) return;
+    try {
+      port.postMessage({ type: 'log', level, msg, fields } satisfies FromWorker);
+    } catch {
+      // A field that cannot be cloned (an unhandled rejection's reason, say) is sent as text.
+      const text = Object.fromEntries(Object.entries(fields ?? {}).map(([k, v]) => [k, String(v)]));
+      port.postMessage({ type: 'log', level, msg, fields: text } satisfies FromWorker);
+    }
+  };
+}
+
 function runDataPlaneWorker(): void {
   const port = parentPort;
   if (port === null) throw new Error('the data-plane worker runs as a worker thread of gatehouse serve');
   const setup = workerData as WorkerSetup;
-  const log = pino({ level: setup.logLevel, base: { worker: threadId } });
-  const dataPlane = new DataPlane({ log: (level, msg, fields) => log[level](fields ?? {}, msg), reusePort: true });
+  const log = portLog(port, setup.logLevel);
+  const dataPlane = new DataPlane({ log, reusePort: true });
   let appliedSeq = 0;
   let closing = false;
   const reply = (m: FromWorker) => port.postMessage(m);
@@ -51,8 +70,8 @@ function runDataPlaneWorker(): void {
     }
   });
   // One bad request or a bug in one code path must not take the worker down.
-  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+  process.on('uncaughtException', (err) => log('error', 'uncaught exception', { err }));
+  process.on('unhandledRejection', (err) => log('error', 'unhandled rejection', { err }));
 }
 
 runDataPlaneWorker();

@@ -64,3 +64,31 @@ test('WorkerPool: after an apply the workers refuse, the next IR reaches them wh
     assert.equal((await request(port, '/', { host: 'two.test', headers: { connection: 'close' } })).status, 200);
   }
 });
+
+test('WorkerPool: workers log through the pool with their id, up to their last line before exit', { timeout: 60_000 }, async (t) => {
+  const echo = await startBackend(t, 'echo');
+  const port = await freePort();
+  const logged: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
+  const pool = new WorkerPool({ workers: 2, logLevel: 'info', log: (level, msg, fields) => logged.push({ level, msg, fields }), drainTimeoutMs: 2_000 });
+  const hosts = [vhost('one.test', [route('one', match('/'), [backend('echo')])])];
+  await pool.apply(ir([listener(port, [gatewayListener('gw', null, hosts)])], [cluster('echo', echo)]));
+  const ids = (await pool.stats()).map((w) => w.id).sort();
+  const from = (msg: string) => logged.filter((l) => l.msg === msg).map((l) => l.fields?.worker).sort();
+  assert.deepEqual(from('listener bound'), ids);
+  assert.deepEqual(logged.find((l) => l.msg === 'listener bound')?.fields, { worker: logged.find((l) => l.msg === 'listener bound')?.fields?.worker, listener: `127.0.0.1:${port}`, protocol: 'HTTP' });
+  // Each worker's last words, logged as it drains just before exiting.
+  await pool.close();
+  assert.deepEqual(from('listener closed'), ids);
+});
+
+test('WorkerPool: workers send nothing below the log level', { timeout: 60_000 }, async (t) => {
+  const echo = await startBackend(t, 'echo');
+  const port = await freePort();
+  const logged: string[] = [];
+  const pool = new WorkerPool({ workers: 1, logLevel: 'warn', log: (level, msg) => logged.push(`${level} ${msg}`), drainTimeoutMs: 2_000 });
+  t.after(() => pool.close());
+  const hosts = [vhost('one.test', [route('one', match('/'), [backend('nowhere')])])];
+  await pool.apply(ir([listener(port, [gatewayListener('gw', null, hosts)])], [cluster('echo', echo)]));
+  await pool.stats();
+  assert.deepEqual(logged, ['warn route not served as configured']);
+});
