@@ -6,19 +6,12 @@ import type { Cluster, Filter, RouteEntry, RouteMatch, WeightedBackend } from '.
 import { resolveBackend, type BackendIndex, type BackendProblemReason } from './backends.ts';
 import { parseDuration } from '../api/durations.ts';
 
-/** A route entry with what is needed to order it among all others on a host. */
-export interface RankedEntry {
-  entry: RouteEntry;
-  route: HTTPRoute;
-  /** The route's creationTimestamp in ms and `namespace/name`, computed once for sorting. */
+export interface TranslatedHTTPRoute {
+  /** One per match of each rule kept, in rule then match order: the order of the last precedence tie-break. */
+  entries: RouteEntry[];
+  /** The route's creationTimestamp in ms and `namespace/name`: how ties between routes are broken. */
   routeAge: number;
   routeName: string;
-  ruleIndex: number;
-  matchIndex: number;
-}
-
-export interface TranslatedHTTPRoute {
-  entries: RankedEntry[];
   clusters: Cluster[];
   /** First unresolved reference, for ResolvedRefs. */
   refProblem: { reason: BackendProblemReason; message: string } | null;
@@ -71,10 +64,10 @@ export function newSharedParts(): SharedParts {
 const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']);
 
 export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, shared: SharedParts = newSharedParts()): TranslatedHTTPRoute {
-  const out: TranslatedHTTPRoute = { entries: [], clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
-  const rules = route.spec.rules?.length ? route.spec.rules : [{}];
-  const routeAge = Date.parse(route.metadata.creationTimestamp ?? '') || 0;
   const routeName = nameOf(route);
+  const routeAge = Date.parse(route.metadata.creationTimestamp ?? '') || 0;
+  const out: TranslatedHTTPRoute = { entries: [], routeAge, routeName, clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
+  const rules = route.spec.rules?.length ? route.spec.rules : [{}];
   out.ruleCount = rules.length;
   rules.forEach((rule, ruleIndex) => {
     const problem = ruleProblem(rule);
@@ -106,7 +99,7 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
       };
       const timeouts = toTimeouts(rule);
       if (timeouts) entry.timeouts = timeouts;
-      out.entries.push({ entry, route, routeAge, routeName, ruleIndex, matchIndex });
+      out.entries.push(entry);
     });
   });
   return out;

@@ -5,15 +5,15 @@
 import type { Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
-import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type VirtualHost } from '../ir/types.ts';
+import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, SUPPORTED_FEATURES } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import { attachToParent } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
-import { newSharedParts, translateHTTPRoute, type RankedEntry, type TranslatedHTTPRoute } from './httproute.ts';
-import { comparePrecedence } from './precedence.ts';
+import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
+import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
 
 export interface TranslateInput {
@@ -38,13 +38,16 @@ export interface TranslateMemo {
   /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
   backendIndex: BackendIndex | null;
   /**
-   * Each listener's virtual hosts by hostname, with the entries they were
-   * built from: a host whose entries are the same objects in the same
+   * Each listener's virtual hosts by hostname, with the routes they were
+   * built from: a host whose routes are the same translations in the same
    * order is the same VirtualHost, not sorted again (and the data plane
    * sees the very object it compiled before).
    */
-  virtualHosts: Map<string, { ranked: RankedEntry[]; vh: VirtualHost }>;
+  virtualHosts: Map<string, { routes: HostRoutes; vh: VirtualHost }>;
 }
+
+/** The routes attached to one hostname of a listener, in snapshot order. */
+type HostRoutes = TranslatedHTTPRoute[];
 
 export function newTranslateMemo(): TranslateMemo {
   return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map() };
@@ -112,10 +115,11 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
   const memo = input.memo;
   const backendIndex = backendIndexFor(snap, memo);
-  const hosts = new Map<ResolvedListener, Map<string, RankedEntry[]>>();
-  // A host that one route serves (the usual case) holds that route's own
-  // entry list; a second route on the host gets it a list of its own.
-  const joined = new Set<RankedEntry[]>();
+  const hosts = new Map<ResolvedListener, Map<string, HostRoutes>>();
+  // Every host that one route alone serves (the usual case) holds that
+  // route's one list; a second route on a host gets the host a list of its own.
+  const alone = new Map<TranslatedHTTPRoute, HostRoutes>();
+  const joined = new Set<HostRoutes>();
   const clusters: Record<string, Cluster> = {};
   const shared = newSharedParts();
   for (const route of snap.httpRoutes) {
@@ -150,9 +154,12 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
           if (!byHost) hosts.set(att.listener, byHost = new Map());
           for (const h of att.hostnames) {
             const list = byHost.get(h);
-            if (list === undefined) byHost.set(h, t.entries);
-            else if (joined.has(list)) list.push(...t.entries);
-            else { const own = [...list, ...t.entries]; joined.add(own); byHost.set(h, own); }
+            if (list === undefined) {
+              let one = alone.get(t);
+              if (one === undefined) alone.set(t, one = [t]);
+              byHost.set(h, one);
+            } else if (joined.has(list)) list.push(t);
+            else { const own = [...list, t]; joined.add(own); byHost.set(h, own); }
           }
         }
       }
@@ -237,22 +244,29 @@ function pendingGatewayStatus(gw: Gateway): unknown {
   };
 }
 
-function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, RankedEntry[]>>, clusters: Record<string, Cluster>, memo: TranslateMemo | undefined): IR {
+/** The entries of `routes` in Gateway API precedence order. */
+function byPrecedence(routes: HostRoutes): RouteEntry[] {
+  const ranked: RankedEntry[] = [];
+  for (const route of routes) route.entries.forEach((entry, position) => ranked.push({ entry, route, position }));
+  return ranked.sort(comparePrecedence).map((r) => r.entry);
+}
+
+function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>, memo: TranslateMemo | undefined): IR {
   const sockets = new Map<string, IRListener>();
-  const built = new Map<string, { ranked: RankedEntry[]; vh: VirtualHost }>();
+  const built = new Map<string, { routes: HostRoutes; vh: VirtualHost }>();
   // The listeners a route attaches to (HTTP and HTTPS, say) are given the
-  // same entry list for a host, and then share one VirtualHost.
-  const byEntries = new Map<RankedEntry[], VirtualHost[]>();
-  const virtualHost = (listener: string, hostname: string, ranked: RankedEntry[]): VirtualHost => {
+  // same route list for a host, and then share one VirtualHost.
+  const byRoutes = new Map<HostRoutes, VirtualHost[]>();
+  const virtualHost = (listener: string, hostname: string, routes: HostRoutes): VirtualHost => {
     const key = `${listener}\u0000${hostname}`;
     const before = memo?.virtualHosts.get(key);
-    let vh = before !== undefined && sameElements(before.ranked, ranked) ? before.vh
-      : byEntries.get(ranked)?.find((v) => v.hostname === hostname);
-    vh ??= { hostname, routes: [...ranked].sort(comparePrecedence).map((r) => r.entry) };
-    const same = byEntries.get(ranked);
-    if (same === undefined) byEntries.set(ranked, [vh]);
+    let vh = before !== undefined && sameElements(before.routes, routes) ? before.vh
+      : byRoutes.get(routes)?.find((v) => v.hostname === hostname);
+    vh ??= { hostname, routes: byPrecedence(routes) };
+    const same = byRoutes.get(routes);
+    if (same === undefined) byRoutes.set(routes, [vh]);
     else if (!same.includes(vh)) same.push(vh);
-    built.set(key, { ranked, vh });
+    built.set(key, { routes, vh });
     return vh;
   };
   for (const g of gateways.values()) {
@@ -267,10 +281,10 @@ function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedList
         sockets.set(key, sock);
       }
       if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
-      const byHost = hosts.get(l) ?? new Map<string, RankedEntry[]>();
+      const byHost = hosts.get(l) ?? new Map<string, HostRoutes>();
       const virtualHosts: VirtualHost[] = [...byHost.entries()]
         .sort(([a], [b]) => bySpecificity(a, b))
-        .map(([hostname, ranked]) => virtualHost(l.name, hostname, ranked));
+        .map(([hostname, routes]) => virtualHost(l.name, hostname, routes));
       const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
       sock.gatewayListeners.push(gl);
     }

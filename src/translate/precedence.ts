@@ -5,7 +5,16 @@
 // alphabetical order, then to rule and match order within the route.
 // Regular expressions are implementation-specific; like Envoy Gateway we
 // place them after exact paths and before prefixes, longest first.
-import type { RankedEntry } from './httproute.ts';
+import type { RouteEntry } from '../ir/types.ts';
+import type { TranslatedHTTPRoute } from './httproute.ts';
+
+/** An entry with what orders it among all others on a host; made for sorting only. */
+export interface RankedEntry {
+  entry: RouteEntry;
+  route: Pick<TranslatedHTTPRoute, 'routeAge' | 'routeName'>;
+  /** Index in the route's entries: rule, then match order. */
+  position: number;
+}
 
 const PATH_RANK = { Exact: 3, RegularExpression: 2, PathPrefix: 1 } as const;
 
@@ -16,10 +25,9 @@ export function comparePrecedence(a: RankedEntry, b: RankedEntry): number {
     || (Number(mb.method !== undefined) - Number(ma.method !== undefined))
     || (mb.headers.length - ma.headers.length)
     || (mb.queryParams.length - ma.queryParams.length)
-    || (a.routeAge - b.routeAge)
-    || compareStrings(a.routeName, b.routeName)
-    || (a.ruleIndex - b.ruleIndex)
-    || (a.matchIndex - b.matchIndex);
+    || (a.route.routeAge - b.route.routeAge)
+    || compareStrings(a.route.routeName, b.route.routeName)
+    || (a.position - b.position);
 }
 
 function compareStrings(a: string, b: string): number {
