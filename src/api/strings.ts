@@ -24,7 +24,7 @@ export function internStrings(value: unknown, pool: Map<string, string>): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
       const v = value[i];
-      if (typeof v === 'string') value[i] = intern(v, pool);
+      if (typeof v === 'string') value[i] = internString(v, pool);
       else internStrings(v, pool);
     }
   } else if (value !== null && typeof value === 'object') {
@@ -32,13 +32,14 @@ export function internStrings(value: unknown, pool: Map<string, string>): void {
     for (const k of Object.keys(o)) {
       const v = o[k];
       // (Assigning a string to a key `__proto__` would be a no-op, not a change of prototype.)
-      if (typeof v === 'string') o[k] = intern(v, pool);
+      if (typeof v === 'string') o[k] = internString(v, pool);
       else internStrings(v, pool);
     }
   }
 }
 
-function intern(s: string, pool: Map<string, string>): string {
+/** The first string equal to `s` that `pool` has seen. */
+export function internString(s: string, pool: Map<string, string>): string {
   if (s.length > MAX_INTERNED_LENGTH) return s;
   const known = pool.get(s);
   if (known !== undefined) return known;

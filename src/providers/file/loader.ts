@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import jsyaml from 'js-yaml';
 import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
-import { internStrings } from '../../api/strings.ts';
+import { newSharedValues, shareValues } from '../../api/sharing.ts';
 
 // yaml parses files with aliases (below); loaded on the first such file,
 // as it costs ~10 MB of memory once loaded.
@@ -258,8 +258,8 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
 
   const files = new Map<string, FileOutcome>();
   const signature: string[] = [];
-  // The string values of the objects parsed in this load, shared between them.
-  const strings = new Map<string, string>();
+  // The strings and equal parts of the objects parsed in this load, shared between them.
+  const shared = newSharedValues();
   for (const file of listing.names) {
     const full = path.join(dir, file);
     const known = changed && !changed.has(file) ? previous?.files?.get(file) : undefined;
@@ -282,7 +282,7 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       const validated = parsed.ok
         ? parsed.entries.map((entry) => {
           const result = validateObject(entry.raw);
-          if (result.object) internStrings(result.object, strings);
+          if (result.object) shareValues(result.object as unknown as Record<string, unknown>, shared);
           return { document: entry.document, item: entry.item, result, identity: result.object || result.ignored ? null : identityOf(entry.raw) };
         })
         : [];
