@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { LeanPool } from '../../src/dataplane/upstream/lean.ts';
-import { backend, cluster, freePort, match, request, route, simpleIR, startDataPlane } from './helpers.ts';
+import { backend, cluster, freePort, match, rawExchange, request, route, simpleIR, startDataPlane } from './helpers.ts';
 
 /** What the raw backend answers per path; `close` ends the connection after it. */
 const ANSWERS: Record<string, { raw: string; close?: boolean }> = {
@@ -62,6 +62,16 @@ test('upstream response framing', async (t) => {
     const reply = await request(port, '/chunked');
     assert.equal(reply.status, 200);
     assert.equal(reply.text, 'hello world');
+  });
+
+  await t.test('a body of unknown length to an HTTP/1.0 client: delimited by closing the connection', async () => {
+    const reply = await rawExchange(port, 'GET /chunked HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n');
+    assert.equal(reply.closed, true);
+    const [head, body] = reply.text.split('\r\n\r\n');
+    assert.match(head, /^HTTP\/1\.1 200 /);
+    assert.doesNotMatch(head, /transfer-encoding|content-length/i);
+    assert.match(head, /\r\nconnection: close/i);
+    assert.equal(body, 'hello world');
   });
 
   await t.test('close-delimited body, and the next request gets a new connection', async () => {

@@ -169,11 +169,6 @@ export class DownstreamResponse {
     return this.#channel.closed;
   }
 
-  /** Every byte of the response went to the socket. */
-  get writableFinished(): boolean {
-    return this.writableEnded;
-  }
-
   /**
    * Frames the response: Content-Length when the headers carry one, no body
    * for HEAD, 1xx, 204 and 304, otherwise chunked (HTTP/1.1) or delimited

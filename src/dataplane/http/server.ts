@@ -13,9 +13,7 @@ import type { SniTable } from '../tls/sni.ts';
 import { MIN_TLS_VERSION } from '../tls/sni.ts';
 import { ClientConnection, type ConnectionSpec } from './connection.ts';
 
-export type { RequestListener } from './connection.ts';
-
-export interface ServerSpec extends ConnectionSpec {}
+export type ServerSpec = ConnectionSpec;
 
 export interface HttpsServerSpec extends ServerSpec {
   /** Read at each handshake, so a new config changes certificates without a rebind. */
