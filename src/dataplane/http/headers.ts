@@ -77,16 +77,3 @@ export function stripHopByHopFromResponse(headers: IncomingHttpHeaders): void {
   // A response has no business sending TE; it is a request header.
   if (headers['te'] !== undefined) delete headers['te'];
 }
-
-/** The flat `[name, value, name, value, ...]` form undici sends fastest. */
-export function flattenHeaders(headers: HeaderTable): string[] {
-  const flat: string[] = [];
-  for (const [name, value] of headers) {
-    if (typeof value === 'string') {
-      flat.push(name, value);
-    } else {
-      for (let i = 0; i < value.length; i++) flat.push(name, value[i]);
-    }
-  }
-  return flat;
-}

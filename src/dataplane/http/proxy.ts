@@ -13,7 +13,7 @@ import type { LogFn } from '../log.ts';
 import type { UpstreamEndpoint } from '../upstream/balancer.ts';
 import type { Exchange } from './exchange.ts';
 import { modifyResponseHeaders } from './filters.ts';
-import { flattenHeaders, stripHopByHopFromResponse, stripHopByHopFromTable } from './headers.ts';
+import { stripHopByHopFromResponse, stripHopByHopFromTable } from './headers.ts';
 import { sendLocalReply } from './responses.ts';
 
 /** The route's deadline passed before the response completed. */
@@ -82,7 +82,7 @@ export function forward(ex: Exchange, endpoint: UpstreamEndpoint, timeoutMs: num
     origin: endpoint.origin,
     path: ex.upstreamTarget,
     method: ex.method,
-    headers: flattenHeaders(headers),
+    headers,
     body: ex.hasBody ? ex.req.body : null,
   });
 }

@@ -89,17 +89,25 @@ class Req implements Dispatcher.DispatchController {
     const method = opts.method;
     const path = opts.path;
     if (!TOKEN.test(method) || UNSAFE.test(path) || path.includes(' ')) throw new InvalidRequestError('invalid method or path');
-    const headers = opts.headers as string[];
     let head = `${method} ${path} HTTP/1.1\r\n`;
     let hasHost = false;
     let hasLength = false;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i];
-      const value = headers[i + 1];
+    const line = (name: string, value: string): void => {
       if (!TOKEN.test(name) || UNSAFE.test(value)) throw new InvalidRequestError(`invalid header ${JSON.stringify(name)}`);
       if (name === 'host') hasHost = true;
       else if (name === 'content-length') hasLength = true;
       head += `${name}: ${value}\r\n`;
+    };
+    const headers = opts.headers;
+    if (Array.isArray(headers)) {
+      for (let i = 0; i < headers.length; i += 2) line(headers[i], headers[i + 1]);
+    } else if (headers != null) {
+      // Name -> value pairs (the proxy's header table): repeated lines as arrays.
+      for (const [name, value] of headers as Iterable<[string, string | string[] | undefined]>) {
+        if (value === undefined) continue;
+        if (typeof value === 'string') line(name, value);
+        else for (let i = 0; i < value.length; i++) line(name, value[i]);
+      }
     }
     if (!hasHost) head += `host: ${hostHeader}\r\n`;
     this.chunked = false;
