@@ -122,6 +122,40 @@ test('upstream response framing', async (t) => {
     await pool.close();
   });
 
+  await t.test('an idle upstream connection is closed after the pool keep-alive, a used one is kept', async () => {
+    // A backend of its own, so no other test's connections are counted.
+    let opened = 0;
+    let closedAt = 0;
+    const own = net.createServer((socket) => {
+      opened++;
+      socket.on('data', () => socket.write(ANSWERS['/cl'].raw));
+      socket.on('close', () => (closedAt = Date.now()));
+    });
+    await new Promise<void>((resolve) => own.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(own.address() as AddressInfo).port}`;
+    const pool = new LeanPool(origin, { keepAliveTimeout: 300, connectTimeout: 1_000 });
+    t.after(() => {
+      void pool.destroy();
+      own.close();
+    });
+    const get = (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        pool.dispatch(
+          { origin, path: '/cl', method: 'GET', headers: new Map([['host', 'example.com']]) },
+          { onResponseEnd: () => resolve(Date.now()), onResponseError: (_c, err) => reject(err) },
+        );
+      });
+    await get();
+    await new Promise((r) => setTimeout(r, 150));
+    const lastUsed = await get();
+    assert.equal(opened, 1, 'used again within the keep-alive: the same connection');
+    for (let i = 0; i < 100 && closedAt === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const idleFor = closedAt - lastUsed;
+    assert.ok(idleFor >= 250 && idleFor < 1_000, `closed after ${idleFor} ms idle`);
+    await get();
+    assert.equal(opened, 2, 'the next request opens another');
+  });
+
   await t.test('sequential requests share one upstream connection', async () => {
     const before = connections.opened;
     for (let i = 0; i < 5; i++) assert.equal((await request(port, '/cl')).status, 200);

@@ -36,8 +36,6 @@ const { HTTPParser } = createRequire(import.meta.url)('_http_common') as {
 /** The parts of node's net.Socket internals a consumed socket needs (stable since node 6). */
 interface ConsumableSocket {
   _handle: { isStreamBase?: boolean; readStart(): number; readStop(): number } | null;
-  /** Restarts the idle timer: with the parser reading, no 'data' event does it. */
-  _unrefTimer(): void;
 }
 const kOnHeaders = HTTPParser.kOnHeaders;
 const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
@@ -155,6 +153,8 @@ class Conn {
   consumed = false;
   /** A response ended within the read being parsed. */
   #completedInRead = false;
+  /** Last read, request sent or return to the pool (ms), for the pool's deadlines. */
+  activeAt = Date.now();
   #headers: string[] = [];
   #connectTimer: NodeJS.Timeout | null = null;
 
@@ -187,10 +187,13 @@ class Conn {
     socket.on('end', this.#onEnd);
     socket.on('error', (err) => this.#fatal(err));
     socket.on('close', () => this.#fatal(new SocketError('other side closed')));
-    socket.on('timeout', () => {
-      if (this.req === null) this.destroy();
-      else this.#fatal(new UpstreamIdleError(`no data from the upstream for ${BUSY_TIMEOUT_MS} ms`));
-    });
+  }
+
+  /** Ends a request whose upstream went silent; called by the pool's sweep. */
+  checkBusy(now: number): void {
+    if (this.req !== null && now - this.activeAt > BUSY_TIMEOUT_MS) {
+      this.#fatal(new UpstreamIdleError(`no data from the upstream for ${BUSY_TIMEOUT_MS} ms`));
+    }
   }
 
   pauseReading(): void {
@@ -206,7 +209,7 @@ class Conn {
   run(req: Req): void {
     this.req = req;
     req.conn = this;
-    this.socket.setTimeout(BUSY_TIMEOUT_MS);
+    this.activeAt = Date.now();
     if (this.connected) this.#send(req);
   }
 
@@ -265,6 +268,7 @@ class Conn {
 
   readonly #onData = (chunk: Buffer): void => {
     if (this.dead) return;
+    this.activeAt = Date.now();
     if (this.req === null) {
       // Bytes nobody asked for: the connection's framing is lost.
       this.destroy();
@@ -284,7 +288,7 @@ class Conn {
   /** After each read the parser took from the handle. */
   readonly #onExecute = (r: number | Error): void => {
     if (this.dead) return;
-    (this.socket as unknown as ConsumableSocket)._unrefTimer();
+    this.activeAt = Date.now();
     const completed = this.#completedInRead;
     this.#completedInRead = false;
     if (r instanceof Error) this.#fatal(r);
@@ -424,8 +428,14 @@ export class LeanPool {
   readonly hostHeader: string;
   readonly keepAliveTimeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** Idle connections, the longest idle first. */
   readonly #idle: Conn[] = [];
   readonly #all = new Set<Conn>();
+  /**
+   * One timer per pool for the idle and busy deadlines, instead of a socket
+   * timer set and cleared per request. It runs while there are connections.
+   */
+  #sweep: NodeJS.Timeout | null = null;
   closing = false;
   #closed: (() => void) | null = null;
 
@@ -447,13 +457,14 @@ export class LeanPool {
     if (conn === undefined) {
       conn = new Conn(this);
       this.#all.add(conn);
+      this.#startSweep();
     }
     conn.run(req);
     return true;
   }
 
   release(conn: Conn): void {
-    conn.socket.setTimeout(this.keepAliveTimeoutMs);
+    conn.activeAt = Date.now();
     this.#idle.push(conn);
   }
 
@@ -461,8 +472,29 @@ export class LeanPool {
     this.#all.delete(conn);
     const i = this.#idle.indexOf(conn);
     if (i !== -1) this.#idle.splice(i, 1);
+    if (this.#all.size === 0 && this.#sweep !== null) {
+      clearInterval(this.#sweep);
+      this.#sweep = null;
+    }
     if (this.closing && this.#all.size === 0) this.#closed?.();
   }
+
+  #startSweep(): void {
+    if (this.#sweep !== null) return;
+    // Fine enough that an idle connection closes well before a backend
+    // with a slightly longer keep-alive would close it under a request.
+    const every = Math.max(25, Math.min(500, Math.floor(this.keepAliveTimeoutMs / 8)));
+    this.#sweep = setInterval(this.#checkDeadlines, every);
+    this.#sweep.unref();
+  }
+
+  readonly #checkDeadlines = (): void => {
+    const now = Date.now();
+    const idle = this.#idle;
+    // Used from the end (pop), so the longest idle are at the front.
+    while (idle.length !== 0 && now - idle[0].activeAt >= this.keepAliveTimeoutMs) (idle.shift() as Conn).destroy();
+    for (const conn of this.#all) conn.checkBusy(now);
+  };
 
   close(): Promise<void> {
     this.closing = true;
