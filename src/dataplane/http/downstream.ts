@@ -188,15 +188,26 @@ export class DownstreamResponse {
       if (value === undefined) continue;
       if (name === 'content-length') hasLength = true;
       else if (name === 'date') hasDate = true;
+      // One append per piece: a template literal per line would allocate
+      // its intermediate strings too (most of what a response allocated).
       if (typeof value === 'string') {
         if (UNSAFE_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
-        head += `${name}: ${value}\r\n`;
+        head += name;
+        head += ': ';
+        head += value;
+        head += '\r\n';
       } else if (typeof value === 'number') {
-        head += `${name}: ${value}\r\n`;
+        head += name;
+        head += ': ';
+        head += String(value);
+        head += '\r\n';
       } else {
         for (let i = 0; i < value.length; i++) {
           if (UNSAFE_VALUE.test(value[i])) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
-          head += `${name}: ${value[i]}\r\n`;
+          head += name;
+          head += ': ';
+          head += value[i];
+          head += '\r\n';
         }
       }
     }

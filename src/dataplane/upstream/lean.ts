@@ -64,6 +64,25 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH', 'QUERY']);
 
+/**
+ * Appends one header line, refusing one that would break the request's
+ * framing. One append per piece: a template literal per line would also
+ * allocate its intermediate strings.
+ */
+function appendHeader(head: string, name: string, value: string): string {
+  if (!TOKEN.test(name) || UNSAFE.test(value)) throw new InvalidRequestError(`invalid header ${JSON.stringify(name)}`);
+  head += name;
+  head += ': ';
+  head += value;
+  head += '\r\n';
+  return head;
+}
+
+function flatHas(flat: readonly string[], lowerName: string): boolean {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i].toLowerCase() === lowerName) return true;
+  return false;
+}
+
 class Req implements Dispatcher.DispatchController {
   readonly opts: Dispatcher.DispatchOptions;
   readonly handler: Dispatcher.DispatchHandler;
@@ -88,25 +107,21 @@ class Req implements Dispatcher.DispatchController {
     const path = opts.path;
     if (!TOKEN.test(method) || UNSAFE.test(path) || path.includes(' ')) throw new InvalidRequestError('invalid method or path');
     let head = `${method} ${path} HTTP/1.1\r\n`;
-    let hasHost = false;
-    let hasLength = false;
-    const line = (name: string, value: string): void => {
-      if (!TOKEN.test(name) || UNSAFE.test(value)) throw new InvalidRequestError(`invalid header ${JSON.stringify(name)}`);
-      if (name === 'host') hasHost = true;
-      else if (name === 'content-length') hasLength = true;
-      head += `${name}: ${value}\r\n`;
-    };
     const headers = opts.headers;
-    if (Array.isArray(headers)) {
-      for (let i = 0; i < headers.length; i += 2) line(headers[i], headers[i + 1]);
-    } else if (headers != null) {
-      // Name -> value pairs (the proxy's header table): repeated lines as arrays.
-      for (const [name, value] of headers as Iterable<[string, string | string[] | undefined]>) {
-        if (value === undefined) continue;
-        if (typeof value === 'string') line(name, value);
-        else for (let i = 0; i < value.length; i++) line(name, value[i]);
+    if (headers instanceof Map) {
+      // The proxy's header table: lower-cased names, repeated lines as arrays.
+      for (const name of (headers as Map<string, string | string[]>).keys()) {
+        const value = headers.get(name) as string | string[];
+        if (typeof value === 'string') head = appendHeader(head, name, value);
+        else for (let i = 0; i < value.length; i++) head = appendHeader(head, name, value[i]);
       }
+    } else if (Array.isArray(headers)) {
+      for (let i = 0; i < headers.length; i += 2) head = appendHeader(head, headers[i], headers[i + 1]);
+    } else if (headers != null) {
+      throw new InvalidRequestError('headers must be a Map or a flat name/value array');
     }
+    const hasHost = headers instanceof Map ? headers.has('host') : Array.isArray(headers) && flatHas(headers, 'host');
+    const hasLength = headers instanceof Map ? headers.has('content-length') : Array.isArray(headers) && flatHas(headers, 'content-length');
     if (!hasHost) head += `host: ${hostHeader}\r\n`;
     this.chunked = false;
     if (opts.body == null) {
