@@ -123,6 +123,9 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   }
 
   await schedule(null);
+  // The first load parsed and translated every file; its garbage goes
+  // before the gateway reports ready, so that no change meets the pause.
+  releaseMemory();
   ready = true;
   const watcher = watchDirectory(opts.configDir, (changed) => { void schedule(changed); }, { loaded: () => lastLoad?.signature });
   let admin: Awaited<ReturnType<typeof startAdminServer>>;
@@ -142,8 +145,6 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     throw err;
   }
   log.info({ admin: opts.adminAddress, workers, configDir: opts.configDir, addressPool: opts.addressPool }, 'gatehouse standalone started');
-  // The first load parsed and translated every file; its garbage goes now.
-  setImmediate(releaseMemory);
 
   return {
     adminPort: admin.port,

@@ -47,17 +47,26 @@ function runDataPlaneWorker(): void {
 
   port.on('message', (m: ToWorker) => {
     switch (m.type) {
-      case 'apply':
+      case 'apply': {
+        const { seq } = m;
+        const large = m.delta.define.virtualHosts.length >= LARGE_DELTA_HOSTS;
         dataPlane.applyDelta(m.delta).then(
           (result) => {
-            appliedSeq = m.seq;
-            reply({ type: 'applied', seq: m.seq, result });
-            // After the answer, so the control plane does not wait for it.
-            if (m.delta.define.virtualHosts.length >= LARGE_DELTA_HOSTS) setImmediate(releaseMemory);
+            appliedSeq = seq;
+            if (!large) return reply({ type: 'applied', seq, result });
+            // Answered after: a config counts as applied once the worker has
+            // settled, so the next change or a readiness check does not meet
+            // the pause. From a fresh task, whose stack no longer holds the
+            // compile's garbage.
+            setImmediate(() => {
+              releaseMemory();
+              reply({ type: 'applied', seq, result });
+            });
           },
-          (err: unknown) => reply({ type: 'applied', seq: m.seq, error: String(err) }),
+          (err: unknown) => reply({ type: 'applied', seq, error: String(err) }),
         );
         return;
+      }
       case 'stats':
         reply({ type: 'stats', seq: m.seq, stats: { id: threadId, requests: dataPlane.requestCount, appliedSeq, heapUsedBytes: getHeapStatistics().used_heap_size } });
         return;
