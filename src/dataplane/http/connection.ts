@@ -171,17 +171,17 @@ export class ClientConnection implements DownstreamChannel {
 
   // --- DownstreamChannel: what requests and responses ask of the connection.
 
-  writeResponse(data: string | Buffer, final: boolean): boolean {
+  writeResponse(data: string | Buffer, flush: boolean): boolean {
     if (this.closed) return false;
     const socket = this.socket;
     // Head, chunk framing and body written in one tick leave in one writev.
-    if (!this.#corked && !final) {
+    if (!this.#corked && !flush) {
       this.#corked = true;
       socket.cork();
       process.nextTick(this.#uncork);
     }
     const ok = data.length === 0 ? true : typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data);
-    if (final && this.#corked) this.#uncork();
+    if (flush && this.#corked) this.#uncork();
     return ok;
   }
 

@@ -17,8 +17,12 @@ export type ResponseHeaders = Record<string, string | string[] | number | undefi
 /** What a DownstreamRequest and its response need from their connection. */
 export interface DownstreamChannel {
   readonly closed: boolean;
-  /** Writes bytes of the current response; false asks the writer to wait for onDrain. */
-  writeResponse(data: string | Buffer, final: boolean): boolean;
+  /**
+   * Writes bytes of the current response; false asks the writer to wait
+   * for onDrain. Without `flush`, writes in the same tick are corked into
+   * one; with it, they leave now.
+   */
+  writeResponse(data: string | Buffer, flush: boolean): boolean;
   /** The response ended: its request may still be receiving a body. */
   responseFinished(request: DownstreamRequest): void;
   /** Cuts the connection: a response that cannot be completed. */
@@ -26,6 +30,12 @@ export interface DownstreamChannel {
   pauseReading(reason: 'body'): void;
   resumeReading(reason: 'body'): void;
 }
+
+/**
+ * A first body chunk up to this size leaves in one string with the head:
+ * one plain write instead of a corked writev of two pieces.
+ */
+const SMALL_BODY_BYTES = 2048;
 
 /** A header name or value that would break the response's framing. */
 const UNSAFE_VALUE = /[\r\n\0]/;
@@ -233,8 +243,17 @@ export class DownstreamResponse {
     if (this.#noBody || chunk.length === 0) return this.#flushHead(false);
     const channel = this.#channel;
     if (this.#head !== '') {
-      channel.writeResponse(this.#head, false);
+      const head = this.#head;
       this.#head = '';
+      if (chunk.length <= SMALL_BODY_BYTES) {
+        // latin1 maps each byte to one char and back: the body is unchanged.
+        const body = chunk.toString('latin1');
+        return channel.writeResponse(
+          this.#chunked ? `${head}${chunk.length.toString(16)}\r\n${body}\r\n` : head + body,
+          true,
+        );
+      }
+      channel.writeResponse(head, false);
     }
     if (this.#chunked) channel.writeResponse(`${chunk.length.toString(16)}\r\n`, false);
     const ok = channel.writeResponse(chunk, false);
