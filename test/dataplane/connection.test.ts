@@ -45,6 +45,18 @@ function responses(text: string): { status: number; head: string; body: string }
   return out;
 }
 
+/** Sends `raw` and ends our side at once; resolves with all that came back when the server closes. */
+function sendAndHalfClose(port: number, raw: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d));
+    socket.on('close', () => resolve(received));
+    socket.on('error', () => {});
+    socket.end(raw);
+  });
+}
+
 test('client connections', async (t) => {
   const a = await startBackend(t, 'a');
   const port = await freePort();
@@ -74,14 +86,7 @@ test('client connections', async (t) => {
   });
 
   await t.test('a client that half-closes after its request still gets the answer', async () => {
-    const text = await new Promise<string>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
-      let received = '';
-      socket.on('data', (d: Buffer) => (received += d));
-      socket.on('close', () => resolve(received));
-      socket.on('error', () => {});
-      socket.end(get('/known/half', 'X-Test-Delay-Ms: 50\r\n'));
-    });
+    const text = await sendAndHalfClose(port, get('/known/half', 'X-Test-Delay-Ms: 50\r\n'));
     assert.equal(responses(text)[0]?.status, 200);
     assert.equal(JSON.parse(responses(text)[0].body).path, '/known/half');
   });
@@ -149,14 +154,7 @@ test('client connections', async (t) => {
   });
 
   await t.test('a client that closes its side mid-head is cut without an answer', async () => {
-    const text = await new Promise<string>((resolve) => {
-      const socket = net.connect(port, '127.0.0.1');
-      let received = '';
-      socket.on('data', (d: Buffer) => (received += d));
-      socket.on('close', () => resolve(received));
-      socket.on('error', () => {});
-      socket.end('GET /known HTTP/1.1\r\nHost: exa');
-    });
+    const text = await sendAndHalfClose(port, 'GET /known HTTP/1.1\r\nHost: exa');
     assert.equal(text, '');
     assert.equal(a.seen.some((r) => r.path === '/known' && r.headers.host === 'exa'), false);
   });

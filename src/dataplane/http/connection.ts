@@ -8,43 +8,11 @@
 // listener's sweep, not by a timer per request.
 
 import type net from 'node:net';
-import { createRequire } from 'node:module';
 import { STATUS_CODES } from 'node:http';
 import type { RequestLimits } from '../limits.ts';
+import { consumableHandle, HTTPParser, METHODS, type Parser, type StreamHandle } from '../llhttp.ts';
 import type { LogFn } from '../log.ts';
 import { DownstreamRequest, type DownstreamChannel, type DownstreamResponse } from './downstream.ts';
-
-interface Parser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(b: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  /** Reads from the stream handle in C++ and reports each read through kOnExecute. */
-  consume(handle: unknown): void;
-  /** The read being parsed (a copy). */
-  getCurrentBuffer(): Buffer;
-  [k: number]: unknown;
-}
-
-/** The libuv stream under a net.Socket or TLSSocket (node internal, stable since node 6). */
-interface StreamHandle {
-  isStreamBase?: boolean;
-  readStart(): number;
-  readStop(): number;
-}
-const { HTTPParser, methods } = createRequire(import.meta.url)('_http_common') as {
-  HTTPParser: {
-    new (): Parser;
-    REQUEST: number;
-    kOnMessageBegin: number;
-    kOnHeaders: number;
-    kOnHeadersComplete: number;
-    kOnBody: number;
-    kOnMessageComplete: number;
-    kOnExecute: number;
-  };
-  methods: string[];
-};
 
 export type RequestListener = (req: DownstreamRequest, res: DownstreamResponse) => void;
 
@@ -127,8 +95,8 @@ export class ClientConnection implements DownstreamChannel {
     parser[HTTPParser.kOnMessageComplete] = this.#onMessageComplete;
     this.#parser = parser;
     socket.setNoDelay(true);
-    const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle ?? null;
-    if (handle !== null && handle.isStreamBase === true) {
+    const handle = consumableHandle(socket);
+    if (handle !== null) {
       this.#handle = handle;
       parser[HTTPParser.kOnExecute] = this.#onExecute;
       parser.consume(handle);
@@ -267,7 +235,7 @@ export class ClientConnection implements DownstreamChannel {
     }
     const request = new DownstreamRequest(
       this,
-      methods[method],
+      METHODS[method],
       url,
       raw,
       major,

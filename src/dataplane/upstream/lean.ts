@@ -9,34 +9,10 @@
 // about halved, ~110 MiB less RSS per process tree.
 
 import net from 'node:net';
-import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { consumableHandle, HTTPParser, type Parser, type StreamHandle } from '../llhttp.ts';
 
-interface Parser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(b: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  consume(handle: unknown): void;
-  [k: number]: unknown;
-}
-const { HTTPParser } = createRequire(import.meta.url)('_http_common') as {
-  HTTPParser: {
-    new (): Parser;
-    RESPONSE: number;
-    kOnHeaders: number;
-    kOnHeadersComplete: number;
-    kOnBody: number;
-    kOnMessageComplete: number;
-    kOnExecute: number;
-  };
-};
-
-/** The parts of node's net.Socket internals a consumed socket needs (stable since node 6). */
-interface ConsumableSocket {
-  _handle: { isStreamBase?: boolean; readStart(): number; readStop(): number } | null;
-}
 const kOnHeaders = HTTPParser.kOnHeaders;
 const kOnHeadersComplete = HTTPParser.kOnHeadersComplete;
 const kOnBody = HTTPParser.kOnBody;
@@ -164,8 +140,8 @@ class Conn {
   keepAlive = false;
   connected = false;
   dead = false;
-  /** The parser reads from the socket's handle (set once connected). */
-  consumed = false;
+  /** The handle the parser reads from directly (set once connected), else null. */
+  #handle: StreamHandle | null = null;
   /** A response ended within the read being parsed. */
   #completedInRead = false;
   /** Last read, request sent or return to the pool (ms), for the pool's deadlines. */
@@ -189,12 +165,12 @@ class Conn {
       this.connected = true;
       if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
       this.#connectTimer = null;
-      const handle = (socket as unknown as ConsumableSocket)._handle;
-      if (handle?.isStreamBase === true) {
+      const handle = consumableHandle(socket);
+      if (handle !== null) {
         socket.off('data', this.#onData);
         parser[HTTPParser.kOnExecute] = this.#onExecute;
         parser.consume(handle);
-        this.consumed = true;
+        this.#handle = handle;
       }
       if (this.req !== null) this.#send(this.req);
     });
@@ -212,12 +188,12 @@ class Conn {
   }
 
   pauseReading(): void {
-    if (this.consumed) (this.socket as unknown as ConsumableSocket)._handle?.readStop();
+    if (this.#handle !== null) this.#handle.readStop();
     else this.socket.pause();
   }
 
   resumeReading(): void {
-    if (this.consumed) (this.socket as unknown as ConsumableSocket)._handle?.readStart();
+    if (this.#handle !== null) this.#handle.readStart();
     else this.socket.resume();
   }
 
