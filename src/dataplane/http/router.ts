@@ -9,31 +9,42 @@ export interface Routable {
   readonly match: CompiledMatch;
 }
 
-type PositionList = readonly number[];
+/**
+ * Positions of the routes indexed under one path, in increasing order. Most
+ * paths have one route: that is held as the number itself, which costs no
+ * allocation (a worker holds one index per virtual host, thousands of them).
+ */
+type Positions = number | number[];
+
+const size = (p: Positions): number => (typeof p === 'number' ? 1 : p.length);
+const at = (p: Positions, i: number): number => (typeof p === 'number' ? p : p[i]);
+
+function add(index: Map<string, Positions>, path: string, position: number): void {
+  const list = index.get(path);
+  if (list === undefined) index.set(path, position);
+  else if (typeof list === 'number') index.set(path, [list, position]);
+  else list.push(position);
+}
 
 // find() never yields, so one set of scratch arrays serves every lookup.
-const scratchLists: PositionList[] = [];
+const scratchLists: Positions[] = [];
 const scratchHeads: number[] = [];
 
 export class RouteTable<R extends Routable> {
   /** In precedence order; positions in the index lists point here. */
   readonly routes: readonly R[];
-  readonly #exact = new Map<string, number[]>();
-  readonly #prefix = new Map<string, number[]>();
-  readonly #regex: number[] = [];
+  /** Only when some route has such a path. */
+  readonly #exact: Map<string, Positions> | null = null;
+  readonly #prefix: Map<string, Positions> | null = null;
+  readonly #regex: number[] | null = null;
   /** Lists are visited in increasing position, so each stays sorted. */
   constructor(routes: readonly R[]) {
     this.routes = routes;
     for (let position = 0; position < routes.length; position++) {
       const path = routes[position].match.path;
-      if (path.kind === 'RegularExpression') {
-        this.#regex.push(position);
-      } else {
-        const index = path.kind === 'Exact' ? this.#exact : this.#prefix;
-        const list = index.get(path.value);
-        if (list === undefined) index.set(path.value, [position]);
-        else list.push(position);
-      }
+      if (path.kind === 'RegularExpression') (this.#regex ??= []).push(position);
+      else if (path.kind === 'Exact') add((this.#exact ??= new Map()), path.value, position);
+      else add((this.#prefix ??= new Map()), path.value, position);
     }
   }
 
@@ -42,10 +53,10 @@ export class RouteTable<R extends Routable> {
     const lists = scratchLists;
     lists.length = 0;
 
-    const exact = this.#exact.get(path);
+    const exact = this.#exact?.get(path);
     if (exact !== undefined) lists.push(exact);
-    if (this.#prefix.size !== 0) this.#collectPrefixLists(path, lists);
-    if (this.#regex.length !== 0) lists.push(this.#regex);
+    if (this.#prefix !== null) this.#collectPrefixLists(this.#prefix, path, lists);
+    if (this.#regex !== null) lists.push(this.#regex);
 
     if (lists.length === 1) return this.#firstIn(lists[0], facts);
     if (lists.length === 0) return undefined;
@@ -53,8 +64,7 @@ export class RouteTable<R extends Routable> {
   }
 
   /** Every segment prefix of `path`: `/`, `/a`, `/a/b` for `/a/b` or `/a/b/`. */
-  #collectPrefixLists(path: string, lists: PositionList[]): void {
-    const prefix = this.#prefix;
+  #collectPrefixLists(prefix: Map<string, Positions>, path: string, lists: Positions[]): void {
     const root = prefix.get('/');
     if (root !== undefined) lists.push(root);
     // From 2: a slash at 1 (`//x`) would give `/` again.
@@ -68,16 +78,17 @@ export class RouteTable<R extends Routable> {
     }
   }
 
-  #firstIn(list: PositionList, facts: RequestFacts): R | undefined {
+  #firstIn(list: Positions, facts: RequestFacts): R | undefined {
     const routes = this.routes;
-    for (let i = 0; i < list.length; i++) {
-      const route = routes[list[i]];
+    const n = size(list);
+    for (let i = 0; i < n; i++) {
+      const route = routes[at(list, i)];
       if (this.#holds(route, facts)) return route;
     }
     return undefined;
   }
 
-  #firstInMerged(lists: PositionList[], facts: RequestFacts): R | undefined {
+  #firstInMerged(lists: Positions[], facts: RequestFacts): R | undefined {
     const heads = scratchHeads;
     heads.length = lists.length;
     heads.fill(0);
@@ -88,8 +99,8 @@ export class RouteTable<R extends Routable> {
       for (let l = 0; l < lists.length; l++) {
         const list = lists[l];
         const head = heads[l];
-        if (head < list.length && list[head] < bestPosition) {
-          bestPosition = list[head];
+        if (head < size(list) && at(list, head) < bestPosition) {
+          bestPosition = at(list, head);
           best = l;
         }
       }
