@@ -1,7 +1,12 @@
 // The admin HTTP API: health, readiness, the objects with their status,
 // the configuration errors, and the current IR. Read-only, JSON.
-import http from 'node:http';
+import type { ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+
+// require(), not import: importing node:http as an ES module loads node's
+// bundled undici too (see src/dataplane/http/status-text.ts).
+const http = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 export interface AdminServerOptions {
   /** `host:port`; `[::1]:port` for IPv6; port 0 picks a free one. */
@@ -36,7 +41,7 @@ export function parseAddress(address: string): { host: string | undefined; port:
   return { host: host === '' ? undefined : host, port };
 }
 
-function sendJSON(res: http.ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
+function sendJSON(res: ServerResponse, status: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
   const text = JSON.stringify(body === undefined ? null : body);
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
@@ -47,7 +52,7 @@ function sendJSON(res: http.ServerResponse, status: number, body: unknown, extra
   res.end(text);
 }
 
-function sendText(res: http.ServerResponse, status: number, text: string): void {
+function sendText(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, {
     'content-type': 'text/plain; charset=utf-8',
     'content-length': Buffer.byteLength(text),

@@ -8,7 +8,7 @@
 // listener's sweep, not by a timer per request.
 
 import type net from 'node:net';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from './status-text.ts';
 import type { RequestLimits } from '../limits.ts';
 import { consumableHandle, HTTPParser, METHODS, type Parser, type StreamHandle } from '../llhttp.ts';
 import type { LogFn } from '../log.ts';

@@ -9,7 +9,7 @@
 // the response head and a small body leave in one write.
 
 import { Readable } from 'node:stream';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from './status-text.ts';
 
 /** Response header fields by lower-cased name, as the proxy assembles them. */
 export type ResponseHeaders = Record<string, string | string[] | number | undefined>;

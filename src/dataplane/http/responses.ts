@@ -1,7 +1,7 @@
 // Answers the proxy gives itself (no route, no backend, redirects, refused
 // requests), with the route's response header modifiers when it has any.
 
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES } from './status-text.ts';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { DownstreamResponse } from './downstream.ts';
 import { modifyResponseHeaders, type HeaderModifier } from './filters.ts';
