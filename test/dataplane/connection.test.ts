@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { backend, cluster, freePort, match, rawExchange, route, simpleIR, startBackend, startDataPlane } from './helpers.ts';
 
 /** The responses in a raw byte stream, each with its head and body, framed by Content-Length or chunked. */
@@ -43,6 +44,37 @@ function responses(text: string): { status: number; head: string; body: string }
     out.push({ status, head, body });
   }
   return out;
+}
+
+/**
+ * Writes `pieces` one by one (a pause between them, so they tend to arrive
+ * as separate reads) and resolves with what came back once `count`
+ * responses are complete.
+ */
+function exchangeInPieces(port: number, pieces: Buffer[], count: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`${responses(text).length} of ${count} responses after 5 s: ${JSON.stringify(text.slice(0, 300))}`));
+    }, 5_000);
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('latin1');
+      if (responses(text).length === count) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(text);
+      }
+    });
+    socket.on('error', reject);
+    void (async () => {
+      for (const piece of pieces) {
+        socket.write(piece);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    })();
+  });
 }
 
 /** Sends `raw` and ends our side at once; resolves with all that came back when the server closes. */
@@ -151,6 +183,59 @@ test('client connections', async (t) => {
     assert.equal(reply.closed, true);
     assert.equal(reply.text, '');
     assert.ok(Date.now() - started >= 450, `closed after ${Date.now() - started} ms`);
+  });
+
+  await t.test('any split of a pipelined stream of requests gets the same answers, in order', async () => {
+    // A request: a GET, or a POST whose body (by length or chunked) the backend echoes.
+    const request = fc.oneof(
+      fc.constant({ kind: 'get' as const }),
+      fc.record({
+        kind: fc.constant('post' as const),
+        body: fc.uint8Array({ maxLength: 3_000 }),
+        chunks: fc.option(fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 5 }), { nil: null }),
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 5 }), fc.array(fc.integer({ min: 1, max: 400 }), { maxLength: 12 }), async (requests, cuts) => {
+        const parts: Buffer[] = [];
+        requests.forEach((r, i) => {
+          if (r.kind === 'get') {
+            parts.push(Buffer.from(get(`/known/${i}`)));
+            return;
+          }
+          const head = `POST /known/${i} HTTP/1.1\r\nHost: example.com\r\nX-Test-Echo-Body: 1\r\n`;
+          const body = Buffer.from(r.body);
+          if (r.chunks === null) {
+            parts.push(Buffer.from(`${head}Content-Length: ${body.length}\r\n\r\n`), body);
+            return;
+          }
+          parts.push(Buffer.from(`${head}Transfer-Encoding: chunked\r\n\r\n`));
+          let at = 0;
+          for (let c = 0; at < body.length; c = (c + 1) % r.chunks.length) {
+            const piece = body.subarray(at, at + r.chunks[c]);
+            parts.push(Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n'));
+            at += piece.length;
+          }
+          parts.push(Buffer.from('0\r\n\r\n'));
+        });
+        const stream = Buffer.concat(parts);
+        const pieces: Buffer[] = [];
+        let at = 0;
+        for (const cut of cuts) {
+          if (at >= stream.length) break;
+          pieces.push(stream.subarray(at, at + cut));
+          at += cut;
+        }
+        if (at < stream.length) pieces.push(stream.subarray(at));
+        const answers = responses(await exchangeInPieces(port, pieces, requests.length));
+        assert.deepEqual(answers.map((r) => r.status), requests.map(() => 200));
+        requests.forEach((r, i) => {
+          if (r.kind === 'get') assert.equal(JSON.parse(answers[i].body).path, `/known/${i}`);
+          else assert.equal(answers[i].body, Buffer.from(r.body).toString('latin1'));
+        });
+      }),
+      { numRuns: 40 },
+    );
   });
 
   await t.test('a client that closes its side mid-head is cut without an answer', async () => {
