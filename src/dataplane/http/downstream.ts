@@ -131,7 +131,6 @@ export class DownstreamRequest {
 
   completeMessage(): void {
     this.messageComplete = true;
-    this.#early = this.#discarding ? null : this.#early;
     this.#body?.push(null);
   }
 
