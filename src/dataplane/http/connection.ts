@@ -124,7 +124,7 @@ export class ClientConnection implements DownstreamChannel {
       return;
     }
     const receiving = this.#receiving;
-    if (receiving !== null && limits.requestTimeoutMs > 0 && now - receiving.receivedAt > limits.requestTimeoutMs) {
+    if (receiving !== null && limits.requestTimeoutMs > 0 && now - receiving.startedAt > limits.requestTimeoutMs) {
       this.#refuse(408, 'request body timeout');
       return;
     }
@@ -224,7 +224,8 @@ export class ClientConnection implements DownstreamChannel {
       url = this.#url;
       this.#url = '';
     }
-    const now = Date.now();
+    // The request timeout counts from the request's first byte, head included.
+    const startedAt = this.#headStartedAt !== 0 ? this.#headStartedAt : Date.now();
     this.#headStartedAt = 0;
     this.#fresh = false;
     if (this.#ending || (this.#current !== null && this.#waiting.length >= MAX_PIPELINED)) {
@@ -242,7 +243,7 @@ export class ClientConnection implements DownstreamChannel {
       minor,
       shouldKeepAlive && !this.#ending,
       this.#remoteAddress,
-      now,
+      startedAt,
     );
     this.#receiving = request;
     if (this.#current === null) this.#dispatch(request);

@@ -64,8 +64,8 @@ export class DownstreamRequest {
   readonly response: DownstreamResponse;
   /** The whole message, body included, has been received. */
   messageComplete = false;
-  /** When the head was complete (ms), for the request timeout. */
-  readonly receivedAt: number;
+  /** When the request's first byte arrived (ms), for the request timeout. */
+  readonly startedAt: number;
   readonly #channel: DownstreamChannel;
   /** Opened when the pipeline reads the body; until then chunks wait here. */
   #body: Readable | null = null;
@@ -82,7 +82,7 @@ export class DownstreamRequest {
     versionMinor: number,
     keepAlive: boolean,
     remoteAddress: string | undefined,
-    receivedAt: number,
+    startedAt: number,
   ) {
     this.#channel = channel;
     this.method = method;
@@ -91,7 +91,7 @@ export class DownstreamRequest {
     this.httpVersionMajor = versionMajor;
     this.httpVersionMinor = versionMinor;
     this.remoteAddress = remoteAddress;
-    this.receivedAt = receivedAt;
+    this.startedAt = startedAt;
     this.response = new DownstreamResponse(channel, this, keepAlive);
   }
 
