@@ -108,7 +108,7 @@ test('upstream response framing', async (t) => {
     const pool = new LeanPool(`http://127.0.0.1:${rawPort}`, { keepAliveTimeout: 1_000, connectTimeout: 1_000 });
     const outcome = await new Promise<string>((resolve) => {
       pool.dispatch(
-        { origin: `http://127.0.0.1:${rawPort}`, path: '/cl', method: 'GET', headers: ['host', 'example.com'] },
+        { origin: `http://127.0.0.1:${rawPort}`, path: '/cl', method: 'GET', headers: new Map([['host', 'example.com']]) },
         {
           onResponseStart: () => {
             throw new Error('handler bug');

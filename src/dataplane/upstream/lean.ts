@@ -11,6 +11,7 @@
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import type { HeaderTable } from '../http/headers.ts';
 import { consumableHandle, HTTPParser, type Parser, type StreamHandle } from '../llhttp.ts';
 
 const kOnHeaders = HTTPParser.kOnHeaders;
@@ -54,11 +55,6 @@ function appendHeader(head: string, name: string, value: string): string {
   return head;
 }
 
-function flatHas(flat: readonly string[], lowerName: string): boolean {
-  for (let i = 0; i < flat.length; i += 2) if (flat[i].toLowerCase() === lowerName) return true;
-  return false;
-}
-
 class Req implements Dispatcher.DispatchController {
   readonly opts: Dispatcher.DispatchOptions;
   readonly handler: Dispatcher.DispatchHandler;
@@ -83,22 +79,17 @@ class Req implements Dispatcher.DispatchController {
     const path = opts.path;
     if (!TOKEN.test(method) || UNSAFE.test(path) || path.includes(' ')) throw new InvalidRequestError('invalid method or path');
     let head = `${method} ${path} HTTP/1.1\r\n`;
+    // The proxy's header table: lower-cased names, repeated lines as arrays.
     const headers = opts.headers;
-    if (headers instanceof Map) {
-      // The proxy's header table: lower-cased names, repeated lines as arrays.
-      for (const name of (headers as Map<string, string | string[]>).keys()) {
-        const value = headers.get(name) as string | string[];
-        if (typeof value === 'string') head = appendHeader(head, name, value);
-        else for (let i = 0; i < value.length; i++) head = appendHeader(head, name, value[i]);
-      }
-    } else if (Array.isArray(headers)) {
-      for (let i = 0; i < headers.length; i += 2) head = appendHeader(head, headers[i], headers[i + 1]);
-    } else if (headers != null) {
-      throw new InvalidRequestError('headers must be a Map or a flat name/value array');
+    if (!(headers instanceof Map)) throw new InvalidRequestError('headers must be a header table (a Map)');
+    const table = headers as HeaderTable;
+    for (const name of table.keys()) {
+      const value = table.get(name) as string | string[];
+      if (typeof value === 'string') head = appendHeader(head, name, value);
+      else for (let i = 0; i < value.length; i++) head = appendHeader(head, name, value[i]);
     }
-    const hasHost = headers instanceof Map ? headers.has('host') : Array.isArray(headers) && flatHas(headers, 'host');
-    const hasLength = headers instanceof Map ? headers.has('content-length') : Array.isArray(headers) && flatHas(headers, 'content-length');
-    if (!hasHost) head += `host: ${hostHeader}\r\n`;
+    const hasLength = table.has('content-length');
+    if (!table.has('host')) head += `host: ${hostHeader}\r\n`;
     this.chunked = false;
     if (opts.body == null) {
       if (!hasLength && PAYLOAD_METHODS.has(method)) head += 'content-length: 0\r\n';
