@@ -9,7 +9,11 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { backend, cluster, freePort, match, rawExchange, route, simpleIR, startBackend, startDataPlane } from './helpers.ts';
 
-/** The responses in a raw byte stream, each with its head and body, framed by Content-Length or chunked. */
+/**
+ * The complete responses at the start of a raw byte stream, each with its
+ * head and body, framed by Content-Length or chunked (or by the end of the
+ * stream). A response still arriving is not counted.
+ */
 function responses(text: string): { status: number; head: string; body: string }[] {
   const out: { status: number; head: string; body: string }[] = [];
   let rest = text;
@@ -23,20 +27,27 @@ function responses(text: string): { status: number; head: string; body: string }
     const length = /\r\ncontent-length: (\d+)/i.exec(head);
     let body = '';
     if (length !== null) {
-      body = rest.slice(0, Number(length[1]));
-      rest = rest.slice(Number(length[1]));
+      const n = Number(length[1]);
+      if (rest.length < n) break;
+      body = rest.slice(0, n);
+      rest = rest.slice(n);
     } else if (/\r\ntransfer-encoding: chunked/i.test(head)) {
+      let complete = false;
       for (;;) {
         const line = rest.indexOf('\r\n');
+        if (line === -1) break;
         const size = parseInt(rest.slice(0, line), 16);
+        if (rest.length < line + 2 + size + 2) break;
         rest = rest.slice(line + 2);
         if (size === 0) {
           rest = rest.slice(2);
+          complete = true;
           break;
         }
         body += rest.slice(0, size);
         rest = rest.slice(size + 2);
       }
+      if (!complete) break;
     } else {
       body = rest;
       rest = '';
