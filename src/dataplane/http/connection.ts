@@ -241,7 +241,7 @@ export class ClientConnection implements DownstreamChannel {
       raw,
       major,
       minor,
-      shouldKeepAlive && !this.#ending,
+      shouldKeepAlive,
       this.#remoteAddress,
       startedAt,
     );
