@@ -9,6 +9,7 @@
 // the response head and a small body leave in one write.
 
 import { Readable } from 'node:stream';
+import { appendField, UNSAFE_FIELD_VALUE } from './headers.ts';
 import { STATUS_CODES } from './status-text.ts';
 
 /** Response header fields by lower-cased name, as the proxy assembles them. */
@@ -37,8 +38,6 @@ export interface DownstreamChannel {
  */
 const SMALL_BODY_BYTES = 2048;
 
-/** A header name or value that would break the response's framing. */
-const UNSAFE_VALUE = /[\r\n\0]/;
 
 /** `Date` for responses without one (RFC 9110 §6.6.1), computed once a second. */
 let dateValue = '';
@@ -50,6 +49,12 @@ function currentDate(): string {
     dateExpires = now - (now % 1000) + 1000;
   }
   return dateValue;
+}
+
+/** Appends one response header line, refusing a value that would break the framing. */
+function appendResponseField(head: string, name: string, value: string): string {
+  if (UNSAFE_FIELD_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+  return appendField(head, name, value);
 }
 
 export class DownstreamRequest {
@@ -188,7 +193,7 @@ export class DownstreamResponse {
     if (this.headersSent) throw new Error('response head already sent');
     const request = this.#request;
     const statusText = reason ?? STATUS_CODES[status] ?? '';
-    if (UNSAFE_VALUE.test(statusText)) throw new TypeError('invalid status message');
+    if (UNSAFE_FIELD_VALUE.test(statusText)) throw new TypeError('invalid status message');
     let head = `HTTP/1.1 ${status} ${statusText}\r\n`;
     let hasLength = false;
     let hasDate = false;
@@ -197,28 +202,9 @@ export class DownstreamResponse {
       if (value === undefined) continue;
       if (name === 'content-length') hasLength = true;
       else if (name === 'date') hasDate = true;
-      // One append per piece: a template literal per line would allocate
-      // its intermediate strings too (most of what a response allocated).
-      if (typeof value === 'string') {
-        if (UNSAFE_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
-        head += name;
-        head += ': ';
-        head += value;
-        head += '\r\n';
-      } else if (typeof value === 'number') {
-        head += name;
-        head += ': ';
-        head += String(value);
-        head += '\r\n';
-      } else {
-        for (let i = 0; i < value.length; i++) {
-          if (UNSAFE_VALUE.test(value[i])) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
-          head += name;
-          head += ': ';
-          head += value[i];
-          head += '\r\n';
-        }
-      }
+      if (typeof value === 'string') head = appendResponseField(head, name, value);
+      else if (typeof value === 'number') head = appendField(head, name, String(value));
+      else for (let i = 0; i < value.length; i++) head = appendResponseField(head, name, value[i]);
     }
     if (!hasDate) head += `date: ${currentDate()}\r\n`;
     this.#noBody = request.method === 'HEAD' || status === 204 || status === 304 || status < 200;
@@ -279,10 +265,10 @@ export class DownstreamResponse {
     this.#channel.destroy();
   }
 
-  #flushHead(final: boolean): boolean {
+  #flushHead(flush: boolean): boolean {
     if (this.#head === '') return true;
     const head = this.#head;
     this.#head = '';
-    return this.#channel.writeResponse(head, final);
+    return this.#channel.writeResponse(head, flush);
   }
 }

@@ -10,6 +10,22 @@ import type { IncomingHttpHeaders } from 'node:http';
  */
 export type HeaderTable = Map<string, string | string[]>;
 
+/** A field value (or request target) that would break a message's framing. */
+export const UNSAFE_FIELD_VALUE = /[\r\n\0]/;
+
+/**
+ * `head` with the line `name: value` added. One append per piece: a
+ * template literal per line would also allocate its intermediate strings,
+ * most of what a message head costs.
+ */
+export function appendField(head: string, name: string, value: string): string {
+  head += name;
+  head += ': ';
+  head += value;
+  head += '\r\n';
+  return head;
+}
+
 /** A header's values as one string, joined with `,` as route matches and `add` see them. */
 export function joinedValue(value: string | string[]): string {
   return typeof value === 'string' ? value : value.join(',');

@@ -11,7 +11,7 @@
 import net from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { HeaderTable } from '../http/headers.ts';
+import { appendField, UNSAFE_FIELD_VALUE, type HeaderTable } from '../http/headers.ts';
 import { consumableHandle, HTTPParser, type Parser, type StreamHandle } from '../llhttp.ts';
 
 const kOnHeaders = HTTPParser.kOnHeaders;
@@ -35,24 +35,14 @@ class InvalidRequestError extends Error {
 
 /** undici's headersTimeout/bodyTimeout default; routes usually set shorter timeouts. */
 const BUSY_TIMEOUT_MS = 300_000;
-/** A header field or request target that would break the request's framing. */
-const UNSAFE = /[\r\n\0]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 const PAYLOAD_METHODS = new Set(['POST', 'PUT', 'PATCH', 'QUERY']);
 
-/**
- * Appends one header line, refusing one that would break the request's
- * framing. One append per piece: a template literal per line would also
- * allocate its intermediate strings.
- */
+/** Appends one header line, refusing one that would break the request's framing. */
 function appendHeader(head: string, name: string, value: string): string {
-  if (!TOKEN.test(name) || UNSAFE.test(value)) throw new InvalidRequestError(`invalid header ${JSON.stringify(name)}`);
-  head += name;
-  head += ': ';
-  head += value;
-  head += '\r\n';
-  return head;
+  if (!TOKEN.test(name) || UNSAFE_FIELD_VALUE.test(value)) throw new InvalidRequestError(`invalid header ${JSON.stringify(name)}`);
+  return appendField(head, name, value);
 }
 
 class Req implements Dispatcher.DispatchController {
@@ -77,7 +67,7 @@ class Req implements Dispatcher.DispatchController {
     this.bodyDone = opts.body == null;
     const method = opts.method;
     const path = opts.path;
-    if (!TOKEN.test(method) || UNSAFE.test(path) || path.includes(' ')) throw new InvalidRequestError('invalid method or path');
+    if (!TOKEN.test(method) || UNSAFE_FIELD_VALUE.test(path) || path.includes(' ')) throw new InvalidRequestError('invalid method or path');
     let head = `${method} ${path} HTTP/1.1\r\n`;
     // The proxy's header table: lower-cased names, repeated lines as arrays.
     const headers = opts.headers;
