@@ -88,7 +88,7 @@ export function createPlainServer(spec: ServerSpec): ClientServer {
   return new ClientServer(net.createServer(SOCKET_OPTIONS), spec, false);
 }
 
-export function createTlsServer(spec: HttpsServerSpec): ClientServer & { server: tls.Server } {
+export function createTlsServer(spec: HttpsServerSpec): ClientServer {
   const server = tls.createServer({
     cert: spec.defaultCertificate.cert,
     key: spec.defaultCertificate.key,
@@ -108,5 +108,5 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer & { server:
     spec.log('info', 'TLS handshake failed', { listener: spec.key, error: err.message, remote: socket.remoteAddress });
     socket.destroy();
   });
-  return new ClientServer(server, spec, true) as ClientServer & { server: tls.Server };
+  return new ClientServer(server, spec, true);
 }
