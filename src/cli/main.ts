@@ -4,6 +4,8 @@ import { serve } from './serve.ts';
 import { validate } from './validate.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
+import { parseDuration } from '../api/durations.ts';
+import { DEFAULT_LIMITS, LIMIT_FLAGS, resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
 
 /**
  * Worker threads each bind the listeners with SO_REUSEPORT and the kernel
@@ -11,6 +13,40 @@ import os from 'node:os';
  * the option elsewhere, macOS included). Elsewhere the main thread serves.
  */
 const REUSE_PORT = process.platform === 'linux' || process.platform === 'freebsd';
+
+function limitUsage(): string {
+  return LIMIT_FLAGS.map(({ flag, field, kind, help }) => {
+    const value = DEFAULT_LIMITS[field];
+    const shown = kind === 'duration' ? formatDuration(value) : String(value);
+    return `  --${flag.padEnd(28)}${help}; default ${shown}`;
+  }).join('\n');
+}
+
+function formatDuration(ms: number): string {
+  if (ms === 0) return '0';
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms}ms`;
+}
+
+/** The limit flags given, as overrides; a string naming the bad flag when one does not parse. */
+export function parseLimitFlags(values: Record<string, unknown>): Partial<RequestLimits> | string {
+  const limits: Partial<RequestLimits> = {};
+  for (const { flag, field, kind } of LIMIT_FLAGS) {
+    const raw = values[flag];
+    if (typeof raw !== 'string') continue;
+    const value = kind === 'duration' ? (raw === '0' ? 0 : parseDuration(raw)) : (/^\d+$/.test(raw) ? Number(raw) : null);
+    if (value === null) return `--${flag} wants ${kind === 'duration' ? 'a duration such as 10s, 1m30s or 500ms' : 'a whole number'}, not ${raw}`;
+    limits[field] = value;
+  }
+  try {
+    resolveLimits(limits);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return limits;
+}
 
 const USAGE = `usage: gatehouse <command> [options]
 
@@ -28,6 +64,9 @@ gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CID
                           core on Linux and FreeBSD, else 0; 0 serves from the main thread
   --log-level LEVEL       trace, debug, info, warn, error; default info
 
+limits (serve): durations as 10s, 1m30s, 500ms; counts as whole numbers
+${limitUsage()}
+
 gatehouse validate --config-dir DIR
 `;
 
@@ -43,6 +82,7 @@ async function main(argv: string[]): Promise<number> {
           'address-pool': { type: 'string' },
           'log-level': { type: 'string', default: 'info' },
           workers: { type: 'string' },
+          ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: 'string' as const }])),
         },
         strict: true,
       });
@@ -50,8 +90,11 @@ async function main(argv: string[]): Promise<number> {
       const workers = values.workers === undefined ? (REUSE_PORT ? os.availableParallelism() : 0) : Number(values.workers);
       if (!Number.isInteger(workers) || workers < 0 || workers > 1024) return usage(`--workers wants a whole number, not ${values.workers}`);
       if (workers > 0 && !REUSE_PORT) return usage(`--workers ${workers}: worker threads share listeners with SO_REUSEPORT, which ${process.platform} does not balance; use --workers 0`);
+      const limits = parseLimitFlags(values);
+      if (typeof limits === 'string') return usage(limits);
       return serve({
         workers,
+        limits,
         configDir: values['config-dir'],
         adminAddress: values['admin-address']!,
         addressPool: values['address-pool'] ?? null,

@@ -1,6 +1,7 @@
 // gatehouse serve: standalone mode, until SIGINT/SIGTERM.
 import pino from 'pino';
 import { startStandalone } from '../control/standalone.ts';
+import type { RequestLimits } from '../dataplane/limits.ts';
 
 export interface ServeOptions {
   configDir: string;
@@ -9,12 +10,14 @@ export interface ServeOptions {
   logLevel: string;
   /** Data-plane worker threads; 0 for the data plane on the main thread. */
   workers: number;
+  /** Overrides of the data plane's limits, from the limit flags. */
+  limits: Partial<RequestLimits>;
 }
 
 /** Returns -1: the process lives on until a signal ends it. */
 export async function serve(opts: ServeOptions): Promise<number> {
   const log = pino({ level: opts.logLevel, base: undefined });
-  const gw = await startStandalone({ configDir: opts.configDir, adminAddress: opts.adminAddress, addressPool: opts.addressPool, log, workers: opts.workers });
+  const gw = await startStandalone({ configDir: opts.configDir, adminAddress: opts.adminAddress, addressPool: opts.addressPool, log, workers: opts.workers, limits: opts.limits });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -19,6 +19,7 @@ import { releaseMemory } from './release-memory.ts';
 import { startAdminServer } from '../admin/server.ts';
 import type { IR } from '../ir/types.ts';
 import type { ConfigError } from '../providers/file/loader.ts';
+import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -32,6 +33,8 @@ export interface StandaloneOptions {
    * default) runs the data plane on the main thread.
    */
   workers?: number;
+  /** Overrides of the data plane's limits (src/dataplane/limits.ts). */
+  limits?: Partial<RequestLimits>;
 }
 
 /** What the control loop needs of a data plane, in-process or in workers. */
@@ -56,9 +59,13 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const memo = newTranslateMemo();
   const dpLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log[level](fields ?? {}, msg);
   const workers = opts.workers ?? 0;
-  const pool = workers > 0 ? new WorkerPool({ workers, logLevel: log.level, log: dpLog }) : null;
+  // Checked here, once, so a bad value fails the start instead of every worker.
+  const limits = resolveLimits(opts.limits);
+  const pool = workers > 0
+    ? new WorkerPool({ workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000 })
+    : null;
   // The data plane's modules load only where it runs: in the workers, or here.
-  const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog });
+  const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
 
   let lastLoad: LoadResult | undefined;
   let errors: ConfigError[] = [];

@@ -12,6 +12,7 @@ import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { asText, IRDeltaEncoder } from '../ir/delta.ts';
 import type { IR } from '../ir/types.ts';
 import type { LogFn } from '../dataplane/log.ts';
+import type { RequestLimits } from '../dataplane/limits.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
 
 export interface WorkerPoolOptions {
@@ -21,6 +22,8 @@ export interface WorkerPoolOptions {
   log: LogFn;
   /** How long close() waits for workers to drain before stopping them. */
   drainTimeoutMs?: number;
+  /** Overrides of the data plane's limits, for every worker. */
+  limits?: Partial<RequestLimits>;
 }
 
 interface Pending {
@@ -55,7 +58,7 @@ export class WorkerPool {
   }
 
   #start(): Worker {
-    const setup: WorkerSetup = { logLevel: this.#opts.logLevel };
+    const setup: WorkerSetup = { logLevel: this.#opts.logLevel, limits: this.#opts.limits };
     const worker = new Worker(ENTRY, {
       workerData: setup,
       resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },

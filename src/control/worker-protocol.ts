@@ -6,6 +6,7 @@
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import type { LogLevel } from '../dataplane/log.ts';
 import type { IRDelta } from '../ir/delta.ts';
+import type { RequestLimits } from '../dataplane/limits.ts';
 
 export type ToWorker =
   | { type: 'apply'; seq: number; delta: IRDelta }
@@ -38,6 +39,8 @@ export type FromWorker =
 export interface WorkerSetup {
   /** The lowest level worth sending (pino's names); lower ones are dropped in the worker. */
   logLevel: string;
+  /** Overrides of the data plane's limits (src/dataplane/limits.ts). */
+  limits?: Partial<RequestLimits>;
 }
 
 /**

@@ -1,5 +1,10 @@
-// Limits that bound what one client can make the proxy hold: header memory,
-// slow senders (slowloris), idle keep-alive sockets, stuck TLS handshakes.
+// Limits that bound what one client, one backend or one shutdown can make
+// the proxy hold or wait for: header memory, slow senders (slowloris) and
+// slow readers, idle sockets, stuck TLS handshakes, backends that never
+// answer, connection and queue sizes. Every wait the data plane makes is
+// bounded by one of these; each has a default a production edge proxy
+// would choose (Envoy's edge recommendations and nginx's defaults are the
+// reference, cited per field) and a `serve` flag to override it.
 
 export interface RequestLimits {
   /** Total bytes of the request line and headers (node's `maxHeaderSize`); beyond it: 431. */
@@ -8,15 +13,47 @@ export interface RequestLimits {
   maxHeaderCount: number;
   /** Time allowed to receive the complete request head; then 408 and close. */
   headersTimeoutMs: number;
-  /** Time allowed to receive the complete request, body included; 0 disables. */
+  /**
+   * Time allowed to receive the complete request, body included; 0
+   * disables. Long, because uploads of multi-gigabyte images are the norm
+   * here: the body idle timeout is what catches a stalled client.
+   */
   requestTimeoutMs: number;
+  /**
+   * Longest pause between two reads of a request body (nginx's
+   * `client_body_timeout`); then 408 if nothing was answered yet, else the
+   * connection is cut, and the backend connection is released.
+   */
+  requestBodyIdleTimeoutMs: number;
+  /**
+   * Longest time a response write may wait on a client that does not read
+   * (nginx's `send_timeout`); then the client connection is cut and the
+   * backend connection released.
+   */
+  responseWriteTimeoutMs: number;
   /** How long an idle keep-alive connection is kept open. */
   keepAliveTimeoutMs: number;
   /** Time allowed for a TLS handshake. */
   tlsHandshakeTimeoutMs: number;
+  /** Client connections one data plane (worker thread) holds at once; beyond it new ones are closed at accept. */
+  maxClientConnections: number;
+  /** Time allowed to open a TCP connection to a backend (Envoy's cluster default); then 503. */
+  upstreamConnectTimeoutMs: number;
   /**
-   * How long a removed listener waits for in-flight requests before its
-   * remaining connections are cut.
+   * Per try: time from the request being sent to the backend to the
+   * response head (nginx's `proxy_read_timeout`); then 504. A route's
+   * `timeouts.backendRequest` replaces it for that route.
+   */
+  upstreamResponseTimeoutMs: number;
+  /** Longest pause between two reads of a response body from a backend; then the response is cut. */
+  upstreamIdleTimeoutMs: number;
+  /** Open connections to the endpoints of one cluster (Envoy's circuit-breaker default); beyond it requests wait. */
+  maxUpstreamConnectionsPerCluster: number;
+  /** Requests waiting for a connection to one cluster (Envoy's default); beyond it: 503. */
+  maxPendingRequestsPerCluster: number;
+  /**
+   * How long a removed listener, or the whole gateway at shutdown, waits
+   * for in-flight requests before its remaining connections are cut.
    */
   drainTimeoutMs: number;
 }
@@ -25,11 +62,44 @@ export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
   maxHeaderBytes: 16 * 1024,
   maxHeaderCount: 100,
   headersTimeoutMs: 10_000,
-  requestTimeoutMs: 300_000,
+  requestTimeoutMs: 3_600_000,
+  requestBodyIdleTimeoutMs: 60_000,
+  responseWriteTimeoutMs: 60_000,
   keepAliveTimeoutMs: 60_000,
   tlsHandshakeTimeoutMs: 10_000,
+  maxClientConnections: 50_000,
+  upstreamConnectTimeoutMs: 5_000,
+  upstreamResponseTimeoutMs: 60_000,
+  upstreamIdleTimeoutMs: 60_000,
+  maxUpstreamConnectionsPerCluster: 1024,
+  maxPendingRequestsPerCluster: 1024,
   drainTimeoutMs: 30_000,
 });
+
+/** How a limit is written on the command line: a duration (`10s`, `1m30s`, `500ms`) or a count. */
+export type LimitKind = 'duration' | 'count';
+
+/** The `serve` flag of each limit; the CLI's options and usage text are made from this table. */
+export const LIMIT_FLAGS: readonly { flag: string; field: keyof RequestLimits; kind: LimitKind; help: string }[] = [
+  { flag: 'max-header-bytes', field: 'maxHeaderBytes', kind: 'count', help: 'request line and headers, bytes (431 beyond)' },
+  { flag: 'max-header-count', field: 'maxHeaderCount', kind: 'count', help: 'header lines per request (431 beyond)' },
+  { flag: 'headers-timeout', field: 'headersTimeoutMs', kind: 'duration', help: 'to receive a request head (408)' },
+  { flag: 'request-timeout', field: 'requestTimeoutMs', kind: 'duration', help: 'to receive a whole request, body included; 0 disables' },
+  { flag: 'request-body-idle-timeout', field: 'requestBodyIdleTimeoutMs', kind: 'duration', help: 'longest pause in a request body (408)' },
+  { flag: 'response-write-timeout', field: 'responseWriteTimeoutMs', kind: 'duration', help: 'longest wait on a client that does not read' },
+  { flag: 'keep-alive-timeout', field: 'keepAliveTimeoutMs', kind: 'duration', help: 'idle client connection' },
+  { flag: 'tls-handshake-timeout', field: 'tlsHandshakeTimeoutMs', kind: 'duration', help: 'TLS handshake' },
+  { flag: 'max-client-connections', field: 'maxClientConnections', kind: 'count', help: 'client connections per worker' },
+  { flag: 'upstream-connect-timeout', field: 'upstreamConnectTimeoutMs', kind: 'duration', help: 'TCP connect to a backend (503)' },
+  { flag: 'upstream-response-timeout', field: 'upstreamResponseTimeoutMs', kind: 'duration', help: 'per try, request sent to response head (504)' },
+  { flag: 'upstream-idle-timeout', field: 'upstreamIdleTimeoutMs', kind: 'duration', help: 'longest pause in a response body' },
+  { flag: 'max-upstream-connections', field: 'maxUpstreamConnectionsPerCluster', kind: 'count', help: 'connections per backend cluster' },
+  { flag: 'max-pending-requests', field: 'maxPendingRequestsPerCluster', kind: 'count', help: 'requests queued per backend cluster (503 beyond)' },
+  { flag: 'drain-timeout', field: 'drainTimeoutMs', kind: 'duration', help: 'in-flight requests of a removed listener or at shutdown' },
+];
+
+/** Limits that may be 0 to switch them off; the others must be positive. */
+const MAY_BE_ZERO: ReadonlySet<keyof RequestLimits> = new Set(['requestTimeoutMs', 'drainTimeoutMs']);
 
 export function resolveLimits(overrides: Partial<RequestLimits> | undefined): RequestLimits {
   const limits: RequestLimits = { ...DEFAULT_LIMITS, ...overrides };
@@ -37,11 +107,10 @@ export function resolveLimits(overrides: Partial<RequestLimits> | undefined): Re
     if (!Number.isInteger(value) || value < 0) {
       throw new RangeError(`limits.${name} must be a non-negative integer, got ${String(value)}`);
     }
+    if (value === 0 && !MAY_BE_ZERO.has(name as keyof RequestLimits)) {
+      throw new RangeError(`limits.${name} must be positive: every wait and every queue has a bound`);
+    }
   }
-  if (limits.maxHeaderBytes === 0 || limits.maxHeaderCount === 0 || limits.headersTimeoutMs === 0) {
-    throw new RangeError('limits.maxHeaderBytes, maxHeaderCount and headersTimeoutMs must be positive');
-  }
-  // node refuses a request timeout shorter than the headers timeout.
   if (limits.requestTimeoutMs !== 0 && limits.requestTimeoutMs < limits.headersTimeoutMs) {
     throw new RangeError('limits.requestTimeoutMs must be 0 or at least headersTimeoutMs');
   }
