@@ -2,7 +2,6 @@
 // The CLI is TypeScript run by Node 24's type stripping; this shim exists
 // because npm bin entries must be plain JavaScript files.
 import module from 'node:module';
-import v8 from 'node:v8';
 
 /**
  * How `serve` runs, set at process start because neither glibc nor V8 can
@@ -47,12 +46,5 @@ if (process.argv[2] === 'serve' && typeof process.execve === 'function') {
 // environment variable carries the cache to the worker threads.
 const cache = module.enableCompileCache?.();
 if (cache?.directory !== undefined) process.env.NODE_COMPILE_CACHE = cache.directory;
-
-// Route regexes come from route authors in many namespaces. With this
-// flag V8 moves a regex that backtracks excessively to its linear-time
-// engine, so one catastrophic pattern cannot stall the data plane
-// (translate refuses the constructs that engine cannot run). Set before
-// any route regex is compiled.
-v8.setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
 
 await import('../src/cli/main.ts');

@@ -3,7 +3,10 @@
 // that reaches another namespace through a ReferenceGrant.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 import https from 'node:https';
 import { request } from 'undici';
 import { startEchoBackends } from '../../examples/echo-backends.ts';
@@ -66,5 +69,42 @@ test('the example configuration serves the OpenStack-style routes', { timeout: 3
   } finally {
     await gw.close();
     for (const s of backends) { s.closeAllConnections(); s.close(); }
+  }
+});
+
+// `npm run example` is one of the ways users start Gatehouse: the regex
+// safety net (src/dataplane/regex-safety.ts) must hold there too. The
+// example's own configuration plus one route with a catastrophic regex;
+// without V8's linear-time fallback the request takes about a minute.
+test('npm run example keeps the regex safety net', { timeout: 40_000 }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-example-'));
+  for (const f of fs.readdirSync(CONFIG)) fs.copyFileSync(path.join(CONFIG, f), path.join(dir, f));
+  fs.writeFileSync(path.join(dir, '30-regex.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: regex, namespace: keystone}
+spec:
+  parentRefs: [{name: cloud, namespace: infra}]
+  hostnames: [regex.cloud.example.test]
+  rules:
+  - matches: [{path: {type: RegularExpression, value: "/(a+)+$"}}]
+    backendRefs: [{name: keystone-api, port: 5000}]
+`);
+  const example = spawn('npm', ['run', 'example', '--silent', '--', '--config-dir', dir, '--admin-address', '127.0.0.1:0'], {
+    cwd: path.join(import.meta.dirname, '../..'), stdio: 'ignore', detached: true,
+  });
+  try {
+    const get = async (p: string) => (await request(`http://127.0.0.1:8080${p}`, { headers: { host: 'regex.cloud.example.test' } })).statusCode;
+    await waitFor('the example to serve', async () => (await get('/aaaa')) === 200, 20_000);
+    const started = performance.now();
+    assert.equal(await get(`/${'a'.repeat(30)}!`), 404);
+    const took = performance.now() - started;
+    assert.ok(took < 2_000, `answered in ${Math.round(took)} ms: the regex ran without the linear-time fallback`);
+  } finally {
+    const exited = new Promise((r) => example.once('exit', r));
+    try { process.kill(-example.pid!, 'SIGTERM'); } catch { /* gone */ }
+    // A data plane stuck in a regex cannot drain: do not wait for it forever.
+    const killer = setTimeout(() => { try { process.kill(-example.pid!, 'SIGKILL'); } catch { /* gone */ } }, 10_000);
+    await exited;
+    clearTimeout(killer);
   }
 });

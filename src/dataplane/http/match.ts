@@ -1,6 +1,7 @@
 // One route's match conditions, compiled once per config: regexes built with
 // full-match anchors, header names lower-cased, prefixes normalised, so a
 // request only compares strings and runs prepared RegExps.
+import '../regex-safety.ts';
 
 import type { RouteMatch, StringMatch } from '../../ir/types.ts';
 
