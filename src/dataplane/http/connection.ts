@@ -1,10 +1,13 @@
 // One client connection speaking HTTP/1.1: node's llhttp binding parses
 // the requests (the parser node's own server uses, strict mode) straight
 // from the socket (consume(): no Buffer and no stream event per read, as
-// node's server does), and this class keeps their order. A request is handed to the pipeline when the
-// one before it is answered; requests pipelined behind it wait with their
-// heads parsed, and the socket stops reading until they are served. The
-// deadlines (head, whole request, idle keep-alive) are checked by the
+// node's server does), and this class keeps their order. A request is
+// handed to the pipeline when the one before it is answered, and never
+// before the parser has taken the whole read its head came in: a framing
+// error later in the same bytes (a malformed chunk size) refuses it with
+// 400 before any backend sees it. Requests pipelined behind it wait with
+// their heads parsed, and the socket stops reading until they are served.
+// The deadlines (head, whole request, idle keep-alive) are checked by the
 // listener's sweep, not by a timer per request.
 
 import type net from 'node:net';
@@ -40,6 +43,11 @@ function statusForParseError(code: string | undefined): number {
       return 431;
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return 413;
+    // llhttp knows HTTP/0.9 (with a version, which 0.9 never sent), 1.0,
+    // 1.1 and 2.0; any other version is this error. The head check answers
+    // the ones it lets through.
+    case 'HPE_INVALID_VERSION':
+      return 505;
     default:
       return 400;
   }
@@ -60,6 +68,11 @@ export class ClientConnection implements DownstreamChannel {
   readonly #waiting: DownstreamRequest[] = [];
   /** The request whose body the parser is in. */
   #receiving: DownstreamRequest | null = null;
+  /**
+   * #current, when its head came in the read the parser is still taking:
+   * it goes to the pipeline once that read is parsed without error.
+   */
+  #undispatched: DownstreamRequest | null = null;
   /** When the head now arriving began (ms); 0 when no head is arriving. */
   #headStartedAt = 0;
   /** When the connection last went idle (ms). */
@@ -246,8 +259,10 @@ export class ClientConnection implements DownstreamChannel {
       startedAt,
     );
     this.#receiving = request;
-    if (this.#current === null) this.#dispatch(request);
-    else {
+    if (this.#current === null) {
+      this.#current = request;
+      this.#undispatched = request;
+    } else {
       this.#waiting.push(request);
       this.pauseReading('queue');
     }
@@ -282,6 +297,7 @@ export class ClientConnection implements DownstreamChannel {
       const read = this.#parser.getCurrentBuffer();
       if (r < read.length) this.#onData(read.subarray(r));
     }
+    this.#dispatchParsed();
   };
 
   readonly #onData = (chunk: Buffer): void => {
@@ -303,9 +319,10 @@ export class ClientConnection implements DownstreamChannel {
         this.#onParseError(r as NodeJS.ErrnoException);
         return;
       }
-      if (r === 0 || this.closed) return;
+      if (r === 0 || this.closed) break;
       offset += r;
     }
+    this.#dispatchParsed();
   };
 
   readonly #onEnd = (): void => {
@@ -352,9 +369,19 @@ export class ClientConnection implements DownstreamChannel {
 
   // --- Internals.
 
-  #dispatch(request: DownstreamRequest): void {
-    this.#current = request;
-    this.#spec.onRequest(request, request.response);
+  /** The read is parsed without error: the request whose head it held goes to the pipeline. */
+  #dispatchParsed(): void {
+    const request = this.#undispatched;
+    if (request === null) return;
+    this.#undispatched = null;
+    if (this.closed || this.#current !== request) return;
+    try {
+      this.#spec.onRequest(request, request.response);
+    } catch (err) {
+      // A pipeline that throws must end this connection, not the worker.
+      this.#spec.log('error', 'request handling failed', { listener: this.#spec.key, error: String(err) });
+      this.destroy();
+    }
   }
 
   /** The current request is answered and received in full: on to the next. */
@@ -381,6 +408,15 @@ export class ClientConnection implements DownstreamChannel {
 
   #onParseError(err: NodeJS.ErrnoException): void {
     this.#parseFailed = true;
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      // Bytes after a request that said `Connection: close`: that request
+      // is served, and nothing after it (RFC 9112 §9.6).
+      this.#ending = true;
+      if (this.#handle !== null) this.#handle.readStop();
+      else this.socket.pause();
+      this.#dispatchParsed();
+      return;
+    }
     const status = statusForParseError(err.code);
     this.#spec.log('info', 'malformed request', { listener: this.#spec.key, status, error: err.code ?? err.message });
     this.#refuse(status, null);
@@ -396,12 +432,15 @@ export class ClientConnection implements DownstreamChannel {
     const current = this.#current;
     const receiving = this.#receiving;
     receiving?.discardBody();
-    if (current !== null && current !== receiving && !current.response.writableEnded) {
+    // A request never handed to the pipeline: this refusal is its answer.
+    const dispatched = current !== null && current !== this.#undispatched;
+    this.#undispatched = null;
+    if (dispatched && current !== receiving && !current.response.writableEnded) {
       // An earlier request is still being answered; ours would come out of order.
       this.#waiting.length = 0;
       return;
     }
-    if (current !== null && current.response.headersSent) {
+    if (dispatched && current.response.headersSent) {
       this.destroy();
       return;
     }

@@ -9,6 +9,13 @@
 // Transfer-Encoding, changing the body's meaning), Transfer-Encoding on
 // HTTP/1.0, an HTTP/1.1 request without Host or with more than one, and
 // more header lines than allowed.
+//
+// The request line is vetted first: llhttp accepts `HTTP/2.0` (and a
+// versioned `HTTP/0.9`), which this HTTP/1 connection does not speak (505);
+// TRACE is refused with 405 as nginx does (it would echo the request back,
+// credentials included: cross-site tracing); CONNECT asks for a tunnel,
+// which Gatehouse does not open: 405 as nginx answers, and 400 when its
+// target is not a host:port at all (RFC 9112 §3.2.3: authority-form only).
 
 import type { HeaderTable } from './headers.ts';
 
@@ -28,8 +35,34 @@ export interface RequestHead {
 }
 
 export interface Rejection {
-  readonly status: 400 | 431 | 501;
+  readonly status: 400 | 405 | 431 | 501 | 505;
   readonly reason: string;
+}
+
+/** The request line as received. */
+export interface ReceivedRequestLine {
+  readonly method: string;
+  readonly url: string;
+  readonly httpVersionMajor: number;
+}
+
+/**
+ * What a 405 lists in Allow (RFC 9110 §15.5.6 requires the field): the
+ * methods Gatehouse forwards, for a gateway cannot know the resource's own.
+ */
+export const FORWARDED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
+
+/** A request line that is not served whatever the route: its version or its method. */
+export function refusedRequestLine(req: ReceivedRequestLine): Rejection | null {
+  if (req.httpVersionMajor !== 1) return { status: 505, reason: `HTTP/${req.httpVersionMajor} on an HTTP/1 connection` };
+  const method = req.method;
+  if (method === 'TRACE') return { status: 405, reason: 'TRACE is not forwarded' };
+  if (method === 'CONNECT') {
+    return req.url.charCodeAt(0) === 0x2f /* / */
+      ? { status: 400, reason: 'CONNECT with a path as its target' }
+      : { status: 405, reason: 'CONNECT tunnels are not opened' };
+  }
+  return null;
 }
 
 export function isRejection(head: RequestHead | Rejection): head is Rejection {

@@ -10,10 +10,10 @@ import type { LogFn } from '../log.ts';
 import { pickEndpoint } from '../upstream/balancer.ts';
 import { Exchange, type ServingState } from './exchange.ts';
 import { applyFilters } from './filters.ts';
-import { isRejection, readRequestHead } from './framing.ts';
+import { FORWARDED_METHODS, isRejection, readRequestHead, refusedRequestLine, type Rejection } from './framing.ts';
 import { forward, prepareUpstreamHeaders } from './proxy.ts';
 import { sendLocalReply } from './responses.ts';
-import { normalizePath } from './path.ts';
+import { normalizePath, type PathRefusal } from './path.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
 const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
@@ -24,19 +24,22 @@ interface RequestTarget {
   authority: string;
 }
 
+const NOT_A_TARGET: PathRefusal = { refused: 'request target neither origin-form nor absolute-form' };
+
 /**
  * Origin-form (`/path?query`) with the Host header, or absolute-form
  * (`http://authority/path`), where RFC 9112 §3.2.2 says the URL's
- * authority wins over Host. Anything else (`*`, authority-form) is refused.
+ * authority wins over Host. Anything else (`*`, authority-form) is refused,
+ * and so is a path normalizePath refuses.
  */
-function parseTarget(url: string, host: string | undefined): RequestTarget | null {
+function parseTarget(url: string, host: string | undefined): RequestTarget | PathRefusal {
   let authority = host ?? '';
   let pathAndQuery = url;
   if (url.charCodeAt(0) !== 0x2f /* / */) {
     const schemeEnd = url.indexOf('://');
-    if (schemeEnd === -1) return null;
+    if (schemeEnd === -1) return NOT_A_TARGET;
     const scheme = url.slice(0, schemeEnd).toLowerCase();
-    if (scheme !== 'http' && scheme !== 'https') return null;
+    if (scheme !== 'http' && scheme !== 'https') return NOT_A_TARGET;
     const rest = url.slice(schemeEnd + 3);
     let end = rest.length;
     for (let i = 0; i < rest.length; i++) {
@@ -51,11 +54,9 @@ function parseTarget(url: string, host: string | undefined): RequestTarget | nul
     if (pathAndQuery === '' || pathAndQuery.charCodeAt(0) === 0x3f /* ? */) pathAndQuery = `/${pathAndQuery}`;
   }
   const q = pathAndQuery.indexOf('?');
-  return {
-    path: normalizePath(q === -1 ? pathAndQuery : pathAndQuery.slice(0, q)),
-    query: q === -1 ? '' : pathAndQuery.slice(q),
-    authority,
-  };
+  const path = normalizePath(q === -1 ? pathAndQuery : pathAndQuery.slice(0, q));
+  if (typeof path !== 'string') return path;
+  return { path, query: q === -1 ? '' : pathAndQuery.slice(q), authority };
 }
 
 export class HttpRequestHandler {
@@ -83,10 +84,14 @@ export class HttpRequestHandler {
 
   #handle(state: ServingState, listener: CompiledListener, req: DownstreamRequest, res: DownstreamResponse): void {
     const draining = state.draining;
+    const line = refusedRequestLine(req);
+    if (line !== null) {
+      this.#refuse(listener, res, line);
+      return;
+    }
     const head = readRequestHead(req, this.#limits.maxHeaderCount);
     if (isRejection(head)) {
-      this.#log('info', 'request refused', { listener: listener.key, status: head.status, reason: head.reason });
-      sendLocalReply(res, head.status, { close: true });
+      this.#refuse(listener, res, head);
       return;
     }
     const expect = head.headers.get('expect');
@@ -99,8 +104,12 @@ export class HttpRequestHandler {
       if (req.httpVersionMinor !== 0) req.sendContinue();
     }
     const target = parseTarget(req.url, head.host);
-    if (target === null || !AUTHORITY.test(target.authority)) {
-      sendLocalReply(res, 400, { close: true });
+    if ('refused' in target) {
+      this.#refuse(listener, res, { status: 400, reason: target.refused });
+      return;
+    }
+    if (!AUTHORITY.test(target.authority)) {
+      this.#refuse(listener, res, { status: 400, reason: 'invalid authority' });
       return;
     }
     const host = hostFromAuthority(target.authority);
@@ -158,5 +167,11 @@ export class HttpRequestHandler {
       return;
     }
     forward(ex, endpoint, route.timeoutMs, this.#log);
+  }
+
+  /** A request not served whatever its route: answered, logged, and the connection closed (its framing is suspect). */
+  #refuse(listener: CompiledListener, res: DownstreamResponse, rejection: Rejection): void {
+    this.#log('info', 'request refused', { listener: listener.key, status: rejection.status, reason: rejection.reason });
+    sendLocalReply(res, rejection.status, { close: true, ...(rejection.status === 405 ? { allow: FORWARDED_METHODS } : {}) });
   }
 }

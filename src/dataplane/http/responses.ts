@@ -13,6 +13,8 @@ export interface LocalReplyOptions {
   readonly close?: boolean;
   /** Set while the listener drains. */
   readonly draining?: boolean;
+  /** The Allow field of a 405. */
+  readonly allow?: string;
 }
 
 const bodies = new Map<number, Buffer>();
@@ -38,6 +40,7 @@ export function sendLocalReply(res: DownstreamResponse, status: number, options:
   };
   if (body !== null) headers['content-type'] = 'text/plain; charset=utf-8';
   if (redirect) headers['location'] = options.location;
+  if (options.allow !== undefined) headers['allow'] = options.allow;
   if (options.modifiers) modifyResponseHeaders(headers, options.modifiers);
   if (options.close || options.draining) res.shouldKeepAlive = false;
   res.writeHead(status, undefined, headers);
