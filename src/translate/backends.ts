@@ -2,17 +2,34 @@
 // cross-namespace without a ReferenceGrant, missing Service or port) gets
 // no cluster, so its share of traffic is answered with a 500, and the
 // route's ResolvedRefs condition says why.
+//
+// Endpoints the endpoint policy refuses (the gateway itself, link-local,
+// loopback where not allowed, anything not an IP address: see
+// src/net/endpoint-policy.ts) are left out of their cluster; the others
+// serve. The reference still resolves, so the route carries traffic, but
+// its ResolvedRefs is False with reason EndpointNotPermitted, naming the
+// endpoints and why. No reason in the spec fits: RefNotPermitted means a
+// missing ReferenceGrant (and would send the reader looking for one),
+// BackendNotFound a Service that does not exist. The CRD allows
+// implementation-specific reasons; Envoy Gateway has its own for the same
+// refusal on its Backend kind.
+import net from 'node:net';
 import type { BackendObjectReference, EndpointSlice, KubeObject, ReferenceGrant, Service } from '../api/types.ts';
 import { GATEWAY_GROUP } from '../api/types.ts';
 import { namespaceOf } from '../api/snapshot.ts';
 import type { Cluster, Endpoint } from '../ir/types.ts';
+import { checkEndpoint, checkHostname, type EndpointPolicy, type EndpointRefusal } from '../net/endpoint-policy.ts';
 import { isReferenceAllowed, normGroup } from './referencegrant.ts';
 
-export type BackendProblemReason = 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol';
+export type BackendProblemReason = 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol' | 'EndpointNotPermitted';
 
 export type BackendResult =
-  | { ok: true; cluster: Cluster }
+  /** `problem`: the cluster serves, but some of the Service's endpoints were refused. */
+  | { ok: true; cluster: Cluster; problem?: { reason: 'EndpointNotPermitted'; message: string } }
   | { ok: false; reason: BackendProblemReason; message: string };
+
+/** Refused endpoints listed by address in a message; the rest are counted. */
+const REFUSALS_SHOWN = 3;
 
 export interface BackendIndex {
   services: Map<string, Service>;
@@ -26,9 +43,13 @@ export interface BackendIndex {
    * cluster instead of one per rule.
    */
   clusters: Map<string, Cluster>;
+  /** Cluster name -> why endpoints were left out of it, for the clusters that lost any. */
+  refusals: Map<string, string>;
+  /** The endpoint policy the clusters were made under. */
+  policy: EndpointPolicy;
 }
 
-export function indexBackends(services: Service[], slices: EndpointSlice[], grants: ReferenceGrant[]): BackendIndex {
+export function indexBackends(services: Service[], slices: EndpointSlice[], grants: ReferenceGrant[], policy: EndpointPolicy): BackendIndex {
   const byService = new Map<string, EndpointSlice[]>();
   for (const s of slices) {
     const svc = s.metadata.labels?.['kubernetes.io/service-name'];
@@ -37,7 +58,7 @@ export function indexBackends(services: Service[], slices: EndpointSlice[], gran
     if (!byService.has(key)) byService.set(key, []);
     byService.get(key)!.push(s);
   }
-  return { services: new Map(services.map((s) => [`${namespaceOf(s)}/${s.metadata.name}`, s])), slices: byService, grants, clusters: new Map() };
+  return { services: new Map(services.map((s) => [`${namespaceOf(s)}/${s.metadata.name}`, s])), slices: byService, grants, clusters: new Map(), refusals: new Map(), policy };
 }
 
 export function resolveBackend(route: KubeObject, ref: BackendObjectReference, index: BackendIndex): BackendResult {
@@ -68,20 +89,37 @@ export function resolveBackend(route: KubeObject, ref: BackendObjectReference, i
   const name = `${ns}/${ref.name}:${ref.port}`;
   let cluster = index.clusters.get(name);
   if (!cluster) index.clusters.set(name, cluster = makeCluster(name, svc, serviceKey, ref.port, index));
+  const refused = index.refusals.get(name);
+  if (refused !== undefined) return { ok: true, cluster, problem: { reason: 'EndpointNotPermitted', message: `${where}: ${refused}` } };
   return { ok: true, cluster };
 }
 
-/** The cluster of a Service port that exists (checked by resolveBackend). */
+interface Refused { endpoint: string; refusal: EndpointRefusal }
+
+/** The cluster of a Service port that exists (checked by resolveBackend), without the endpoints the policy refuses. */
 function makeCluster(name: string, svc: Service, serviceKey: string, port: number, index: BackendIndex): Cluster {
+  const refused: Refused[] = [];
+  let endpoints: Endpoint[];
   if (svc.spec.type === 'ExternalName') {
-    return { name, protocol: 'http1', endpoints: [{ address: svc.spec.externalName!, port }] };
+    // A name is judged here only when it is an IP literal or localhost; the data plane judges what it resolves to.
+    const host = svc.spec.externalName!;
+    const refusal = checkHostname(index.policy, host, port);
+    if (refusal) refused.push({ endpoint: `${host}:${port}`, refusal });
+    endpoints = refusal ? [] : [{ address: host, port }];
+  } else {
+    const svcPort = (svc.spec.ports ?? []).find((p) => p.port === port)!;
+    endpoints = endpointsOf(index.slices.get(serviceKey) ?? [], svcPort.name ?? '', index.policy, refused);
   }
-  const svcPort = (svc.spec.ports ?? []).find((p) => p.port === port)!;
-  return { name, protocol: 'http1', endpoints: endpointsOf(index.slices.get(serviceKey) ?? [], svcPort.name ?? '') };
+  if (refused.length) index.refusals.set(name, refusalMessage(refused, endpoints.length));
+  return { name, protocol: 'http1', endpoints };
 }
 
-/** Ready endpoints of a Service port, from its EndpointSlices; ports are matched by name, as kube-proxy does. */
-function endpointsOf(slices: EndpointSlice[], portName: string): Endpoint[] {
+/**
+ * Ready endpoints of a Service port, from its EndpointSlices; ports are
+ * matched by name, as kube-proxy does. Endpoints the policy refuses are
+ * added to `refused` instead.
+ */
+function endpointsOf(slices: EndpointSlice[], portName: string, policy: EndpointPolicy, refused: Refused[]): Endpoint[] {
   const out: Endpoint[] = [];
   const seen = new Set<string>();
   for (const s of slices) {
@@ -93,9 +131,35 @@ function endpointsOf(slices: EndpointSlice[], portName: string): Endpoint[] {
         const key = `${address}:${port.port}`;
         if (seen.has(key)) continue;
         seen.add(key);
-        out.push({ address, port: port.port });
+        const refusal = sliceAddressProblem(s, address) ?? checkEndpoint(policy, address, port.port);
+        if (refusal) refused.push({ endpoint: key, refusal });
+        else out.push({ address, port: port.port });
       }
     }
   }
   return out;
+}
+
+/**
+ * An address that does not match its slice's addressType. FQDN slices are
+ * deprecated in Kubernetes and never resolved by kube-proxy; a name here
+ * could resolve to anything, so they are refused like any non-address.
+ */
+function sliceAddressProblem(s: EndpointSlice, address: string): EndpointRefusal | null {
+  const at = `EndpointSlice ${namespaceOf(s)}/${s.metadata.name}`;
+  if (s.addressType === 'FQDN') {
+    return { kind: 'notAnAddress', why: `${at} has addressType FQDN, which is not supported (deprecated in Kubernetes); use IPv4 or IPv6` };
+  }
+  const family = s.addressType === 'IPv4' ? 4 : s.addressType === 'IPv6' ? 6 : 0;
+  if (family !== 0 && net.isIP(address) !== family) {
+    return { kind: 'notAnAddress', why: `${JSON.stringify(address)} in ${at} is not an ${s.addressType} address` };
+  }
+  return null;
+}
+
+function refusalMessage(refused: Refused[], serving: number): string {
+  const shown = refused.slice(0, REFUSALS_SHOWN).map((r) => `${r.endpoint} (${r.refusal.why})`);
+  if (refused.length > REFUSALS_SHOWN) shown.push(`${refused.length - REFUSALS_SHOWN} more`);
+  const rest = serving === 0 ? 'no endpoint is left to serve' : `the other ${serving} endpoint(s) serve`;
+  return `endpoint(s) not permitted, left out: ${shown.join('; ')}; ${rest}`;
 }

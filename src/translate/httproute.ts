@@ -79,6 +79,7 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
       if (res.ok) {
         // Rules of a route often share a backend; its cluster is listed once.
         if (!out.clusters.includes(res.cluster)) out.clusters.push(res.cluster);
+        if (res.problem) out.refProblem ??= res.problem;
       } else {
         out.refProblem ??= { reason: res.reason, message: res.message };
       }

@@ -12,6 +12,7 @@ import { finishListener, gatewayConditions, listenerConditions, resolveListeners
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import { attachToParent } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
+import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
@@ -19,6 +20,13 @@ import { bySpecificity } from './hostnames.ts';
 export interface TranslateInput {
   controllerName: string;
   addressing: AddressingInput;
+  /**
+   * Which backend endpoints may be used (src/net/endpoint-policy.ts): the
+   * admin address, the host's addresses, whether loopback is allowed. The
+   * gateway's own listeners are added here, from the Gateways translated.
+   * Defaults to STANDALONE_ENDPOINT_DEFAULTS, without an admin address.
+   */
+  endpoints?: EndpointPolicyOptions;
   /** Features to advertise; defaults to everything Gatehouse supports. */
   features?: readonly string[];
   /** Reuse of earlier work between calls; the output is the same with or without it. */
@@ -114,7 +122,8 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   // 3. Routes: attach each parentRef, translate the rules once.
   const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
   const memo = input.memo;
-  const backendIndex = backendIndexFor(snap, memo);
+  const endpointPolicy = compileEndpointPolicy(input.endpoints ?? STANDALONE_ENDPOINT_DEFAULTS, ownSockets(gateways));
+  const backendIndex = backendIndexFor(snap, endpointPolicy, memo);
   const hosts = new Map<ResolvedListener, Map<string, HostRoutes>>();
   // Every host that one route alone serves (the usual case) holds that
   // route's one list; a second route on a host gets the host a list of its own.
@@ -183,19 +192,32 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
 
 /**
  * The backend index for this snapshot. With a memo it is kept while the
- * Services, EndpointSlices and ReferenceGrants are the same instances, so
- * routes translated now get the very cluster objects the memoized ones
+ * Services, EndpointSlices and ReferenceGrants are the same instances and
+ * the endpoint policy is the same (it changes when a listener port does),
+ * so routes translated now get the very cluster objects the memoized ones
  * hold; when any of them changes, the memoized routes are dropped with it.
  */
-function backendIndexFor(snap: Snapshot, memo: TranslateMemo | undefined): BackendIndex {
-  if (!memo) return indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
+function backendIndexFor(snap: Snapshot, policy: EndpointPolicy, memo: TranslateMemo | undefined): BackendIndex {
+  if (!memo) return indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants, policy);
   const backendObjects = [...snap.services, ...snap.endpointSlices, ...snap.referenceGrants];
-  if (memo.backendIndex === null || !sameElements(backendObjects, memo.backendObjects)) {
+  if (memo.backendIndex === null || memo.backendIndex.policy.key !== policy.key || !sameElements(backendObjects, memo.backendObjects)) {
     memo.routes = new WeakMap();
     memo.backendObjects = backendObjects;
-    memo.backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants);
+    memo.backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants, policy);
   }
   return memo.backendIndex;
+}
+
+/** The sockets of the listeners that will be served (the IR's), with every address their Gateway reports. */
+function ownSockets(gateways: Map<string, ResolvedGateway>): OwnSocket[] {
+  const out: OwnSocket[] = [];
+  for (const g of gateways.values()) {
+    for (const l of g.listeners) {
+      if (!l.serving) continue;
+      for (const address of [g.addressing.bind!, ...g.addressing.reported]) out.push({ address, port: l.spec.port, name: l.name });
+    }
+  }
+  return out;
 }
 
 function claimPort(l: ResolvedListener, address: string, gateway: string, claims: Map<number, { address: string; gateway: string }[]>): void {

@@ -7,14 +7,15 @@ import path from 'node:path';
 import YAML from 'yaml';
 import type { KubeObject } from '../../src/api/types.ts';
 import { buildSnapshot } from '../../src/api/build-snapshot.ts';
-import { translate } from '../../src/translate/index.ts';
+import { translate, type TranslateResult } from '../../src/translate/index.ts';
 import { parsePool } from '../../src/translate/addresses.ts';
+import type { EndpointPolicyOptions } from '../../src/net/endpoint-policy.ts';
 import type { IR, RouteEntry } from '../../src/ir/types.ts';
 
 const DIR = path.join(import.meta.dirname, 'cases');
 const BASE: KubeObject[] = YAML.parseAllDocuments(fs.readFileSync(path.join(DIR, 'base.yaml'), 'utf8')).map((d) => d.toJSON());
 
-interface ConditionsExpect { [type: string]: string /* "True/Reason" or "False" */ }
+interface ConditionsExpect { [type: string]: string /* "True/Reason", "False", or "False/Reason ~ text in the message" */ }
 interface StatusExpect {
   ref: string; // "Kind namespace/name" or "GatewayClass name"
   conditions?: ConditionsExpect;
@@ -23,10 +24,16 @@ interface StatusExpect {
   parents?: { parentRef: Record<string, unknown>; conditions: ConditionsExpect }[];
   supportedFeatures?: string[];
 }
-interface Case {
+interface Case extends Partial<Step> {
   name: string;
   noBase?: boolean;
   pool?: string | null;
+  /** The endpoint policy; translate's default when absent. */
+  endpoints?: EndpointPolicyOptions;
+  /** Translations in turn, instead of objects and expect. */
+  steps?: Step[];
+}
+interface Step {
   objects: KubeObject[];
   expect: {
     status?: StatusExpect[];
@@ -63,9 +70,11 @@ function checkConditions(where: string, actual: { type: string; status: string; 
   for (const [type, want] of Object.entries(expected)) {
     const c = (actual ?? []).find((x) => x.type === type);
     assert.ok(c, `${where}: no ${type} condition in ${JSON.stringify(actual)}`);
-    const [status, reason] = want.split('/');
+    const [head, text] = want.split(' ~ ');
+    const [status, reason] = head.split('/');
     assert.equal(c.status, status, `${where}: ${type} status (reason ${c.reason})`);
     if (reason) assert.equal(c.reason, reason, `${where}: ${type} reason`);
+    if (text) assert.ok((c as { message?: string }).message?.includes(text), `${where}: ${type} message ${JSON.stringify((c as { message?: string }).message)} should include ${JSON.stringify(text)}`);
     assert.equal(c.observedGeneration, gen, `${where}: ${type} observedGeneration`);
   }
 }
@@ -80,69 +89,81 @@ for (const file of fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !=
   const cases: Case[] = YAML.parse(fs.readFileSync(path.join(DIR, file), 'utf8'));
   for (const c of cases) {
     test(`${file}: ${c.name}`, () => {
-      const objects = prepare([...(c.noBase ? [] : BASE), ...c.objects]);
-      const byRef = new Map(objects.map((o) => [o.kind === 'GatewayClass' ? `GatewayClass ${o.metadata.name}` : `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`, o]));
-      const result = translate(buildSnapshot(objects), {
-        controllerName: 'gatehouse.dev/gateway-controller',
-        addressing: { pool: c.pool === null ? null : parsePool(c.pool ?? '10.9.0.0/24'), hostAddress: '192.0.2.10', previous: {} },
-      });
-      for (const s of c.expect.status ?? []) {
-        const obj = byRef.get(s.ref);
-        assert.ok(obj, `no object ${s.ref} in the case`);
-        const [kind, nsName] = s.ref.split(' ');
-        const [ns, name] = kind === 'GatewayClass' ? ['', nsName] : nsName.split('/');
-        const st = result.statuses.get(`${kind}|${ns}|${name}`) as any;
-        assert.ok(st, `${s.ref}: no status`);
-        const gen = obj.metadata.generation;
-        if (s.conditions) checkConditions(s.ref, st.conditions, s.conditions, gen);
-        if (s.addresses) assert.deepEqual(st.addresses.map((a: { value: string }) => a.value), s.addresses, `${s.ref}: addresses`);
-        if (s.supportedFeatures) for (const f of s.supportedFeatures) assert.ok(st.supportedFeatures.some((x: { name: string }) => x.name === f), `${s.ref}: feature ${f}`);
-        for (const [lname, le] of Object.entries(s.listeners ?? {})) {
-          const ls = st.listeners.find((l: { name: string }) => l.name === lname);
-          assert.ok(ls, `${s.ref}: no listener status ${lname}`);
-          if (le.attachedRoutes !== undefined) assert.equal(ls.attachedRoutes, le.attachedRoutes, `${s.ref} listener ${lname}: attachedRoutes`);
-          if (le.supportedKinds) assert.deepEqual(ls.supportedKinds.map((k: { kind: string }) => k.kind), le.supportedKinds, `${s.ref} listener ${lname}: supportedKinds`);
-          if (le.conditions) checkConditions(`${s.ref} listener ${lname}`, ls.conditions, le.conditions, gen);
+      for (const [i, step] of (c.steps ?? [c as Step]).entries()) {
+        const objects = prepare([...(c.noBase ? [] : BASE), ...step.objects]);
+        const result = translate(buildSnapshot(objects), {
+          controllerName: 'gatehouse.dev/gateway-controller',
+          addressing: { pool: c.pool === null ? null : parsePool(c.pool ?? '10.9.0.0/24'), hostAddress: '192.0.2.10', previous: {} },
+          endpoints: c.endpoints,
+        });
+        try {
+          checkStep(objects, step.expect, result);
+        } catch (e) {
+          if (c.steps) (e as Error).message = `step ${i}: ${(e as Error).message}`;
+          throw e;
         }
-        if (s.parents) {
-          assert.equal(st.parents.length, s.parents.length, `${s.ref}: number of parents in ${JSON.stringify(st.parents)}`);
-          s.parents.forEach((p, i) => {
-            assert.deepEqual(st.parents[i].parentRef, p.parentRef, `${s.ref}: parent ${i} parentRef`);
-            assert.equal(st.parents[i].controllerName, 'gatehouse.dev/gateway-controller');
-            checkConditions(`${s.ref} parent ${i}`, st.parents[i].conditions, p.conditions, gen);
-          });
-        }
-      }
-      const ir = result.ir;
-      assert.deepEqual(JSON.parse(JSON.stringify(ir)), ir, 'IR must survive JSON');
-      if (c.expect.sockets) assert.deepEqual(ir.listeners.map((s) => `${s.protocol} ${s.key}`), c.expect.sockets);
-      if (c.expect.hosts) {
-        const got: Record<string, string[]> = {};
-        for (const s of ir.listeners) for (const gl of s.gatewayListeners) for (const vh of gl.virtualHosts) {
-          got[`${s.key} ${gl.hostname ?? '-'} ${vh.hostname}`] = vh.routes.map((r) => r.name);
-        }
-        assert.deepEqual(got, c.expect.hosts);
-      }
-      for (const [key, want] of Object.entries(c.expect.listenerOrder ?? {})) {
-        const sock = ir.listeners.find((s) => s.key === key);
-        assert.ok(sock, `no socket ${key}`);
-        assert.deepEqual(sock.gatewayListeners.map((g) => g.name), want, `${key}: listener order`);
-      }
-      const all = entries(ir);
-      for (const [name, want] of Object.entries(c.expect.backends ?? {})) {
-        const e = all.get(name);
-        assert.ok(e, `no route entry ${name}; have ${[...all.keys()].join(', ')}`);
-        assert.deepEqual(e.backends.map((b) => `${b.cluster ?? '-'}*${b.weight}`), want, `${name}: backends`);
-      }
-      for (const [name, want] of Object.entries(c.expect.filters ?? {})) {
-        const e = all.get(name);
-        assert.ok(e, `no route entry ${name}`);
-        assert.deepEqual(e.filters, want, `${name}: filters`);
-      }
-      for (const [name, want] of Object.entries(c.expect.clusters ?? {})) {
-        assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
-        assert.deepEqual(ir.clusters[name].endpoints.map((e) => `${e.address}:${e.port}`), want, `${name}: endpoints`);
       }
     });
+  }
+}
+
+function checkStep(objects: KubeObject[], expect: Step['expect'], result: TranslateResult): void {
+  const byRef = new Map(objects.map((o) => [o.kind === 'GatewayClass' ? `GatewayClass ${o.metadata.name}` : `${o.kind} ${o.metadata.namespace}/${o.metadata.name}`, o]));
+  for (const s of expect.status ?? []) {
+    const obj = byRef.get(s.ref);
+    assert.ok(obj, `no object ${s.ref} in the case`);
+    const [kind, nsName] = s.ref.split(' ');
+    const [ns, name] = kind === 'GatewayClass' ? ['', nsName] : nsName.split('/');
+    const st = result.statuses.get(`${kind}|${ns}|${name}`) as any;
+    assert.ok(st, `${s.ref}: no status`);
+    const gen = obj.metadata.generation;
+    if (s.conditions) checkConditions(s.ref, st.conditions, s.conditions, gen);
+    if (s.addresses) assert.deepEqual(st.addresses.map((a: { value: string }) => a.value), s.addresses, `${s.ref}: addresses`);
+    if (s.supportedFeatures) for (const f of s.supportedFeatures) assert.ok(st.supportedFeatures.some((x: { name: string }) => x.name === f), `${s.ref}: feature ${f}`);
+    for (const [lname, le] of Object.entries(s.listeners ?? {})) {
+      const ls = st.listeners.find((l: { name: string }) => l.name === lname);
+      assert.ok(ls, `${s.ref}: no listener status ${lname}`);
+      if (le.attachedRoutes !== undefined) assert.equal(ls.attachedRoutes, le.attachedRoutes, `${s.ref} listener ${lname}: attachedRoutes`);
+      if (le.supportedKinds) assert.deepEqual(ls.supportedKinds.map((k: { kind: string }) => k.kind), le.supportedKinds, `${s.ref} listener ${lname}: supportedKinds`);
+      if (le.conditions) checkConditions(`${s.ref} listener ${lname}`, ls.conditions, le.conditions, gen);
+    }
+    if (s.parents) {
+      assert.equal(st.parents.length, s.parents.length, `${s.ref}: number of parents in ${JSON.stringify(st.parents)}`);
+      s.parents.forEach((p, i) => {
+        assert.deepEqual(st.parents[i].parentRef, p.parentRef, `${s.ref}: parent ${i} parentRef`);
+        assert.equal(st.parents[i].controllerName, 'gatehouse.dev/gateway-controller');
+        checkConditions(`${s.ref} parent ${i}`, st.parents[i].conditions, p.conditions, gen);
+      });
+    }
+  }
+  const ir = result.ir;
+  assert.deepEqual(JSON.parse(JSON.stringify(ir)), ir, 'IR must survive JSON');
+  if (expect.sockets) assert.deepEqual(ir.listeners.map((s) => `${s.protocol} ${s.key}`), expect.sockets);
+  if (expect.hosts) {
+    const got: Record<string, string[]> = {};
+    for (const s of ir.listeners) for (const gl of s.gatewayListeners) for (const vh of gl.virtualHosts) {
+      got[`${s.key} ${gl.hostname ?? '-'} ${vh.hostname}`] = vh.routes.map((r) => r.name);
+    }
+    assert.deepEqual(got, expect.hosts);
+  }
+  for (const [key, want] of Object.entries(expect.listenerOrder ?? {})) {
+    const sock = ir.listeners.find((s) => s.key === key);
+    assert.ok(sock, `no socket ${key}`);
+    assert.deepEqual(sock.gatewayListeners.map((g) => g.name), want, `${key}: listener order`);
+  }
+  const all = entries(ir);
+  for (const [name, want] of Object.entries(expect.backends ?? {})) {
+    const e = all.get(name);
+    assert.ok(e, `no route entry ${name}; have ${[...all.keys()].join(', ')}`);
+    assert.deepEqual(e.backends.map((b) => `${b.cluster ?? '-'}*${b.weight}`), want, `${name}: backends`);
+  }
+  for (const [name, want] of Object.entries(expect.filters ?? {})) {
+    const e = all.get(name);
+    assert.ok(e, `no route entry ${name}`);
+    assert.deepEqual(e.filters, want, `${name}: filters`);
+  }
+  for (const [name, want] of Object.entries(expect.clusters ?? {})) {
+    assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
+    assert.deepEqual(ir.clusters[name].endpoints.map((e) => `${e.address}:${e.port}`), want, `${name}: endpoints`);
   }
 }
