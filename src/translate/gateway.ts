@@ -6,7 +6,7 @@ import { GATEWAY_GROUP } from '../api/types.ts';
 import { nameOf } from '../api/snapshot.ts';
 import type { TLSCertificate } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
-import { resolveCertificateRef } from './certificates.ts';
+import { describeCertificate, resolveCertificateRef, type GoodCertificate, type LastGoodCertificates } from './certificates.ts';
 import type { GatewayAddressing } from './addresses.ts';
 
 /** Route kinds each listener protocol can carry. */
@@ -40,14 +40,24 @@ export interface ResolvedGateway {
   listeners: ResolvedListener[];
 }
 
+/**
+ * The certificates of earlier translations: `previous` is read, and every
+ * Secret that serves now, with good content or its last good, is written
+ * to `current`, which the caller hands to the next translation.
+ */
+export interface CertificateHistory {
+  previous: Readonly<LastGoodCertificates>;
+  current: LastGoodCertificates;
+}
+
 /** The listener checks that need nothing beyond the Gateway itself, its Secrets and the grants. */
-export function resolveListeners(gateway: Gateway, secrets: Map<string, Secret>, grants: ReferenceGrant[]): ResolvedListener[] {
-  const out = gateway.spec.listeners.map((l) => resolveListener(gateway, l, secrets, grants));
+export function resolveListeners(gateway: Gateway, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory): ResolvedListener[] {
+  const out = gateway.spec.listeners.map((l) => resolveListener(gateway, l, secrets, grants, history));
   markConflicts(out);
   return out;
 }
 
-function resolveListener(gateway: Gateway, l: Listener, secrets: Map<string, Secret>, grants: ReferenceGrant[]): ResolvedListener {
+function resolveListener(gateway: Gateway, l: Listener, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory): ResolvedListener {
   const r: ResolvedListener = {
     gateway, spec: l, name: `${nameOf(gateway)}/${l.name}`, hostname: l.hostname ? l.hostname.toLowerCase() : null,
     supportedKinds: [], serving: false, certificates: [], attachedRoutes: 0,
@@ -84,16 +94,31 @@ function resolveListener(gateway: Gateway, l: Listener, secrets: Map<string, Sec
     if (refs.length === 0) {
       r.refsProblem = { reason: 'InvalidCertificateRef', message: 'an HTTPS listener needs at least one tls.certificateRefs entry' };
     }
+    const serve = (c: GoodCertificate) => r.certificates.push({ serverNames: [r.hostname ?? '*'], certChain: c.certChain, privateKey: c.privateKey });
+    let unserved: string | null = null;
     for (const ref of refs) {
       const res = resolveCertificateRef(gateway, ref, secrets, grants);
       if (res.ok) {
-        r.certificates.push({ serverNames: [r.hostname ?? '*'], certChain: res.certChain, privateKey: res.privateKey });
-      } else if (!r.refsProblem || r.refsProblem.reason === 'InvalidRouteKinds') {
-        r.refsProblem = { reason: res.reason, message: res.message };
+        serve(res.certificate);
+        history.current[res.secret] = res.certificate;
+        continue;
       }
+      let problem = { reason: res.reason, message: res.message };
+      const secret = res.badContentOf;
+      const kept = secret !== undefined && Object.hasOwn(history.previous, secret) ? history.previous[secret] : undefined;
+      if (kept) {
+        serve(kept);
+        history.current[secret!] = kept;
+        problem = { reason: res.reason, message: `${res.message}; the last good certificate (${describeCertificate(kept)}) keeps serving` };
+      } else if (secret !== undefined) {
+        unserved ??= `no valid certificate has been seen for Secret ${secret}: ${res.message}`;
+      } else {
+        unserved ??= `no valid certificate to serve: ${res.message}`;
+      }
+      if (!r.refsProblem || r.refsProblem.reason === 'InvalidRouteKinds') r.refsProblem = problem;
     }
     if (r.certificates.length === 0) {
-      r.programmedProblem = { reason: 'Invalid', message: 'no valid certificate to serve' };
+      r.programmedProblem = { reason: 'Invalid', message: unserved ?? 'no valid certificate to serve' };
     }
   }
   return r;

@@ -10,6 +10,7 @@ import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, SUPPORTED_FEATURES } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
 import { assignAddresses, type AddressingInput } from './addresses.ts';
+import type { LastGoodCertificates } from './certificates.ts';
 import { attachToParent } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
@@ -29,6 +30,11 @@ export interface TranslateInput {
   endpoints?: EndpointPolicyOptions;
   /** Features to advertise; defaults to everything Gatehouse supports. */
   features?: readonly string[];
+  /**
+   * The `lastGoodCertificates` of the previous call: a Secret whose content
+   * went bad keeps serving what it held before (translate/certificates.ts).
+   */
+  lastGoodCertificates?: Readonly<LastGoodCertificates>;
   /** Reuse of earlier work between calls; the output is the same with or without it. */
   memo?: TranslateMemo;
 }
@@ -67,6 +73,12 @@ export interface TranslateResult {
   statuses: Map<string, unknown>;
   /** Gateway key -> automatically assigned address, to keep them sticky. */
   assignedAddresses: Record<string, string>;
+  /**
+   * Secret `namespace/name` -> the certificate it serves (its content, or
+   * its last good one while its content is bad): pass it to the next call.
+   * It holds private keys: keep it in memory, never show it.
+   */
+  lastGoodCertificates: LastGoodCertificates;
 }
 
 export function statusKey(o: KubeObject): string {
@@ -95,6 +107,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const gateways = new Map<string, ResolvedGateway>();
   const portClaims = new Map<number, { address: string; gateway: string }[]>();
   const assignedAddresses: Record<string, string> = {};
+  const certificates = { previous: input.lastGoodCertificates ?? {}, current: {} as LastGoodCertificates };
   for (const gw of ourGateways) {
     const key = nameOf(gw);
     if (!acceptedClasses.has(gw.spec.gatewayClassName)) {
@@ -103,7 +116,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     }
     const a = addressing.get(key)!;
     if (a.bind && !(gw.spec.addresses ?? []).some((x) => x.value === a.bind)) assignedAddresses[key] = a.bind;
-    const listeners = resolveListeners(gw, secrets, snap.referenceGrants);
+    const listeners = resolveListeners(gw, secrets, snap.referenceGrants, certificates);
     const infraRef = gw.spec.infrastructure?.parametersRef;
     const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners };
     gateways.set(key, resolved);
@@ -187,7 +200,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   // 4. Gateway status, now that attachedRoutes are counted.
   for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g));
 
-  return { ir: buildIR(gateways, hosts, clusters, memo), statuses, assignedAddresses };
+  return { ir: buildIR(gateways, hosts, clusters, memo), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
 }
 
 /**

@@ -2,6 +2,7 @@
 // cases, objects in, expected status and IR out. See cases/README.md.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -30,7 +31,7 @@ interface Case extends Partial<Step> {
   pool?: string | null;
   /** The endpoint policy; translate's default when absent. */
   endpoints?: EndpointPolicyOptions;
-  /** Translations in turn, instead of objects and expect. */
+  /** Translations in turn, each given the last good certificates of the one before; instead of objects and expect. */
   steps?: Step[];
 }
 interface Step {
@@ -49,6 +50,8 @@ interface Step {
     listenerOrder?: Record<string, string[]>;
     /** entry name -> its filters as IR JSON. */
     filters?: Record<string, unknown[]>;
+    /** socket key -> the subject CN of each certificate it serves, in order. */
+    certificates?: Record<string, string[]>;
   };
 }
 
@@ -89,12 +92,14 @@ for (const file of fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !=
   const cases: Case[] = YAML.parse(fs.readFileSync(path.join(DIR, file), 'utf8'));
   for (const c of cases) {
     test(`${file}: ${c.name}`, () => {
+      let previous: TranslateResult | undefined;
       for (const [i, step] of (c.steps ?? [c as Step]).entries()) {
         const objects = prepare([...(c.noBase ? [] : BASE), ...step.objects]);
         const result = translate(buildSnapshot(objects), {
           controllerName: 'gatehouse.dev/gateway-controller',
           addressing: { pool: c.pool === null ? null : parsePool(c.pool ?? '10.9.0.0/24'), hostAddress: '192.0.2.10', previous: {} },
           endpoints: c.endpoints,
+          lastGoodCertificates: previous?.lastGoodCertificates,
         });
         try {
           checkStep(objects, step.expect, result);
@@ -102,6 +107,7 @@ for (const file of fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !=
           if (c.steps) (e as Error).message = `step ${i}: ${(e as Error).message}`;
           throw e;
         }
+        previous = result;
       }
     });
   }
@@ -165,5 +171,11 @@ function checkStep(objects: KubeObject[], expect: Step['expect'], result: Transl
   for (const [name, want] of Object.entries(expect.clusters ?? {})) {
     assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
     assert.deepEqual(ir.clusters[name].endpoints.map((e) => `${e.address}:${e.port}`), want, `${name}: endpoints`);
+  }
+  for (const [key, want] of Object.entries(expect.certificates ?? {})) {
+    const sock = ir.listeners.find((s) => s.key === key);
+    assert.ok(sock?.tls, `no HTTPS socket ${key}`);
+    const cns = sock.tls.certificates.map((t) => /CN=([^\n]*)/.exec(new X509Certificate(t.certChain).subject)?.[1] ?? '');
+    assert.deepEqual(cns, want, `${key}: certificates`);
   }
 }
