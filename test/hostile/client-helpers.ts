@@ -6,8 +6,22 @@
 import http from 'node:http';
 import net from 'node:net';
 import type { TestContext } from 'node:test';
+import tls from 'node:tls';
 import type { RequestLimits } from '../../src/dataplane/limits.ts';
-import { backend, cluster, freePort, match, route, simpleIR, startDataPlane } from '../dataplane/helpers.ts';
+import {
+  backend,
+  cluster,
+  freePort,
+  gatewayListener,
+  ir,
+  listener,
+  match,
+  route,
+  selfSigned,
+  simpleIR,
+  startDataPlane,
+  vhost,
+} from '../dataplane/helpers.ts';
 
 export interface SeenRequest {
   readonly method: string;
@@ -97,8 +111,12 @@ export interface Fixture {
   readonly logs: { level: string; msg: string; fields: Record<string, unknown> }[];
 }
 
-/** A data plane on a free port with `limits`, every path routed to a recording backend. */
-export async function startFixture(t: TestContext, limits: Partial<RequestLimits>): Promise<Fixture> {
+/**
+ * A data plane on a free port with `limits`, every path routed to a
+ * recording backend; HTTPS (a self-signed certificate for any name) when
+ * `secure`.
+ */
+export async function startFixture(t: TestContext, limits: Partial<RequestLimits>, secure = false): Promise<Fixture> {
   const recording = await startRecordingBackend(t);
   const port = await freePort();
   const logs: Fixture['logs'] = [];
@@ -106,7 +124,15 @@ export async function startFixture(t: TestContext, limits: Partial<RequestLimits
     log: (level, msg, fields) => logs.push({ level, msg, fields: fields ?? {} }),
     limits,
   });
-  await dp.apply(simpleIR(port, [route('all', match('/'), [backend('b')])], [cluster('b', recording)]));
+  const routes = [route('all', match('/'), [backend('b')])];
+  const clusters = [cluster('b', recording)];
+  if (secure) {
+    const { cert, key } = selfSigned('example.com');
+    const certificates = [{ serverNames: ['*'], certChain: cert, privateKey: key }];
+    await dp.apply(ir([listener(port, [gatewayListener('ns/gw/https', null, [vhost('*', routes)])], certificates)], clusters));
+  } else {
+    await dp.apply(simpleIR(port, routes, clusters));
+  }
   return { port, backend: recording, logs };
 }
 
@@ -118,10 +144,12 @@ export interface RawClient {
   closed(ms: number): Promise<void>;
 }
 
-export async function connectRaw(port: number, options: { read?: boolean } = {}): Promise<RawClient> {
-  const socket = net.connect(port, '127.0.0.1');
+export async function connectRaw(port: number, options: { read?: boolean; secure?: boolean } = {}): Promise<RawClient> {
+  const socket = options.secure
+    ? tls.connect({ host: '127.0.0.1', port, servername: 'example.com', rejectUnauthorized: false })
+    : net.connect(port, '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
+    socket.once(options.secure ? 'secureConnect' : 'connect', resolve);
     socket.once('error', reject);
   });
   let text = '';

@@ -7,8 +7,14 @@
 // error later in the same bytes (a malformed chunk size) refuses it with
 // 400 before any backend sees it. Requests pipelined behind it wait with
 // their heads parsed, and the socket stops reading until they are served.
-// The deadlines (head, whole request, idle keep-alive) are checked by the
-// listener's sweep, not by a timer per request.
+//
+// The deadlines are checked by the listener's sweep, not by a timer per
+// request: the head, the whole request, the pause between two reads of a
+// body (nginx's client_body_timeout), a response the client does not read
+// (nginx's send_timeout), and the idle keep-alive. Progress is sampled
+// from the socket's own byte counters at each sweep, so the hot path pays
+// nothing for them; a deadline fires between its limit and one sweep
+// interval later.
 
 import type net from 'node:net';
 import { STATUS_CODES } from './status-text.ts';
@@ -88,6 +94,16 @@ export class ClientConnection implements DownstreamChannel {
   #ending = false;
   /** The parser failed: nothing more is read. */
   #parseFailed = false;
+  /** socket.bytesRead at the last sweep, and when the sweep last saw it grow (ms). */
+  #readSeen = 0;
+  #readProgressAt: number;
+  /**
+   * Bytes the socket has finished writing at the last sweep, and since when
+   * (ms) its write buffer has held bytes without any of them going out; 0
+   * while the buffer is empty.
+   */
+  #flushedSeen = 0;
+  #writeStalledSince = 0;
   /** The handle the parser reads from directly, when it could take it. */
   readonly #handle: StreamHandle | null;
   /** llhttp stopped after an Upgrade (or CONNECT) head: the rest of that read is still to parse. */
@@ -99,6 +115,7 @@ export class ClientConnection implements DownstreamChannel {
     this.#spec = spec;
     this.#remoteAddress = socket.remoteAddress;
     this.#idleSince = now;
+    this.#readProgressAt = now;
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.REQUEST, {}, spec.limits.maxHeaderBytes, 0);
     parser[HTTPParser.kOnMessageBegin] = this.#onMessageBegin;
@@ -132,14 +149,33 @@ export class ClientConnection implements DownstreamChannel {
   checkDeadlines(now: number): void {
     if (this.closed) return;
     const limits = this.#spec.limits;
+    const bytesRead = this.socket.bytesRead;
+    if (bytesRead !== this.#readSeen) {
+      this.#readSeen = bytesRead;
+      this.#readProgressAt = now;
+    }
+    if (this.#writeStalled(now, limits.responseWriteTimeoutMs)) {
+      // The client stopped reading: what is queued for it (bounded by the
+      // proxy's backpressure) and its backend exchange are let go.
+      this.#cut('response write timeout');
+      return;
+    }
     if (this.#headStartedAt !== 0 && now - this.#headStartedAt > limits.headersTimeoutMs) {
       this.#refuse(408, 'request head timeout');
       return;
     }
     const receiving = this.#receiving;
-    if (receiving !== null && limits.requestTimeoutMs > 0 && now - receiving.startedAt > limits.requestTimeoutMs) {
-      this.#refuse(408, 'request body timeout');
-      return;
+    if (receiving !== null) {
+      if (limits.requestTimeoutMs > 0 && now - receiving.startedAt > limits.requestTimeoutMs) {
+        this.#refuseOrCut('request timeout');
+        return;
+      }
+      // Only while we read: a body paused because its backend is slow to
+      // take it, or behind a pipelined request, is not the client's pause.
+      if (!this.#pausedForBody && !this.#pausedForQueue && now - this.#readProgressAt > limits.requestBodyIdleTimeoutMs) {
+        this.#refuseOrCut('request body idle timeout');
+        return;
+      }
     }
     if (this.idle && now - this.#idleSince > (this.#fresh ? limits.headersTimeoutMs : limits.keepAliveTimeoutMs)) this.destroy();
   }
@@ -197,6 +233,8 @@ export class ClientConnection implements DownstreamChannel {
     if (reason === 'body') this.#pausedForBody = false;
     else this.#pausedForQueue = false;
     if (!wasPaused || this.#pausedForBody || this.#pausedForQueue || this.closed) return;
+    // The body idle clock restarts: the pause was ours.
+    this.#readProgressAt = Date.now();
     if (this.#handle !== null) this.#handle.readStart();
     else this.socket.resume();
   }
@@ -382,6 +420,47 @@ export class ClientConnection implements DownstreamChannel {
       this.#spec.log('error', 'request handling failed', { listener: this.#spec.key, error: String(err) });
       this.destroy();
     }
+  }
+
+  /**
+   * Since when the socket's write buffer has held bytes none of which went
+   * out, checked against `limitMs`. Progress is a write completing
+   * (bytesWritten counts bytes handed to the socket, writableLength those
+   * not yet written), so a client that reads anything at all within the
+   * limit keeps its connection, as with nginx's send_timeout.
+   */
+  #writeStalled(now: number, limitMs: number): boolean {
+    const socket = this.socket;
+    const pending = socket.writableLength;
+    if (pending === 0) {
+      this.#writeStalledSince = 0;
+      return false;
+    }
+    const flushed = socket.bytesWritten - pending;
+    if (this.#writeStalledSince === 0 || flushed !== this.#flushedSeen) {
+      this.#flushedSeen = flushed;
+      this.#writeStalledSince = now;
+      return false;
+    }
+    return now - this.#writeStalledSince > limitMs;
+  }
+
+  /** A deadline passed: 408 if nothing was answered yet, else the connection is cut. */
+  #refuseOrCut(reason: string): void {
+    const current = this.#current;
+    if (current !== null && current !== this.#undispatched && current.response.headersSent) this.#cut(reason);
+    else this.#refuse(408, reason);
+  }
+
+  /** Cuts the connection: an answer is already on the wire, or the client does not read. */
+  #cut(reason: string): void {
+    this.#spec.log('info', 'client connection cut', {
+      listener: this.#spec.key,
+      reason,
+      remote: this.#remoteAddress,
+      unsentBytes: this.socket.writableLength,
+    });
+    this.destroy();
   }
 
   /** The current request is answered and received in full: on to the next. */

@@ -1,9 +1,10 @@
 // The listening side of an HTTP/1.1 listener, plain or TLS, set up for
-// hostile clients: every accepted socket becomes a ClientConnection with
-// bounded head size, and one sweep per listener enforces the head, request
-// and keep-alive deadlines of all its connections (a timer per request
-// would cost more than the requests). TLS handshakes have their own
-// timeout, and a failed one is logged and closed.
+// hostile clients: at most maxClientConnections at once (node closes any
+// beyond at accept), every accepted socket becomes a ClientConnection with
+// bounded head size, and one sweep per listener enforces the head, request,
+// body idle, response write and keep-alive deadlines of all its
+// connections (a timer per request would cost more than the requests). TLS
+// handshakes have their own timeout, and a failed one is logged and closed.
 
 import net from 'node:net';
 import tls from 'node:tls';
@@ -21,15 +22,23 @@ export interface HttpsServerSpec extends ServerSpec {
   readonly defaultCertificate: { cert: string; key: string };
 }
 
-/** How often deadlines are checked: often enough that no client overstays by much. */
+/**
+ * How often deadlines are checked: often enough that no client overstays
+ * a limit by more than a quarter of it (and never by more than a second).
+ */
 function sweepInterval(limits: RequestLimits): number {
   const shortest = Math.min(
     limits.headersTimeoutMs,
     limits.requestTimeoutMs || Infinity,
-    limits.keepAliveTimeoutMs || Infinity,
+    limits.requestBodyIdleTimeoutMs,
+    limits.responseWriteTimeoutMs,
+    limits.keepAliveTimeoutMs,
   );
   return Math.max(50, Math.min(1_000, Math.floor(shortest / 4)));
 }
+
+/** At most one "connection limit reached" line per listener this often; the count in between is summed. */
+const DROP_LOG_INTERVAL_MS = 10_000;
 
 const SOCKET_OPTIONS = {
   noDelay: true,
@@ -43,10 +52,16 @@ export class ClientServer {
   readonly #connections = new Set<ClientConnection>();
   readonly #spec: ServerSpec;
   #sweep: NodeJS.Timeout | null = null;
+  /** Connections closed at accept since the last log line, and when that line was written (ms). */
+  #dropped = 0;
+  #droppedLoggedAt = 0;
 
   constructor(server: net.Server, spec: ServerSpec, secure: boolean) {
     this.server = server;
     this.#spec = spec;
+    // Counted by node on the raw sockets, TLS handshakes in progress included.
+    server.maxConnections = spec.limits.maxClientConnections;
+    server.on('drop', this.#onDrop);
     server.on(secure ? 'secureConnection' : 'connection', this.#accept);
     server.on('listening', () => {
       this.#sweep ??= setInterval(this.#checkDeadlines, sweepInterval(spec.limits));
@@ -78,8 +93,27 @@ export class ClientServer {
     socket.once('close', () => this.#connections.delete(conn));
   };
 
+  /** Node closed a connection at accept: the listener holds maxClientConnections. */
+  readonly #onDrop = (): void => {
+    this.#dropped++;
+    this.#logDrops(Date.now());
+  };
+
+  /** Logs the connections closed at accept, unless a line went out less than DROP_LOG_INTERVAL_MS ago (the sweep retries). */
+  #logDrops(now: number): void {
+    if (this.#dropped === 0 || now - this.#droppedLoggedAt < DROP_LOG_INTERVAL_MS) return;
+    this.#spec.log('warn', 'client connection limit reached: new connections closed', {
+      listener: this.#spec.key,
+      limit: this.#spec.limits.maxClientConnections,
+      closed: this.#dropped,
+    });
+    this.#dropped = 0;
+    this.#droppedLoggedAt = now;
+  }
+
   readonly #checkDeadlines = (): void => {
     const now = Date.now();
+    this.#logDrops(now);
     for (const conn of this.#connections) conn.checkDeadlines(now);
   };
 }
