@@ -12,10 +12,15 @@
 //     to it reaches the gateway's own host, and no real backend has it.
 //  2. The gateway itself is always refused, whatever the options: an
 //     endpoint whose port is the admin port or the port of one of the
-//     gateway's listeners, and whose address is one the gateway answers on
-//     (loopback, the host's own interface addresses given as
-//     `localAddresses`, the admin address, a listener's bound or reported
-//     address). Proxying to itself would expose the admin API to any route
+//     gateway's listeners, on an address where that socket answers. A
+//     socket bound to all interfaces (0.0.0.0, ::) answers on every
+//     loopback address, on the host's interface addresses (given as
+//     `localAddresses`), on every address another socket of the gateway
+//     is bound to, and on the address its Gateway reports; a socket
+//     bound to one address answers there only, so a backend on another
+//     loopback address with the same port (the conformance runner's
+//     127.21.x.y:8443 next to a Gateway on 127.20.x.y:8443) is not the
+//     gateway. Proxying to itself would expose the admin API to any route
 //     author, or loop requests until the connection limits are hit.
 //  3. Link-local (169.254.0.0/16, fe80::/10) is refused unless
 //     `allowLinkLocal` (default false): cloud metadata services answer
@@ -24,7 +29,7 @@
 //     is no single default: the caller chooses per mode, and the presets
 //     below say what each mode uses. Standalone allows it (one host runs
 //     its own services, and the conformance runner's backends listen on
-//     127.0.0.1); Kubernetes refuses it, since an EndpointSlice there is
+//     127.21.x.y); Kubernetes refuses it, since an EndpointSlice there is
 //     written by a tenant and loopback is the gateway pod's own.
 // Kubernetes' own validation refuses loopback and link-local endpoint
 // addresses in EndpointSlices for the same reasons; this holds wherever
@@ -46,7 +51,7 @@ export interface EndpointPolicyOptions {
   allowLinkLocal?: boolean;
   /** Addresses of the host's interfaces: where a listener bound to all interfaces answers. Default none. */
   localAddresses?: readonly string[];
-  /** The admin API's address and port: never a backend. Default none. */
+  /** The admin API's bound address (0.0.0.0 or :: for all interfaces) and port: never a backend. Default none. */
   admin?: { address: string; port: number } | null;
 }
 
@@ -57,19 +62,30 @@ export const KUBERNETES_ENDPOINT_DEFAULTS: EndpointPolicyOptions = Object.freeze
 
 /** A socket the gateway listens on. */
 export interface OwnSocket {
+  /** The bound address; 0.0.0.0 or :: for all interfaces. */
   address: string;
   port: number;
   /** What listens there, for messages (`namespace/gateway/listener`). */
   name?: string;
 }
 
+/** Where the gateway answers on one port. */
+interface OwnPort {
+  /** What listens there, for messages. */
+  use: string;
+  /** Some socket on the port is bound to all interfaces. */
+  everyLocalAddress: boolean;
+  /** Canonical addresses sockets on the port are bound to. */
+  addresses: Set<string>;
+}
+
 export interface EndpointPolicy {
   readonly allowLoopback: boolean;
   readonly allowLinkLocal: boolean;
-  /** Canonical addresses the gateway answers on, besides loopback. */
-  readonly ownAddresses: ReadonlySet<string>;
-  /** The gateway's ports, each with what listens on it. */
-  readonly ownPorts: ReadonlyMap<number, string>;
+  /** Canonical addresses of the host's interfaces: where an all-interfaces socket answers besides loopback. */
+  readonly localAddresses: ReadonlySet<string>;
+  /** The gateway's ports and where it answers on each. */
+  readonly ownPorts: ReadonlyMap<number, Readonly<OwnPort>>;
   /** Equal for two policies that judge every endpoint the same: what memos compare. */
   readonly key: string;
 }
@@ -82,26 +98,37 @@ export interface EndpointRefusal {
   why: string;
 }
 
+/**
+ * The policy for `options` and the sockets the gateway listens on (the
+ * IR's listeners; translate adds each Gateway's reported addresses too).
+ */
 export function compileEndpointPolicy(options: EndpointPolicyOptions, listeners: readonly OwnSocket[]): EndpointPolicy {
-  const ownAddresses = new Set<string>();
-  const ownPorts = new Map<number, string>();
-  const own = (address: string) => {
+  const localAddresses = new Set<string>();
+  for (const a of options.localAddresses ?? []) {
+    const ip = parseAddress(a);
+    if (ip !== null) localAddresses.add(ip.canonical);
+  }
+  const ownPorts = new Map<number, OwnPort>();
+  const own = (address: string, port: number, use: string) => {
+    let p = ownPorts.get(port);
+    if (p === undefined) ownPorts.set(port, p = { use, everyLocalAddress: false, addresses: new Set() });
     const ip = parseAddress(address);
-    if (ip !== null) ownAddresses.add(ip.canonical);
+    // A name (`localhost`) may be bound to any local address: count it as all of them.
+    if (ip === null || ip.scope === 'unspecified') p.everyLocalAddress = true;
+    else {
+      p.addresses.add(ip.canonical);
+      // Only a local address can be bound: sockets on all interfaces answer there too.
+      localAddresses.add(ip.canonical);
+    }
   };
-  for (const a of options.localAddresses ?? []) own(a);
-  if (options.admin) {
-    own(options.admin.address);
-    ownPorts.set(options.admin.port, 'the admin API port');
-  }
-  for (const l of listeners) {
-    own(l.address);
-    if (!ownPorts.has(l.port)) ownPorts.set(l.port, l.name ? `the port of listener ${l.name}` : 'a listener port');
-  }
+  if (options.admin) own(options.admin.address, options.admin.port, 'the admin API port');
+  for (const l of listeners) own(l.address, l.port, l.name ? `the port of listener ${l.name}` : 'a listener port');
   const allowLoopback = options.allowLoopback;
   const allowLinkLocal = options.allowLinkLocal ?? false;
-  const key = [allowLoopback, allowLinkLocal, [...ownAddresses].sort().join(','), [...ownPorts.keys()].sort((a, b) => a - b).join(',')].join('|');
-  return { allowLoopback, allowLinkLocal, ownAddresses, ownPorts, key };
+  const ports = [...ownPorts.entries()].sort(([a], [b]) => a - b)
+    .map(([port, p]) => `${port}=${p.everyLocalAddress ? '*' : ''}${[...p.addresses].sort().join('+')}`);
+  const key = [allowLoopback, allowLinkLocal, [...localAddresses].sort().join(','), ports.join(',')].join('|');
+  return { allowLoopback, allowLinkLocal, localAddresses, ownPorts, key };
 }
 
 /**
@@ -125,7 +152,9 @@ export function checkEndpoint(policy: EndpointPolicy, address: string, port: num
 export function checkHostname(policy: EndpointPolicy, hostname: string, port: number): EndpointRefusal | null {
   if (net.isIP(hostname) !== 0) return checkEndpoint(policy, hostname, port);
   const name = hostname.toLowerCase().replace(/\.$/, '');
-  if (name === 'localhost' || name.endsWith('.localhost')) return checkParsed(policy, LOOPBACK, hostname, port);
+  if (name === 'localhost' || name.endsWith('.localhost')) {
+    return checkParsed(policy, LOOPBACK_V4, hostname, port) ?? checkParsed(policy, LOOPBACK_V6, hostname, port);
+  }
   return null;
 }
 
@@ -133,9 +162,9 @@ function checkParsed(policy: EndpointPolicy, ip: ParsedAddress, shown: string, p
   if (ip.scope === 'unspecified') {
     return { kind: 'unspecified', why: `${shown} is the unspecified address, which reaches the gateway's own host` };
   }
-  const portUse = policy.ownPorts.get(port);
-  if (portUse !== undefined && (ip.scope === 'loopback' || policy.ownAddresses.has(ip.canonical))) {
-    return { kind: 'self', why: `${shown}:${port} is the gateway itself (${port} is ${portUse}, on an address the gateway answers on)` };
+  const own = policy.ownPorts.get(port);
+  if (own !== undefined && answersOn(policy, own, ip)) {
+    return { kind: 'self', why: `${shown}:${port} is the gateway itself (${port} is ${own.use}, on an address the gateway answers on)` };
   }
   if (ip.scope === 'linkLocal' && !policy.allowLinkLocal) {
     return { kind: 'linkLocal', why: `${shown} is link-local (169.254.0.0/16, fe80::/10), where cloud metadata services answer; link-local endpoints are not allowed` };
@@ -144,6 +173,11 @@ function checkParsed(policy: EndpointPolicy, ip: ParsedAddress, shown: string, p
     return { kind: 'loopback', why: `${shown} is a loopback address, the gateway's own host; loopback endpoints are not allowed in this mode` };
   }
   return null;
+}
+
+function answersOn(policy: EndpointPolicy, own: Readonly<OwnPort>, ip: ParsedAddress): boolean {
+  if (own.addresses.has(ip.canonical)) return true;
+  return own.everyLocalAddress && (ip.scope === 'loopback' || policy.localAddresses.has(ip.canonical));
 }
 
 // ------------------------------------------------------------ addresses
@@ -156,7 +190,9 @@ interface ParsedAddress {
   scope: Scope;
 }
 
-const LOOPBACK: ParsedAddress = { canonical: '127.0.0.1', scope: 'loopback' };
+/** What `localhost` resolves to. */
+const LOOPBACK_V4: ParsedAddress = { canonical: '127.0.0.1', scope: 'loopback' };
+const LOOPBACK_V6: ParsedAddress = { canonical: '0:0:0:0:0:0:0:1', scope: 'loopback' };
 
 /** The address, or null when node:net does not take it as an IP literal. */
 export function parseAddress(address: string): ParsedAddress | null {

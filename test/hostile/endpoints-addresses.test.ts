@@ -12,22 +12,30 @@ const KUBERNETES: EndpointPolicyOptions = { ...STANDALONE, allowLoopback: false 
 
 // [address, port, verdict in standalone, verdict in kubernetes]; null: allowed.
 const TABLE: [string, number, RefusalKind | null, RefusalKind | null][] = [
-  // The admin API and the listeners, on every address the gateway answers on.
+  // The admin API (bound to 127.0.0.1) in every spelling.
   ['127.0.0.1', 9901, 'self', 'self'],
-  ['127.255.255.254', 9901, 'self', 'self'],
-  ['::1', 9901, 'self', 'self'],
-  ['0:0:0:0:0:0:0:1', 8080, 'self', 'self'],
   ['::ffff:127.0.0.1', 9901, 'self', 'self'],
   ['::FFFF:7f00:1', 9901, 'self', 'self'],
-  ['0:0:0:0:0:ffff:127.0.0.1', 8443, 'self', 'self'],
+  ['0:0:0:0:0:ffff:127.0.0.1', 9901, 'self', 'self'],
   ['::127.0.0.1', 9901, 'self', 'self'],
+  // A listener on all interfaces: every loopback and local address, and those the gateway binds elsewhere.
+  ['127.0.0.1', 8080, 'self', 'self'],
+  ['127.255.255.254', 8080, 'self', 'self'],
+  ['0:0:0:0:0:0:0:1', 8080, 'self', 'self'],
   ['192.0.2.10', 8080, 'self', 'self'],
   ['::ffff:192.0.2.10', 8080, 'self', 'self'],
   ['64:ff9b::c000:20a', 8080, 'self', 'self'],
-  ['2001:db8:0:0::10', 8443, 'self', 'self'],
-  ['10.9.0.1', 8443, 'self', 'self'],
+  ['2001:db8:0:0::10', 8080, 'self', 'self'],
   ['10.9.0.1', 8080, 'self', 'self'],
-  // Those ports elsewhere are someone else's.
+  // A listener bound to one address: that address only.
+  ['10.9.0.1', 8443, 'self', 'self'],
+  ['::ffff:10.9.0.1', 8443, 'self', 'self'],
+  ['192.0.2.10', 8443, null, null],
+  ['127.0.0.1', 8443, null, 'loopback'],
+  // The admin port elsewhere on loopback is someone else's: nothing of the gateway answers there.
+  ['127.0.0.2', 9901, null, 'loopback'],
+  ['::1', 9901, null, 'loopback'],
+  // Those ports on other hosts are someone else's.
   ['10.1.0.1', 9901, null, null],
   ['192.0.2.11', 8080, null, null],
   // The unspecified address reaches the host itself.
@@ -84,6 +92,9 @@ test('hostnames: localhost is loopback; IP literals are judged; other names wait
   assert.equal(checkHostname(k, 'localhost', 80)?.kind, 'loopback');
   assert.equal(checkHostname(k, 'api.LOCALHOST.', 80)?.kind, 'loopback');
   assert.equal(checkHostname(s, 'localhost', 9901)?.kind, 'self');
+  // localhost may resolve to ::1: a socket there counts.
+  const v6 = compileEndpointPolicy({ allowLoopback: true }, [{ address: '::1', port: 7000 }]);
+  assert.equal(checkHostname(v6, 'localhost', 7000)?.kind, 'self');
   assert.equal(checkHostname(s, 'localhost', 80), null);
   assert.equal(checkHostname(s, '169.254.169.254', 80)?.kind, 'linkLocal');
   assert.equal(checkHostname(k, 'metadata.google.internal', 80), null);
@@ -97,4 +108,6 @@ test('the policy key changes exactly when a verdict can', { timeout: 5_000 }, ()
   assert.notEqual(key(STANDALONE), key({ ...STANDALONE, allowLinkLocal: true }));
   assert.notEqual(key(STANDALONE), key(STANDALONE, [...LISTENERS, { address: '0.0.0.0', port: 9000 }]));
   assert.notEqual(key(STANDALONE), key({ ...STANDALONE, admin: { address: '127.0.0.1', port: 9902 } }));
+  assert.notEqual(key(STANDALONE), key({ ...STANDALONE, admin: { address: '0.0.0.0', port: 9901 } }));
+  assert.notEqual(key(STANDALONE), key(STANDALONE, [LISTENERS[0], { ...LISTENERS[1], address: '10.9.0.2' }]));
 });

@@ -108,12 +108,12 @@ test('with a memo, a host whose routes did not change keeps its VirtualHost obje
   assert.deepEqual(second.ir, translate(buildSnapshot([...base, GW, a, route('b', 'api', 8080)]), input()).ir);
 });
 
-test('with a memo, a new listener port refuses an unchanged loopback endpoint on that port', () => {
+test('with a memo, a new listener port refuses an unchanged endpoint at the gateway\'s address on that port', () => {
   const memo = newTranslateMemo();
   const svc: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'self', namespace: 'app' }, spec: { ports: [{ name: 'http', port: 80 }] } };
   const slice = {
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'self-1', namespace: 'app', labels: { 'kubernetes.io/service-name': 'self' } },
-    addressType: 'IPv4', ports: [{ name: 'http', port: 8081 }], endpoints: [{ addresses: ['127.0.0.1'] }],
+    addressType: 'IPv4', ports: [{ name: 'http', port: 8081 }], endpoints: [{ addresses: ['10.9.0.1'] }],
   } as KubeObject;
   const a = route('a', 'self', 80);
   const withPort = (port: number): KubeObject => ({ ...GW, spec: { gatewayClassName: 'gatehouse', listeners: [{ name: 'web', port: 80, protocol: 'HTTP' }, { name: 'alt', port, protocol: 'HTTP' }] } });
@@ -121,16 +121,16 @@ test('with a memo, a new listener port refuses an unchanged loopback endpoint on
   const resolvedRefs = (r: ReturnType<typeof translate>) => ((r.statuses.get('HTTPRoute|app|a') as any).parents[0].conditions as { type: string; reason: string }[]).find((c) => c.type === 'ResolvedRefs')!.reason;
 
   const first = translate(buildSnapshot([...base, withPort(9000), svc, slice, a]), input(memo));
-  assert.deepEqual(endpointsOf(first), ['127.0.0.1:8081']);
+  assert.deepEqual(endpointsOf(first), ['10.9.0.1:8081']);
   const second = translate(buildSnapshot([...base, withPort(8081), svc, slice, a]), input(memo));
   assert.deepEqual(endpointsOf(second), []);
   assert.equal(resolvedRefs(second), 'EndpointNotPermitted');
   assert.deepEqual(second.ir, translate(buildSnapshot([...base, withPort(8081), svc, slice, a]), input()).ir);
   // The admin port is part of the policy too.
-  const third = translate(buildSnapshot([...base, withPort(9000), svc, slice, a]), { ...input(memo), endpoints: { allowLoopback: true, admin: { address: '127.0.0.1', port: 8081 } } });
+  const third = translate(buildSnapshot([...base, withPort(9000), svc, slice, a]), { ...input(memo), endpoints: { allowLoopback: true, admin: { address: '0.0.0.0', port: 8081 } } });
   assert.deepEqual(endpointsOf(third), []);
   const fourth = translate(buildSnapshot([...base, withPort(9000), svc, slice, a]), input(memo));
-  assert.deepEqual(endpointsOf(fourth), ['127.0.0.1:8081']);
+  assert.deepEqual(endpointsOf(fourth), ['10.9.0.1:8081']);
   // Rule 1 of route() refers across namespaces without a grant: that is the problem left.
   assert.equal(resolvedRefs(fourth), 'RefNotPermitted');
 });
