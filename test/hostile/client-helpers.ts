@@ -33,6 +33,7 @@ export interface SeenRequest {
  * A backend steered by the request path:
  * - `/big/N` answers N bytes, written as the socket takes them (backpressure);
  * - `/hang` sends a head and a first chunk, then nothing, never reading the body;
+ * - `/slow-sink/MS` stops reading the body for MS after its first chunk, then reads on;
  * - anything else reads the whole body and answers JSON {method, url, bodyBytes}.
  */
 export interface RecordingBackend {
@@ -77,6 +78,12 @@ export async function startRecordingBackend(t: TestContext): Promise<RecordingBa
     }
     let bodyBytes = 0;
     req.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
+    if (url.startsWith('/slow-sink/')) {
+      req.once('data', () => {
+        req.pause();
+        setTimeout(() => req.resume(), Number(url.slice(11)));
+      });
+    }
     req.on('end', () => {
       const json = JSON.stringify({ method: req.method, url, bodyBytes });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)) });
