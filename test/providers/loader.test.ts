@@ -5,8 +5,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { isConfigFile, loadDirectory } from '../../src/providers/file/loader.ts';
+import { loadDirectory } from '../../src/providers/file/loader.ts';
+import { isConfigFile } from '../../src/providers/file/listing.ts';
 import type { LoadResult } from '../../src/providers/file/loader.ts';
+import { directorySignature } from '../../src/providers/file/watcher.ts';
 
 function tmpdir(t: { after(fn: () => void): void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-loader-'));
@@ -14,8 +16,11 @@ function tmpdir(t: { after(fn: () => void): void }): string {
   return dir;
 }
 
+/** Writes a file as editors and kubectl-like tools do: a temp file renamed into place, used at once. */
 function write(dir: string, name: string, text: string): void {
-  fs.writeFileSync(path.join(dir, name), text);
+  const tmp = path.join(dir, `.${name}.tmp`);
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, path.join(dir, name));
 }
 
 function names(r: LoadResult): string[] {
@@ -147,7 +152,7 @@ test('a JSON file that does not parse keeps its objects too', (t) => {
   write(dir, 'ns.json', '{"apiVersion": "v1", "kind": ');
   const bad = loadDirectory(dir, good);
   assert.deepEqual(names(bad), ['Namespace /a']);
-  assert.match(bad.errors[0].message, /^ns\.json: cannot parse JSON: /);
+  assert.match(bad.errors[0].message, /^ns\.json: cannot parse JSON at line 1, column 30: unexpected end of input; keeping the 1 object\(s\) loaded from it before$/);
 });
 
 test('an invalid object keeps its previous valid version; a new invalid object is left out', (t) => {
@@ -247,4 +252,75 @@ test('a parse error in a later document names that document', (t) => {
   const r = loadDirectory(dir);
   assert.equal(r.errors.length, 1);
   assert.match(r.errors[0].message, /^multi\.yaml document 3: cannot parse YAML at line \d+, column \d+: /);
+});
+
+test('a file rewritten in place keeps its previous objects until it has stopped changing for settleMs', (t) => {
+  const dir = tmpdir(t);
+  write(dir, 'routes.yaml', route('r', '/v1'));
+  const first = loadDirectory(dir);
+  // In place: the same inode, truncated and written again.
+  fs.writeFileSync(path.join(dir, 'routes.yaml'), route('r', '/v2'));
+  const seen = Date.now();
+  const opts = (at: number) => ({ settleMs: 1000, now: () => at });
+  const pathOf = (r: LoadResult) => (r.objects[0].object.spec as any).rules[0].matches[0].path.value;
+
+  const settling = loadDirectory(dir, first, null, opts(seen));
+  assert.equal(pathOf(settling), '/v1');
+  assert.deepEqual(settling.errors, []);
+  assert.equal(settling.objects[0].object, first.objects[0].object, 'the very objects of before');
+  // Listed with the content in use, so that a watcher sees the directory differ and comes back.
+  assert.notEqual(settling.signature, directorySignature(dir));
+  assert.equal(pathOf(loadDirectory(dir, settling, null, opts(seen + 500))), '/v1');
+
+  const settled = loadDirectory(dir, settling, null, opts(seen + 1000));
+  assert.equal(pathOf(settled), '/v2');
+  assert.equal(settled.signature, directorySignature(dir));
+});
+
+test('a file renamed into place, or new, is used at once', (t) => {
+  const dir = tmpdir(t);
+  write(dir, 'routes.yaml', route('r', '/v1'));
+  const first = loadDirectory(dir, undefined, null, { settleMs: 60_000 });
+  write(dir, 'routes.yaml', route('r', '/v2'));
+  write(dir, 'more.yaml', route('m', '/m'));
+  const next = loadDirectory(dir, first, null, { settleMs: 60_000 });
+  assert.deepEqual(names(next), ['HTTPRoute team-a/m', 'HTTPRoute team-a/r']);
+  assert.equal((next.objects[1].object.spec as any).rules[0].matches[0].path.value, '/v2');
+});
+
+test('a file whose last change is settleMs old is used at once, even rewritten in place', async (t) => {
+  const dir = tmpdir(t);
+  write(dir, 'routes.yaml', route('r', '/v1'));
+  const first = loadDirectory(dir);
+  fs.writeFileSync(path.join(dir, 'routes.yaml'), route('r', '/v2'));
+  await new Promise((r) => setTimeout(r, 40));
+  // Nothing looked at the file while it was written: its ctime says it has been still for 40 ms.
+  const next = loadDirectory(dir, first, null, { settleMs: 30 });
+  assert.equal((next.objects[0].object.spec as any).rules[0].matches[0].path.value, '/v2');
+});
+
+test('another change while a rewrite settles starts the wait again', { timeout: 5_000 }, async (t) => {
+  const dir = tmpdir(t);
+  const file = path.join(dir, 'routes.yaml');
+  write(dir, 'routes.yaml', route('r', '/v1'));
+  const opts = { settleMs: 300 };
+  const pathOf = (r: LoadResult) => (r.objects[0].object.spec as any).rules[0].matches[0].path.value;
+  let r = loadDirectory(dir, undefined, null, opts);
+  fs.writeFileSync(file, route('r', '/v2'));
+  r = loadDirectory(dir, r, null, opts);
+  assert.equal(pathOf(r), '/v1');
+  await new Promise((res) => setTimeout(res, 150));
+  fs.writeFileSync(file, route('r', '/v3'));
+  r = loadDirectory(dir, r, null, opts);
+  await new Promise((res) => setTimeout(res, 150));
+  r = loadDirectory(dir, r, null, opts);
+  assert.equal(pathOf(r), '/v1', '/v2 was replaced 150 ms ago: not still for 300 ms');
+  await new Promise((res) => setTimeout(res, 200));
+  r = loadDirectory(dir, r, null, opts);
+  assert.equal(pathOf(r), '/v3');
+});
+
+test('limits are checked when given', () => {
+  assert.throws(() => loadDirectory('/nonexistent', undefined, null, { maxFileBytes: 0 }), /maxFileBytes: must be an integer >= 1, not 0/);
+  assert.throws(() => loadDirectory('/nonexistent', undefined, null, { settleMs: 1.5 }), /settleMs: must be an integer >= 0/);
 });

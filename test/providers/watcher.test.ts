@@ -174,8 +174,11 @@ test('loadDirectory with the changed files re-reads those and takes the others a
   fs.writeFileSync(path.join(dir, 'a.yaml'), ns('a1'));
   fs.writeFileSync(path.join(dir, 'b.yaml'), ns('b1'));
   const first = loadDirectory(dir);
-  fs.writeFileSync(path.join(dir, 'a.yaml'), ns('a2'));
-  fs.writeFileSync(path.join(dir, 'b.yaml'), ns('b2'));
+  // Renamed into place, so used at once (an in-place rewrite would wait to settle).
+  for (const [name, text] of [['a.yaml', ns('a2')], ['b.yaml', ns('b2')]]) {
+    fs.writeFileSync(path.join(dir, `.${name}.tmp`), text);
+    fs.renameSync(path.join(dir, `.${name}.tmp`), path.join(dir, name));
+  }
   const hinted = loadDirectory(dir, first, new Set(['b.yaml']));
   assert.deepEqual(hinted.objects.map((o) => o.object.metadata.name), ['a1', 'b2']);
   // What polling compares: the directory no longer matches what was loaded.
@@ -183,4 +186,39 @@ test('loadDirectory with the changed files re-reads those and takes the others a
   const full = loadDirectory(dir, hinted, null);
   assert.deepEqual(full.objects.map((o) => o.object.metadata.name), ['a2', 'b2']);
   assert.equal(full.signature, directorySignature(dir));
+});
+
+test('a file rewritten in place is handed on again once it can have settled', { timeout: 5_000 }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-watch-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ns = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${name}}\n`;
+  fs.writeFileSync(path.join(dir, 'a.yaml'), ns('one'));
+  const limits = { settleMs: 100 };
+  let last = loadDirectory(dir, undefined, null, limits);
+  const calls: (string[] | null)[] = [];
+  // No polling within the test: only fs.watch and the settle recheck can bring the change.
+  const w = watchDirectory(dir, (changed) => {
+    calls.push(changed === null ? null : [...changed]);
+    last = loadDirectory(dir, last, changed, limits);
+  }, { loaded: () => last.signature, limits, pollMs: 60_000 });
+  t.after(() => w.close());
+  fs.writeFileSync(path.join(dir, 'a.yaml'), ns('two'));
+  await sleep(50);
+  assert.deepEqual(last.objects.map((o) => o.object.metadata.name), ['one'], 'not yet settled');
+  await sleep(250);
+  assert.deepEqual(last.objects.map((o) => o.object.metadata.name), ['two']);
+  assert.deepEqual(calls.at(-1), ['a.yaml'], 'the recheck names the file');
+  await sleep(200);
+  const settledCalls = calls.length;
+  await sleep(200);
+  assert.equal(calls.length, settledCalls, 'no more calls once the directory is as loaded');
+});
+
+test('directorySignature lists the first maxFiles files by name, as the loader reads them', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-sig-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  for (const n of ['d', 'a', 'c', 'b']) fs.writeFileSync(path.join(dir, `${n}.yaml`), '');
+  const lines = directorySignature(dir, 2).split('\n');
+  assert.deepEqual(lines.map((l) => l.split('\u0000')[0]), ['a.yaml', 'b.yaml']);
+  assert.equal(loadDirectory(dir, undefined, null, { maxFiles: 2 }).signature, directorySignature(dir, 2));
 });

@@ -1,23 +1,20 @@
 // The file provider's loader: every *.yaml, *.yml and *.json file directly
 // in a directory -> validated objects, and errors that name file, document,
 // object and field. A bad config never replaces a good one: a file that
-// does not parse keeps the objects it had, an object that does not validate
-// keeps its previous valid version.
+// does not parse, or is refused (not a regular file in the directory, over
+// a limit of limits.ts), keeps the objects it had; an object that does not
+// validate keeps its previous valid version. Nothing a file holds can make
+// the load throw, hang or run out of memory: each file is read within its
+// limits and handled on its own.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-import jsyaml from 'js-yaml';
 import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
-import { newSharedValues, shareValues } from '../../api/sharing.ts';
-
-// yaml parses files with aliases (below); loaded on the first such file,
-// as it costs ~10 MB of memory once loaded.
-const lazyRequire = createRequire(import.meta.url);
-let yaml: typeof import('yaml') | null = null;
-function yamlParser(): typeof import('yaml') {
-  return yaml ??= lazyRequire('yaml') as typeof import('yaml');
-}
+import { newSharedValues, shareValues, type SharedValues } from '../../api/sharing.ts';
+import { describeBytes, resolveLoaderLimits, type LoaderLimits } from './limits.ts';
+import { fileStamp, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize } from './listing.ts';
+import { readConfigText } from './read-file.ts';
+import { parseConfigText } from './parse.ts';
 
 export interface ObjectSource {
   /** File name, relative to the directory. */
@@ -50,8 +47,19 @@ export interface LoadResult {
   errors: ConfigError[];
   /** What each file gave last time, reused while the file is unchanged. */
   files?: Map<string, FileOutcome>;
-  /** The directory as read: a stampLine per config file, as watcher.ts's directorySignature gives it. */
+  /**
+   * The directory as taken into account: a stampLine per config file, as
+   * watcher.ts's directorySignature gives it, except for a file rewritten
+   * in place that has not settled yet, whose line is that of the content
+   * still in use (so that the directory differs from it until it is read).
+   */
   signature?: string;
+}
+
+/** What loadDirectory may be given beyond the directory: limits.ts's limits, and a clock for tests. */
+export interface LoadOptions extends Partial<LoaderLimits> {
+  /** Milliseconds since the epoch, as Date.now (the clock file times are in). */
+  now?: () => number;
 }
 
 /**
@@ -61,33 +69,17 @@ export interface LoadResult {
  * objects the same instances, which later stages cache on.
  */
 interface FileOutcome {
+  /** The stamp of the content this outcome was made from. */
   stamp: string;
-  /** Why the file could not be parsed, or null. */
-  parseError: Omit<ConfigError, 'message'> | null;
+  /** Why the file could not be parsed or was refused, or null. */
+  parseError: Omit<ConfigError, 'message' | 'file'> | null;
   /** Per object: the validation result, and for an invalid one who it claims to be. The raw parse is not kept. */
   validated: { document: number; item?: number; result: ReturnType<typeof validateObject>; identity: ReturnType<typeof identityOf> }[];
-}
-
-/** What identifies a file's content on disk: inode, size, mtime and ctime; null if it cannot be stat'ed. */
-export function fileStamp(file: string): string | null {
-  try {
-    const st = fs.statSync(file, { bigint: true });
-    // join() builds one flat string; a template literal would keep the
-    // four numbers and the separators as a tree of pieces, per file.
-    return [st.ino, st.size, st.mtimeNs, st.ctimeNs].join(':');
-  } catch {
-    return null;
-  }
-}
-
-/** One file's line of a directory signature. */
-export function stampLine(name: string, stamp: string): string {
-  return [name, stamp].join('\u0000');
-}
-
-/** Whether the loader reads a file of this name: *.yaml, *.yml, *.json, not hidden. */
-export function isConfigFile(name: string): boolean {
-  return !name.startsWith('.') && /\.(ya?ml|json)$/i.test(name);
+  /**
+   * A newer content of the same file, rewritten in place, that is not used
+   * until it has stopped changing: its stamp, and when it was first seen.
+   */
+  pending?: { stamp: string; since: number };
 }
 
 /** `Kind|namespace|name`: what makes two objects the same object. */
@@ -108,124 +100,23 @@ export function configError(e: Omit<ConfigError, 'message'>): ConfigError {
   return { ...e, message };
 }
 
-/** One raw object of a file with where it came from. */
-interface RawEntry {
-  raw: unknown;
-  document: number;
-  item?: number;
-}
-
-type Parsed = { ok: true; entries: RawEntry[] } | { ok: false; error: Omit<ConfigError, 'message'> };
-
-/** A document that is a `kind: List` gives its items; anything else itself. */
-function expandList(raw: unknown, document: number): RawEntry[] {
-  if (raw && typeof raw === 'object' && !Array.isArray(raw) && (raw as Record<string, unknown>).kind === 'List'
-    && Array.isArray((raw as Record<string, unknown>).items)) {
-    return ((raw as Record<string, unknown>).items as unknown[]).map((item, i) => ({ raw: item, document, item: i + 1 }));
-  }
-  return [{ raw, document }];
-}
-
-function parseFile(file: string, text: string): Parsed {
-  if (/\.json$/i.test(file)) {
-    if (text.trim() === '') return { ok: true, entries: [] };
-    try {
-      return { ok: true, entries: expandList(JSON.parse(text), 1) };
-    } catch (e) {
-      return { ok: false, error: { file, reason: `cannot parse JSON: ${(e as Error).message}` } };
-    }
-  }
-  // js-yaml parses about ten times faster than yaml's document API, which
-  // matters when a thousand route files arrive at once. It does not bound
-  // alias expansion, so a file that uses aliases at all takes the slower
-  // parser that does.
-  if (!ALIAS.test(text)) {
-    let docs: unknown[];
-    try {
-      docs = jsyaml.loadAll(text, undefined, { filename: file, schema: jsyaml.CORE_SCHEMA });
-    } catch (e) {
-      const err = e as { mark?: { line: number; column: number }; reason?: string; message: string };
-      const line = err.mark ? err.mark.line + 1 : undefined;
-      const where = err.mark ? ` at line ${line}, column ${err.mark.column + 1}` : '';
-      return { ok: false, error: { file, document: line === undefined ? undefined : documentAt(text, line), reason: `cannot parse YAML${where}: ${err.reason ?? err.message}` } };
-    }
-    const entries: RawEntry[] = [];
-    docs.forEach((value, i) => {
-      if (value !== null && value !== undefined) entries.push(...expandList(value, i + 1));
-    });
-    return { ok: true, entries };
-  }
-  return parseWithAliases(file, text);
-}
-
-/** A YAML alias (`*name`) where a value can start. */
-const ALIAS = /(^|[\s,[{:-])\*[^\s,\]}]/m;
-
-/** The 1-based number of the document that holds 1-based `line`, counting `---` separators. */
-function documentAt(text: string, line: number): number {
-  let doc = 1;
-  let started = false;
-  const lines = text.split('\n', line - 1);
-  for (const l of lines) {
-    if (/^---(\s|$)/.test(l)) {
-      if (started) doc++;
-      started = true;
-    } else if (!started && l.trim() !== '' && !l.trimStart().startsWith('#') && !l.startsWith('%')) {
-      started = true;
-    }
-  }
-  return doc;
-}
-
-function parseWithAliases(file: string, text: string): Parsed {
-  const entries: RawEntry[] = [];
-  const docs = yamlParser().parseAllDocuments(text, { prettyErrors: true });
-  // parseAllDocuments returns an EmptyStream for a file with no documents.
-  const list = Array.isArray(docs) ? docs : [];
-  for (let i = 0; i < list.length; i++) {
-    const doc = list[i];
-    const error = doc.errors[0];
-    if (error) {
-      const where = error.linePos ? ` at line ${error.linePos[0].line}, column ${error.linePos[0].col}` : '';
-      const firstLine = error.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
-      return { ok: false, error: { file, document: i + 1, reason: `cannot parse YAML${where}: ${firstLine}` } };
-    }
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 100 });
-    } catch (e) {
-      return { ok: false, error: { file, document: i + 1, reason: `cannot read YAML: ${(e as Error).message}` } };
-    }
-    if (value === null || value === undefined) continue; // empty document
-    entries.push(...expandList(value, i + 1));
-  }
-  return { ok: true, entries };
-}
-
-/** The config files directly in `dir`, sorted by name. */
-export function readConfigFiles(dir: string): { names: string[]; error?: string } {
-  try {
-    const names = fs.readdirSync(dir, { withFileTypes: true })
-      .filter((d) => (d.isFile() || d.isSymbolicLink()) && isConfigFile(d.name))
-      .map((d) => d.name)
-      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    return { names };
-  } catch (e) {
-    return { names: [], error: (e as Error).message };
-  }
-}
-
 /**
  * Reads every config file directly in `dir` (sorted by name), validates
  * each object, and returns the objects to use and the errors to report.
- * With `previous` (the last result), a file that fails to parse keeps the
- * objects it contributed then, and an invalid object keeps its previous
- * valid version (same kind, namespace and name). An object defined twice
- * is taken from the first file (by name) and document; the second is
- * reported. With `changed` (the files a watcher saw change since
- * `previous`), the other files are taken as they were without a stat.
+ * With `previous` (the last result), a file that fails to parse or is
+ * refused keeps the objects it contributed then, and an invalid object
+ * keeps its previous valid version (same kind, namespace and name). An
+ * object defined twice is taken from the first file (by name) and
+ * document; the second is reported. With `changed` (the files a watcher
+ * saw change since `previous`), the other files are taken as they were
+ * without a stat. A file rewritten in place since `previous` (same inode,
+ * new size or times) keeps its previous objects until it has not changed
+ * for `settleMs`; a file renamed into place is new content and used at once.
+ * Never throws for anything a file holds.
  */
-export function loadDirectory(dir: string, previous?: LoadResult, changed?: ReadonlySet<string> | null): LoadResult {
+export function loadDirectory(dir: string, previous?: LoadResult, changed?: ReadonlySet<string> | null, options: LoadOptions = {}): LoadResult {
+  const limits = resolveLoaderLimits(options);
+  const now = options.now ?? Date.now;
   const objects: LoadedObject[] = [];
   const errors: ConfigError[] = [];
   const report = (e: Omit<ConfigError, 'message'>) => errors.push(configError(e));
@@ -249,9 +140,20 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
     objects.push(loaded);
   };
 
-  const listing = readConfigFiles(dir);
-  if (listing.error) {
-    report({ file: dir, reason: `cannot read the directory: ${listing.error}` });
+  /** Reports why `file` is not read, and keeps what it gave last time. */
+  const refuse = (file: string, e: Omit<ConfigError, 'message' | 'file'>) => {
+    const kept = (previous?.objects ?? []).filter((o) => o.source.file === file);
+    report({ file, ...e, reason: e.reason + (kept.length ? `; keeping the ${kept.length} object(s) loaded from it before` : '') });
+    for (const o of kept) add(o, file);
+  };
+
+  let realDir: string;
+  const listing = readConfigFiles(dir, limits.maxFiles, previous?.files);
+  try {
+    if (listing.error) throw new Error(listing.error);
+    realDir = fs.realpathSync(dir);
+  } catch (e) {
+    report({ file: dir, reason: `cannot read the directory: ${(e as Error).message}` });
     // Nothing can be read: keep everything from before.
     return { objects: previous ? [...previous.objects] : [], errors };
   }
@@ -260,42 +162,112 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
   const signature: string[] = [];
   // The strings and equal parts of the objects parsed in this load, shared between them.
   const shared = newSharedValues();
+  // Bytes left in this load's budget: every file is charged its size, in name order.
+  let budget = limits.maxDirectoryBytes;
+
   for (const file of listing.names) {
-    const full = path.join(dir, file);
-    const known = changed && !changed.has(file) ? previous?.files?.get(file) : undefined;
-    const stamp = known !== undefined ? known.stamp : fileStamp(full);
-    if (stamp !== null) signature.push(stampLine(file, stamp));
-    let outcome = stamp === null ? undefined : previous?.files?.get(file);
-    if (outcome?.stamp !== stamp) outcome = undefined;
-    if (!outcome) {
-      let text: string;
-      try {
-        text = fs.readFileSync(full, 'utf8');
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        if (err.code === 'ENOENT') continue; // removed since the listing: it is gone
-        report({ file, reason: `cannot read: ${err.message}` });
-        for (const o of previous?.objects ?? []) if (o.source.file === file) add(o, file);
+    let look: string | null = null;
+    try {
+      const known = changed && !changed.has(file) ? previous?.files?.get(file) : undefined;
+      look = known !== undefined ? (known.pending?.stamp ?? known.stamp) : fileStamp(path.join(dir, file));
+      if (look !== null) {
+        const size = stampSize(look);
+        if (size > budget && size <= limits.maxFileBytes) {
+          const last = previous?.files?.get(file);
+          if (last) files.set(file, last);
+          signature.push(stampLine(file, look));
+          refuse(file, { reason: `not read: ${size} more bytes would pass the limit of ${describeBytes(limits.maxDirectoryBytes)} read per directory (files count in name order)` });
+          continue;
+        }
+        budget -= Math.min(size, budget);
+      }
+      const outcome = known ?? outcomeOf(file, look);
+      if (!outcome) continue; // gone, or caught mid-write on its first appearance
+      if (known === undefined && look === null) {
+        // Refused without a stamp (a dangling symlink): judged again next time.
+        useOutcome(file, outcome);
         continue;
       }
-      const parsed = parseFile(file, text);
-      const validated = parsed.ok
-        ? parsed.entries.map((entry) => {
-          const result = validateObject(entry.raw);
-          if (result.object) shareValues(result.object as unknown as Record<string, unknown>, shared);
-          return { document: entry.document, item: entry.item, result, identity: result.object || result.ignored ? null : identityOf(entry.raw) };
-        })
-        : [];
-      outcome = { stamp: stamp ?? '', parseError: parsed.ok ? null : parsed.error, validated };
+      files.set(file, outcome);
+      // A file still settling is listed with the content in use, so that
+      // the watcher sees the directory differ from it and looks again.
+      signature.push(stampLine(file, outcome.pending ? outcome.stamp : look!));
+      useOutcome(file, outcome);
+    } catch (e) {
+      // Nothing a file holds should get here; if it does, that file alone fails.
+      if (look !== null) signature.push(stampLine(file, look));
+      const last = previous?.files?.get(file);
+      if (last) files.set(file, last);
+      refuse(file, { reason: `could not be loaded (${describeThrown(e)})` });
     }
-    // A file whose stat failed is read again next time rather than trusted.
-    if (stamp !== null) files.set(file, outcome);
-    const parseError = outcome.parseError;
-    if (parseError) {
-      const kept = (previous?.objects ?? []).filter((o) => o.source.file === file);
-      report({ ...parseError, reason: parseError.reason + (kept.length ? `; keeping the ${kept.length} object(s) loaded from it before` : '') });
-      for (const o of kept) add(o, file);
-      continue;
+  }
+
+  if (listing.beyond > 0) {
+    const total = listing.names.length + listing.beyond;
+    for (const file of listing.refused) {
+      refuse(file, { reason: `not read: the directory has ${total} config files, over the limit of ${limits.maxFiles}; the first ${limits.maxFiles} by name are read` });
+    }
+  }
+  return { objects, errors, files, signature: signature.join('\n') };
+
+  /**
+   * The outcome of `file` as it is now: the previous one if its content is
+   * unchanged or still settling, else what reading it gives. Undefined when
+   * there is nothing to use: the file is gone, or it is new and was
+   * changing while it was read.
+   */
+  function outcomeOf(file: string, look: string | null): FileOutcome | undefined {
+    const last = previous?.files?.get(file);
+    if (last && look !== null) {
+      if (last.stamp === look) return last.pending ? { ...last, pending: undefined } : last;
+      if (stampInode(last.stamp) === stampInode(look) && !settled(last, look)) {
+        return { ...last, pending: { stamp: look, since: last.pending?.stamp === look ? last.pending.since : now() } };
+      }
+    }
+    const read = readConfigText(dir, realDir, file, limits.maxFileBytes);
+    switch (read.kind) {
+      case 'gone':
+        return undefined;
+      case 'changing':
+        // Being written right now: the last good content stays until it is still.
+        return last && look !== null ? { ...last, pending: { stamp: look, since: now() } } : undefined;
+      case 'refused':
+        return { stamp: look ?? '', parseError: { reason: read.reason }, validated: [] };
+      case 'read':
+        // Read, but not the content that was stat'ed: it changed in between.
+        if (look !== null && read.stamp !== look) return last ? { ...last, pending: { stamp: read.stamp, since: now() } } : undefined;
+        return parseAndValidate(file, read.text, look ?? read.stamp, shared);
+    }
+  }
+
+  /**
+   * Whether an in-place rewrite, first seen as `last.pending`, has stopped
+   * changing: its stamp is the same as at least settleMs ago, or its last
+   * change (ctime, which no one can set back) is that old already.
+   */
+  function settled(last: FileOutcome, look: string): boolean {
+    const t = now();
+    if (t - stampChangedMs(look) >= limits.settleMs) return true;
+    return last.pending?.stamp === look && t - last.pending.since >= limits.settleMs;
+  }
+
+  function parseAndValidate(file: string, text: string, stamp: string, pool: SharedValues): FileOutcome {
+    const parsed = parseConfigText(file, text, limits);
+    const validated = parsed.ok
+      ? parsed.entries.map((entry) => {
+        const result = validateObject(entry.raw);
+        if (result.object) shareValues(result.object as unknown as Record<string, unknown>, pool);
+        return { document: entry.document, item: entry.item, result, identity: result.object || result.ignored ? null : identityOf(entry.raw) };
+      })
+      : [];
+    return { stamp, parseError: parsed.ok ? null : parsed.error, validated };
+  }
+
+  /** Adds the objects of `outcome`, or reports why there are none. */
+  function useOutcome(file: string, outcome: FileOutcome): void {
+    if (outcome.parseError) {
+      refuse(file, outcome.parseError);
+      return;
     }
     for (const entry of outcome.validated) {
       const result = entry.result;
@@ -318,5 +290,13 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       if (last) add({ object: last.object, source }, file);
     }
   }
-  return { objects, errors, files, signature: signature.join('\n') };
+}
+
+/**
+ * What was thrown, without its message unless it is known to hold no
+ * file content: a stack overflow says so; anything else gives its kind.
+ */
+function describeThrown(e: unknown): string {
+  if (e instanceof RangeError) return `RangeError: ${e.message}`;
+  return e instanceof Error ? `${e.name}, an internal error` : 'an internal error';
 }

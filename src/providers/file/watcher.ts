@@ -1,10 +1,13 @@
 // Watches a config directory: fs.watch for speed, plus polling (name, size,
 // mtime and inode of each config file) for where fs.watch misses events
 // (network and overlay file systems, a directory replaced under the
-// watch). Bursts of changes are debounced into one call.
+// watch). Bursts of changes are debounced into one call. A file the loader
+// left settling (rewritten in place, not yet still) is looked at again
+// once it can have settled.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileStamp, isConfigFile, readConfigFiles, stampLine } from './loader.ts';
+import { fileStamp, isConfigFile, readConfigFiles, stampLine } from './listing.ts';
+import { DEFAULT_MAX_FILES, DEFAULT_SETTLE_MS } from './limits.ts';
 
 export interface WatchOptions {
   /** Quiet time after the last event before onChange is called (default 3 ms). */
@@ -24,7 +27,20 @@ export interface WatchOptions {
    * the loader has just done.
    */
   loaded?: () => string | undefined;
+  /**
+   * The loader's maxFiles and settleMs, when they are not the defaults:
+   * the watcher lists the directory as the loader does, and looks again at
+   * a settling file once settleMs has passed.
+   */
+  limits?: { maxFiles?: number; settleMs?: number };
 }
+
+/**
+ * Past settleMs, how much later a settling file is looked at again: file
+ * times are coarse (a few ms on Linux), and one look too early costs a
+ * reload that changes nothing.
+ */
+const RECHECK_MARGIN_MS = 10;
 
 export interface DirectoryWatcher {
   close(): void;
@@ -34,8 +50,8 @@ export interface DirectoryWatcher {
  * Name and stamp (inode, size, mtime, ctime) of every config file in
  * `dir`, as LoadResult.signature has them; '' if it cannot be read.
  */
-export function directorySignature(dir: string): string {
-  const listing = readConfigFiles(dir);
+export function directorySignature(dir: string, maxFiles = DEFAULT_MAX_FILES): string {
+  const listing = readConfigFiles(dir, maxFiles);
   if (listing.error !== undefined) return '';
   const lines: string[] = [];
   for (const name of listing.names) {
@@ -66,8 +82,13 @@ export function watchDirectory(dir: string, onChange: (changed: ChangedFiles) =>
   const debounceMs = opts.debounceMs ?? 3;
   const maxDelayMs = opts.maxDelayMs ?? 250;
   const pollMs = opts.pollMs ?? 500;
+  const maxFiles = opts.limits?.maxFiles ?? DEFAULT_MAX_FILES;
+  const recheckMs = (opts.limits?.settleMs ?? DEFAULT_SETTLE_MS) + RECHECK_MARGIN_MS;
   let closed = false;
-  let signature = opts.loaded === undefined ? directorySignature(dir) : '';
+  let signature = opts.loaded === undefined ? directorySignature(dir, maxFiles) : '';
+  let recheckTimer: NodeJS.Timeout | null = null;
+  // The files changed since the last recheck; null: unknown, all of them.
+  let recheckFiles: Set<string> | null = new Set();
   let timer: NodeJS.Timeout | null = null;
   let firstEventAt = 0;
   let watcher: fs.FSWatcher | null = null;
@@ -88,7 +109,45 @@ export function watchDirectory(dir: string, onChange: (changed: ChangedFiles) =>
     // time the change would otherwise wait. A change landing in between is
     // still seen by fs.watch; only a change fs.watch also misses, inside
     // that window, waits for the next one.
-    if (opts.loaded === undefined) signature = directorySignature(dir);
+    if (opts.loaded === undefined) signature = directorySignature(dir, maxFiles);
+    else armRecheck(files);
+  };
+
+  // The loader leaves a file rewritten in place at its previous content
+  // until it has stopped changing, and lists it with that content's stamp:
+  // once it can have settled, a file whose stamp on disk is not the one
+  // loaded is handed on again. A file the loaded signature does not list
+  // (a new file caught mid-write, or one past maxFiles) is left to polling.
+  const armRecheck = (files: ChangedFiles) => {
+    if (files === null) recheckFiles = null;
+    else if (recheckFiles !== null) for (const f of files) recheckFiles.add(f);
+    recheckTimer ??= setTimeout(recheck, recheckMs);
+  };
+
+  const recheck = () => {
+    recheckTimer = null;
+    const files = recheckFiles;
+    recheckFiles = new Set();
+    const loaded = opts.loaded?.();
+    if (closed || loaded === undefined) return;
+    if (timer) {
+      // A call is on its way, and arms a recheck after itself: these files go with it.
+      if (files === null) recheckFiles = null;
+      else if (recheckFiles !== null) for (const f of files) recheckFiles.add(f);
+      return;
+    }
+    if (files === null) {
+      if (directorySignature(dir, maxFiles) !== loaded) schedule(null);
+      return;
+    }
+    const loadedLines = new Map<string, string>();
+    for (const line of loaded.split('\n')) loadedLines.set(line.slice(0, line.indexOf('\u0000')), line);
+    for (const file of files) {
+      const expected = loadedLines.get(file);
+      if (expected === undefined) continue;
+      const stamp = fileStamp(path.join(dir, file));
+      if (stamp === null || stampLine(file, stamp) !== expected) schedule(file);
+    }
   };
 
   const schedule = (file: string | null) => {
@@ -126,7 +185,7 @@ export function watchDirectory(dir: string, onChange: (changed: ChangedFiles) =>
     if (closed) return;
     startWatch();
     if (timer) return; // a call is already on its way; it takes a fresh signature
-    if (directorySignature(dir) === (opts.loaded?.() ?? signature)) return;
+    if (directorySignature(dir, maxFiles) === (opts.loaded?.() ?? signature)) return;
     // fs.watch missed this change: the watch may be stale (the directory
     // was replaced); arm a fresh one.
     watcher?.close();
@@ -141,6 +200,8 @@ export function watchDirectory(dir: string, onChange: (changed: ChangedFiles) =>
       clearInterval(poll);
       if (timer) clearTimeout(timer);
       timer = null;
+      if (recheckTimer) clearTimeout(recheckTimer);
+      recheckTimer = null;
       watcher?.close();
       watcher = null;
     },
