@@ -13,7 +13,7 @@ import { compileFilter, type CompiledFilter } from './http/filters.ts';
 import { compileMatch, type CompiledMatch } from './http/match.ts';
 import { RouteTable } from './http/router.ts';
 import { SniTable, type SecureContextCache } from './tls/sni.ts';
-import { WeightedBackends, type UpstreamCluster, type UpstreamEndpoint } from './upstream/balancer.ts';
+import { upstreamCluster, WeightedBackends, type PooledOrigin, type UpstreamCluster } from './upstream/balancer.ts';
 import { endpointOrigin, type UpstreamPools } from './upstream/pools.ts';
 
 export interface CompiledRoute {
@@ -80,7 +80,7 @@ export class CompiledConfig {
   }
 
   /** Called only while compiling. */
-  useOrigin(origin: string): UpstreamEndpoint {
+  useOrigin(origin: string): PooledOrigin {
     this.#origins.push(origin);
     return { origin, pool: this.#pools.acquire(origin) };
   }
@@ -207,7 +207,7 @@ class ConfigCompiler {
     const old = cached.cluster.endpoints;
     const endpoints = old.map((e) => this.#config.useOrigin(e.origin));
     if (endpoints.every((e, i) => e.pool === old[i].pool)) return cached;
-    return { cluster: { name: cached.cluster.name, endpoints, next: 0 }, error: cached.error };
+    return { cluster: upstreamCluster(cached.cluster.name, endpoints), error: cached.error };
   }
 
   #listener(listener: ListenerShape): CompiledListener | null {
@@ -342,7 +342,7 @@ class ConfigCompiler {
   }
 
   #upstreamCluster(name: string, spec: Cluster): CachedCluster {
-    const endpoints: UpstreamEndpoint[] = [];
+    const endpoints: PooledOrigin[] = [];
     let error: string | undefined;
     for (const endpoint of spec.endpoints) {
       if (!endpoint.address || !Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65535) {
@@ -351,7 +351,7 @@ class ConfigCompiler {
       }
       endpoints.push(this.#config.useOrigin(endpointOrigin(endpoint)));
     }
-    return { cluster: { name, endpoints, next: 0 }, error };
+    return { cluster: upstreamCluster(name, endpoints), error };
   }
 }
 

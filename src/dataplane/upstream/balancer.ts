@@ -2,20 +2,41 @@
 // its cluster in turn. Cumulative weights are prepared per config so a pick
 // is one random number and a short scan.
 
-import type { Pool } from './pools.ts';
 import type { CompiledFilter } from '../http/filters.ts';
+import { ClusterAdmission } from './admission.ts';
+import type { Pool } from './pools.ts';
 
-export interface UpstreamEndpoint {
+/** An endpoint's origin and the pool that holds its connections. */
+export interface PooledOrigin {
   /** `http://address:port`, the pool's key. */
   readonly origin: string;
   readonly pool: Pool;
 }
 
+/** One endpoint of one cluster. */
+export interface UpstreamEndpoint extends PooledOrigin {
+  /** The cluster it belongs to: its connection cap and queue, and its name for logs. */
+  readonly cluster: UpstreamCluster;
+}
+
 export interface UpstreamCluster {
   readonly name: string;
   readonly endpoints: readonly UpstreamEndpoint[];
+  /**
+   * Its connection cap and queue. Kept as long as the cluster is (a config
+   * change that keeps the cluster keeps its counts); a changed cluster
+   * starts afresh, as Envoy's do.
+   */
+  readonly admission: ClusterAdmission;
   /** Round-robin cursor; the one mutable field, shared by all routes of the config. */
   next: number;
+}
+
+export function upstreamCluster(name: string, origins: readonly PooledOrigin[]): UpstreamCluster {
+  const endpoints: UpstreamEndpoint[] = [];
+  const cluster: UpstreamCluster = { name, endpoints, admission: new ClusterAdmission(name), next: 0 };
+  for (const { origin, pool } of origins) endpoints.push({ origin, pool, cluster });
+  return cluster;
 }
 
 export interface CompiledBackend {
