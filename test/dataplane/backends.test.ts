@@ -108,8 +108,8 @@ test('backends', async (t) => {
     assert.ok(order.join() === 'a,b,a,b,a,b' || order.join() === 'b,a,b,a,b,a', order.join());
   });
 
-  await t.test('connection refused: 502', async () => {
-    assert.equal((await request(port, '/dead')).status, 502);
+  await t.test('connection refused: 503, as Envoy answers a connect failure', async () => {
+    assert.equal((await request(port, '/dead')).status, 503);
   });
 
   await t.test('connection reset before a response: 502', async () => {

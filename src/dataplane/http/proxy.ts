@@ -26,18 +26,54 @@ class ClientGoneError extends Error {
   readonly code = 'GATEHOUSE_CLIENT_GONE';
 }
 
+/**
+ * No connection to be had: the backend cannot be reached, or its cluster
+ * is at its connection cap and the queue is full or took too long. As
+ * Envoy does, 503: the request never reached a backend, so a client may
+ * safely try again.
+ */
+const UNAVAILABLE_CODES: ReadonlySet<string> = new Set([
+  'GATEHOUSE_CONNECT_FAILED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'GATEHOUSE_UPSTREAM_QUEUE_FULL',
+  'GATEHOUSE_UPSTREAM_QUEUE_TIMEOUT',
+  // undici reports a failed connect with the system's code.
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/** The backend took the request and was too slow to answer it. */
 const TIMEOUT_CODES: ReadonlySet<string> = new Set([
   'GATEHOUSE_ROUTE_TIMEOUT',
-  'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
+  'GATEHOUSE_UPSTREAM_SEND_TIMEOUT',
   'ETIMEDOUT',
 ]);
 
-/** 504 when the upstream was too slow, 502 for anything else it did wrong. */
-export function statusForUpstreamError(err: Error): 502 | 504 {
+/** Which limit (a RequestLimits field, or the route's) an error code means was hit, for the log. */
+const LIMIT_OF_CODE: Readonly<Record<string, string>> = {
+  GATEHOUSE_ROUTE_TIMEOUT: 'route timeouts (HTTPRoute timeouts.request / backendRequest)',
+  UND_ERR_CONNECT_TIMEOUT: 'upstreamConnectTimeoutMs',
+  UND_ERR_HEADERS_TIMEOUT: 'upstreamResponseTimeoutMs',
+  UND_ERR_BODY_TIMEOUT: 'upstreamIdleTimeoutMs',
+  GATEHOUSE_UPSTREAM_SEND_TIMEOUT: 'upstreamIdleTimeoutMs',
+  GATEHOUSE_UPSTREAM_QUEUE_FULL: 'maxPendingRequestsPerCluster',
+  GATEHOUSE_UPSTREAM_QUEUE_TIMEOUT: 'upstreamConnectTimeoutMs',
+};
+
+function codeOf(err: Error): string | undefined {
   const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && TIMEOUT_CODES.has(code) ? 504 : 502;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** 503 when no connection could be had, 504 when the upstream was too slow, 502 for anything else it did wrong. */
+export function statusForUpstreamError(err: Error): 502 | 503 | 504 {
+  const code = codeOf(err);
+  if (code === undefined) return 502;
+  if (UNAVAILABLE_CODES.has(code)) return 503;
+  return TIMEOUT_CODES.has(code) ? 504 : 502;
 }
 
 /**
@@ -74,17 +110,25 @@ function clientAddress(address: string | undefined): string {
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
+/**
+ * `timeoutMs` is the route's deadline for the whole exchange (0: none).
+ * A route with one also waits that long for the response head, instead of
+ * the data plane's per-try upstreamResponseTimeoutMs: the route said how
+ * long this backend may take.
+ */
 export function forward(ex: Exchange, endpoint: UpstreamEndpoint, timeoutMs: number, log: LogFn): void {
   const headers = ex.requestHeaders;
   if (ex.upstreamHost !== null) headers.set('host', ex.upstreamHost);
   const exchange = new UpstreamExchange(ex, endpoint, ex.listener.config, log);
-  exchange.start(timeoutMs, {
+  const options: Dispatcher.DispatchOptions = {
     origin: endpoint.origin,
     path: ex.upstreamTarget,
     method: ex.method,
     headers,
     body: ex.hasBody ? ex.req.body : null,
-  });
+  };
+  if (timeoutMs > 0) options.headersTimeout = timeoutMs;
+  exchange.start(timeoutMs, options);
 }
 
 /**
@@ -117,7 +161,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     res.onDrain = this.#onClientDrain;
     if (timeoutMs > 0) this.#timer = setTimeout(this.#onTimeout, timeoutMs);
     try {
-      this.#endpoint.pool.dispatch(options, this);
+      this.#endpoint.pool.dispatch(options, this, this.#endpoint.cluster);
     } catch (err) {
       // dispatch throws only for invalid options; undici will not call back.
       this.#upstreamDone = true;
@@ -183,20 +227,47 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       // connection): undici only reports that its request body broke.
       return;
     }
-    const status = statusForUpstreamError(err);
-    this.#log('warn', 'upstream request failed', {
-      route: ex.routeName,
-      upstream: this.#endpoint.origin,
-      status,
-      error: `${(err as { code?: string }).code ?? err.name}: ${err.message}`,
-    });
+    const code = codeOf(err);
+    const limit = code === undefined ? undefined : LIMIT_OF_CODE[code];
+    const cluster = this.#endpoint.cluster;
     if (res.headersSent) {
+      this.#log('warn', 'upstream response cut', {
+        route: ex.routeName,
+        cluster: cluster.name,
+        upstream: this.#endpoint.origin,
+        ...(limit === undefined ? {} : { limit }),
+        error: `${code ?? err.name}: ${err.message}`,
+      });
       // Too late for a status: cutting the connection is the only way to
       // tell the client the response is incomplete.
       res.destroy();
-    } else {
-      sendLocalReply(res, status, { modifiers: ex.responseModifiers, draining: ex.state.draining, close: ex.hasBody });
+      return;
     }
+    const status = statusForUpstreamError(err);
+    if (code === 'GATEHOUSE_UPSTREAM_QUEUE_FULL') {
+      // Refusals come in floods: one line a second per cluster, with a count.
+      const refused = cluster.admission.noteRefused(Date.now());
+      if (refused !== 0) {
+        this.#log('warn', 'upstream cluster at its connection cap and queue: requests refused', {
+          route: ex.routeName,
+          cluster: cluster.name,
+          status,
+          limit,
+          refused,
+          error: err.message,
+        });
+      }
+    } else {
+      this.#log('warn', 'upstream request failed', {
+        route: ex.routeName,
+        cluster: cluster.name,
+        upstream: this.#endpoint.origin,
+        status,
+        ...(limit === undefined ? {} : { limit }),
+        error: `${code ?? err.name}: ${err.message}`,
+      });
+    }
+    sendLocalReply(res, status, { modifiers: ex.responseModifiers, draining: ex.state.draining, close: ex.hasBody });
   }
 
   #finishUpstream(): void {

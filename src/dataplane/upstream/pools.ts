@@ -1,16 +1,19 @@
 // Upstream connection pools, one per endpoint origin (lean.ts, or undici's
-// Pool with GATEHOUSE_UPSTREAM=undici). Pools outlive configs: a config change that keeps an endpoint keeps its warm
-// keep-alive connections. Each compiled config holds a reference to the
+// Pool with GATEHOUSE_UPSTREAM=undici). Pools outlive configs: a config
+// change that keeps an endpoint keeps its warm keep-alive connections. Each compiled config holds a reference to the
 // pools it uses; a pool closes (gracefully: queued and running requests
 // finish) when the last reference is released.
 
 import type { Dispatcher } from 'undici';
 import type { Endpoint } from '../../ir/types.ts';
+import { DEFAULT_LIMITS, type RequestLimits } from '../limits.ts';
 import type { LogFn } from '../log.ts';
+import type { UpstreamCluster } from './balancer.ts';
 import { LeanPool } from './lean.ts';
 
 export interface Pool {
-  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  /** `cluster`: whose connection cap and queue apply (the lean client; undici's Pool caps per endpoint). */
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler, cluster?: UpstreamCluster): boolean;
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
@@ -31,11 +34,24 @@ interface PoolEntry {
   refs: number;
 }
 
-export interface UpstreamPoolOptions {
-  /** How long an idle upstream connection is kept. */
+/** The limits the pools apply (limits.ts): timeouts, and the connection cap and queue per cluster. */
+export type UpstreamLimits = Pick<
+  RequestLimits,
+  | 'upstreamConnectTimeoutMs'
+  | 'upstreamResponseTimeoutMs'
+  | 'upstreamIdleTimeoutMs'
+  | 'maxUpstreamConnectionsPerCluster'
+  | 'maxPendingRequestsPerCluster'
+>;
+
+export interface UpstreamPoolOptions extends Partial<UpstreamLimits> {
+  /**
+   * How long an idle upstream connection is kept. Shorter than the usual
+   * backend keep-alive (node's 5 s, Apache's 5 s), so that we, not the
+   * backend, close an idle connection: a backend that closes first can
+   * meet our next request on the wire.
+   */
   keepAliveTimeoutMs?: number;
-  /** Time allowed to open an upstream connection. */
-  connectTimeoutMs?: number;
 }
 
 export class UpstreamPools {
@@ -53,13 +69,29 @@ export class UpstreamPools {
   acquire(origin: string): Pool {
     let entry = this.#entries.get(origin);
     if (entry === undefined) {
-      const keepAliveTimeout = this.#options.keepAliveTimeoutMs ?? 4_000;
-      const connectTimeout = this.#options.connectTimeoutMs ?? 10_000;
+      const o = this.#options;
+      const keepAliveTimeout = o.keepAliveTimeoutMs ?? 4_000;
+      const connectTimeout = o.upstreamConnectTimeoutMs ?? DEFAULT_LIMITS.upstreamConnectTimeoutMs;
+      const responseTimeout = o.upstreamResponseTimeoutMs ?? DEFAULT_LIMITS.upstreamResponseTimeoutMs;
+      const idleTimeout = o.upstreamIdleTimeoutMs ?? DEFAULT_LIMITS.upstreamIdleTimeoutMs;
+      const maxConnections = o.maxUpstreamConnectionsPerCluster ?? DEFAULT_LIMITS.maxUpstreamConnectionsPerCluster;
       const pool: Pool = LEAN
-        ? new LeanPool(origin, { keepAliveTimeout, connectTimeout })
+        ? new LeanPool(origin, {
+            keepAliveTimeout,
+            connectTimeout,
+            responseTimeout,
+            idleTimeout,
+            maxConnections,
+            maxPending: o.maxPendingRequestsPerCluster ?? DEFAULT_LIMITS.maxPendingRequestsPerCluster,
+          })
         : new undici!.Pool(origin, {
             keepAliveTimeout,
             connectTimeout,
+            headersTimeout: responseTimeout,
+            bodyTimeout: idleTimeout,
+            // Per endpoint: undici has no cap across a cluster's endpoints,
+            // and its queue of waiting requests has no bound.
+            connections: maxConnections,
             // A backend that lies about Content-Length must not corrupt the
             // next response on the same connection.
             strictContentLength: true,
