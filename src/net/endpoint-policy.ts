@@ -164,7 +164,7 @@ function checkParsed(policy: EndpointPolicy, ip: ParsedAddress, shown: string, p
   }
   const own = policy.ownPorts.get(port);
   if (own !== undefined && answersOn(policy, own, ip)) {
-    return { kind: 'self', why: `${shown}:${port} is the gateway itself (${port} is ${own.use}, on an address the gateway answers on)` };
+    return { kind: 'self', why: `${hostPort(shown, port)} is the gateway itself (${port} is ${own.use}, on an address the gateway answers on)` };
   }
   if (ip.scope === 'linkLocal' && !policy.allowLinkLocal) {
     return { kind: 'linkLocal', why: `${shown} is link-local (169.254.0.0/16, fe80::/10), where cloud metadata services answer; link-local endpoints are not allowed` };
@@ -173,6 +173,11 @@ function checkParsed(policy: EndpointPolicy, ip: ParsedAddress, shown: string, p
     return { kind: 'loopback', why: `${shown} is a loopback address, the gateway's own host; loopback endpoints are not allowed in this mode` };
   }
   return null;
+}
+
+/** `address:port`, with an IPv6 address in brackets. */
+export function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 function answersOn(policy: EndpointPolicy, own: Readonly<OwnPort>, ip: ParsedAddress): boolean {

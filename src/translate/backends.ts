@@ -18,7 +18,7 @@ import type { BackendObjectReference, EndpointSlice, KubeObject, ReferenceGrant,
 import { GATEWAY_GROUP } from '../api/types.ts';
 import { namespaceOf } from '../api/snapshot.ts';
 import type { Cluster, Endpoint } from '../ir/types.ts';
-import { checkEndpoint, checkHostname, type EndpointPolicy, type EndpointRefusal } from '../net/endpoint-policy.ts';
+import { checkEndpoint, checkHostname, hostPort, type EndpointPolicy, type EndpointRefusal } from '../net/endpoint-policy.ts';
 import { isReferenceAllowed, normGroup } from './referencegrant.ts';
 
 export type BackendProblemReason = 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol' | 'EndpointNotPermitted';
@@ -104,7 +104,7 @@ function makeCluster(name: string, svc: Service, serviceKey: string, port: numbe
     // A name is judged here only when it is an IP literal or localhost; the data plane judges what it resolves to.
     const host = svc.spec.externalName!;
     const refusal = checkHostname(index.policy, host, port);
-    if (refusal) refused.push({ endpoint: `${host}:${port}`, refusal });
+    if (refusal) refused.push({ endpoint: hostPort(host, port), refusal });
     endpoints = refusal ? [] : [{ address: host, port }];
   } else {
     const svcPort = (svc.spec.ports ?? []).find((p) => p.port === port)!;
@@ -132,7 +132,7 @@ function endpointsOf(slices: EndpointSlice[], portName: string, policy: Endpoint
         if (seen.has(key)) continue;
         seen.add(key);
         const refusal = sliceAddressProblem(s, address) ?? checkEndpoint(policy, address, port.port);
-        if (refusal) refused.push({ endpoint: key, refusal });
+        if (refusal) refused.push({ endpoint: hostPort(address, port.port), refusal });
         else out.push({ address, port: port.port });
       }
     }

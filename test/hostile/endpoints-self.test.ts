@@ -11,7 +11,7 @@ import path from 'node:path';
 import { loadDirectory } from '../../src/providers/file/loader.ts';
 import { buildSnapshot } from '../../src/api/build-snapshot.ts';
 import { translate, type TranslateResult } from '../../src/translate/index.ts';
-import { KUBERNETES_ENDPOINT_DEFAULTS, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicyOptions } from '../../src/net/endpoint-policy.ts';
+import { hostPort, KUBERNETES_ENDPOINT_DEFAULTS, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicyOptions } from '../../src/net/endpoint-policy.ts';
 
 const ADMIN_PORT = 9901;
 const LISTENER_PORT = 18080;
@@ -89,7 +89,7 @@ function translateDir(dir: string, endpoints: EndpointPolicyOptions): TranslateR
 function endpoints(r: TranslateResult, svc: string): string[] {
   const cluster = r.ir.clusters[`tenant/${svc}:80`];
   assert.ok(cluster, `cluster tenant/${svc}:80 is in the IR`);
-  return cluster.endpoints.map((e) => (e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`));
+  return cluster.endpoints.map((e) => hostPort(e.address, e.port));
 }
 
 function resolvedRefs(r: TranslateResult, route: string): { status: string; reason: string; message: string } {
@@ -104,7 +104,7 @@ test('standalone: the admin API, a listener and cloud metadata are refused; othe
 
   const refused: [string, string, RegExp][] = [
     ['admin', '127.0.0.1:9901', /127\.0\.0\.1:9901 is the gateway itself \(9901 is the admin API port/],
-    ['mapped', '[::ffff:127.0.0.1]:9901', /::ffff:127\.0\.0\.1:9901 is the gateway itself \(9901 is the admin API port/],
+    ['mapped', '[::ffff:127.0.0.1]:9901', /\[::ffff:127\.0\.0\.1\]:9901 is the gateway itself \(9901 is the admin API port/],
     ['listener', `127.0.0.1:${LISTENER_PORT}`, new RegExp(`127\\.0\\.0\\.1:${LISTENER_PORT} is the gateway itself \\(${LISTENER_PORT} is the port of listener infra/shared/http`)],
     ['metadata', '169.254.169.254:80', /169\.254\.169\.254 is link-local/],
   ];
