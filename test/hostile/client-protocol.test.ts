@@ -83,6 +83,11 @@ test('client protocol defects', { timeout: 15_000 }, async (t) => {
     await refused('GET /version-09 HTTP/0.9\r\nHost: example.com\r\n\r\n', 505, '/version-09');
   });
 
+  await t.test('a malformed version (HTTP/x.y, HTTP/1): 400', async () => {
+    await refused('GET /version-xy HTTP/x.y\r\nHost: example.com\r\n\r\n', 400, '/version-xy');
+    await refused('GET /version-1 HTTP/1\r\nHost: example.com\r\n\r\n', 400, '/version-1');
+  });
+
   await t.test('refusals are logged with listener, status and reason; the data plane still serves', async () => {
     await warm();
     const reasons = fx.logs.filter((l) => l.msg === 'request refused').map((l) => `${l.fields.status} ${l.fields.reason}`);

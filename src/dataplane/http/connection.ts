@@ -43,17 +43,18 @@ const LINGER_MS = 1_000;
  */
 const MAX_PIPELINED = 32;
 
-function statusForParseError(code: string | undefined): number {
-  switch (code) {
+function statusForParseError(err: NodeJS.ErrnoException & { reason?: string }): number {
+  switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
       return 431;
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return 413;
-    // llhttp knows HTTP/0.9 (with a version, which 0.9 never sent), 1.0,
-    // 1.1 and 2.0; any other version is this error. The head check answers
-    // the ones it lets through.
     case 'HPE_INVALID_VERSION':
-      return 505;
+      // llhttp takes HTTP/0.9 (with a version, which 0.9 never sent), 1.0,
+      // 1.1 and 2.0 (the head check answers the two that are not 1.x); a
+      // well-formed other version, 1.2 or 3.0, it reports with this reason.
+      // A malformed one (`HTTP/x.y`) is a bad request.
+      return err.reason === 'Invalid HTTP version' ? 505 : 400;
     default:
       return 400;
   }
@@ -496,7 +497,7 @@ export class ClientConnection implements DownstreamChannel {
       this.#dispatchParsed();
       return;
     }
-    const status = statusForParseError(err.code);
+    const status = statusForParseError(err);
     this.#spec.log('info', 'malformed request', { listener: this.#spec.key, status, error: err.code ?? err.message });
     this.#refuse(status, null);
   }
