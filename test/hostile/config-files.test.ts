@@ -129,9 +129,11 @@ test('a file over the size limit is refused from its size alone, and keeps the o
   const huge = path.join(dir, '30-huge.json');
   fs.closeSync(fs.openSync(huge, 'w'));
   fs.truncateSync(huge, 1024 ** 3);
+  // Refused files cost nothing of the directory's budget: a file after them is read.
+  writeRenamed(dir, '40-after.yaml', namespaceYAML('after'));
   const { result, ms } = timedLoad(dir, first);
   assert.ok(ms < 500, `took ${ms.toFixed(0)} ms`);
-  assert.deepEqual(names(result), ['Namespace good', 'Namespace big']);
+  assert.deepEqual(names(result), ['Namespace good', 'Namespace big', 'Namespace after']);
   assert.deepEqual(messages(result), [
     `20-big.yaml: is ${big.length} bytes, over the limit of 4194304 bytes (4 MiB) per file; keeping the 1 object(s) loaded from it before`,
     '30-huge.json: is 1073741824 bytes, over the limit of 4194304 bytes (4 MiB) per file',
@@ -180,6 +182,9 @@ test('past the number of files a directory may hold, the first by name are read;
     'd.yaml: not read: the directory has 6 config files, over the limit of 3; the first 3 by name are read; keeping the 1 object(s) loaded from it before',
     'e.yaml: not read: the directory has 6 config files, over the limit of 3; the first 3 by name are read; keeping the 1 object(s) loaded from it before',
   ]);
+  const again = loadDirectory(dir, r, null, opts);
+  assert.deepEqual(names(again), names(r), 'the same on the next load');
+  assert.deepEqual(messages(again), messages(r));
   // A directory of many files is listed within the limit's memory, and the first by name still win.
   const many = tempDir(t);
   for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(many, `f${String(499 - i).padStart(3, '0')}.yaml`), '');

@@ -170,16 +170,17 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
     try {
       const known = changed && !changed.has(file) ? previous?.files?.get(file) : undefined;
       look = known !== undefined ? (known.pending?.stamp ?? known.stamp) : fileStamp(path.join(dir, file));
-      if (look !== null) {
-        const size = stampSize(look);
-        if (size > budget && size <= limits.maxFileBytes) {
-          const last = previous?.files?.get(file);
-          if (last) files.set(file, last);
-          signature.push(stampLine(file, look));
+      // Charged to the budget: what will be read. A file over the per-file
+      // limit is refused on its own and costs nothing.
+      const size = look === null ? 0 : stampSize(look);
+      if (size <= limits.maxFileBytes) {
+        if (size > budget) {
+          keepKnown(file);
+          signature.push(stampLine(file, look!));
           refuse(file, { reason: `not read: ${size} more bytes would pass the limit of ${describeBytes(limits.maxDirectoryBytes)} read per directory (files count in name order)` });
           continue;
         }
-        budget -= Math.min(size, budget);
+        budget -= size;
       }
       const outcome = known ?? outcomeOf(file, look);
       if (!outcome) continue; // gone, or caught mid-write on its first appearance
@@ -196,8 +197,7 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
     } catch (e) {
       // Nothing a file holds should get here; if it does, that file alone fails.
       if (look !== null) signature.push(stampLine(file, look));
-      const last = previous?.files?.get(file);
-      if (last) files.set(file, last);
+      keepKnown(file);
       refuse(file, { reason: `could not be loaded (${describeThrown(e)})` });
     }
   }
@@ -205,10 +205,18 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
   if (listing.beyond > 0) {
     const total = listing.names.length + listing.beyond;
     for (const file of listing.refused) {
+      // Still known next time, so that it is still reported and keeps what it had.
+      keepKnown(file);
       refuse(file, { reason: `not read: the directory has ${total} config files, over the limit of ${limits.maxFiles}; the first ${limits.maxFiles} by name are read` });
     }
   }
   return { objects, errors, files, signature: signature.join('\n') };
+
+  /** Keeps what `file` gave last time for the next load, while it is not read. */
+  function keepKnown(file: string): void {
+    const last = previous?.files?.get(file);
+    if (last) files.set(file, last);
+  }
 
   /**
    * The outcome of `file` as it is now: the previous one if its content is
