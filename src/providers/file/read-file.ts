@@ -74,10 +74,13 @@ export function readConfigText(dir: string, realDir: string, name: string, maxBy
     }
     const after = fs.fstatSync(fd, { bigint: true });
     const stamp = stampOf(before);
-    if (stampOf(after) !== stamp || length !== Number(before.size)) {
+    if (stampOf(after) !== stamp) {
       if (length > maxBytes) return { kind: 'refused', reason: `grew past the limit of ${describeBytes(maxBytes)} per file while being read` };
       return { kind: 'changing' };
     }
+    // Unchanged, yet not the size it claims: a file system that makes its
+    // files up as they are read (procfs, some FUSE), never a config file.
+    if (length !== Number(before.size)) return { kind: 'refused', reason: 'holds more or less than its size says; not a file on a regular file system' };
     return { kind: 'read', text: buffer.toString('utf8', 0, length), stamp };
   } catch (e) {
     return errnoResult(e, 'cannot be read');
