@@ -5,8 +5,9 @@
 // connections over them and no thread hands sockets to another. Threads
 // rather than processes: one Node runtime, one copy of the code and one
 // allocator for all of them, which is most of a worker's memory. A worker
-// that dies is replaced and handed the current config in full; close()
-// asks every worker to drain and waits for them.
+// that dies is replaced and handed the current config in full. At
+// shutdown, beginDrain() has every worker's answers ask clients to close,
+// and close() asks every worker to drain and waits for them.
 import { Worker } from 'node:worker_threads';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { asText, IRDeltaEncoder } from '../ir/delta.ts';
@@ -20,7 +21,11 @@ export interface WorkerPoolOptions {
   logLevel: string;
   /** Where the pool's own lines and the workers' lines (with a `worker` field) go. */
   log: LogFn;
-  /** How long close() waits for workers to drain before stopping them. */
+  /**
+   * How long close() waits for workers to drain before stopping them: the
+   * workers' own drain timeout and a margin, as each cuts its connections
+   * at its drain timeout itself. Default 15 s.
+   */
   drainTimeoutMs?: number;
   /** Overrides of the data plane's limits, for every worker. */
   limits?: Partial<RequestLimits>;
@@ -47,6 +52,7 @@ export class WorkerPool {
   #seq = 0;
   #appliedSeq = 0;
   #closing = false;
+  #draining = false;
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
@@ -70,6 +76,7 @@ export class WorkerPool {
     // A worker started after the first config gets the current one at once.
     const full = this.#encoder.full();
     if (full !== null) this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: asText(full) });
+    if (this.#draining) this.#send(worker, { type: 'drain' });
     return worker;
   }
 
@@ -169,6 +176,12 @@ export class WorkerPool {
     setTimeout(() => { if (!this.#closing) this.#start(); }, RESTART_DELAY_MS).unref();
   }
 
+  /** Shutdown, first step: every worker's answers ask clients to close; listeners keep accepting. */
+  beginDrain(): void {
+    this.#draining = true;
+    for (const worker of this.#workers) this.#send(worker, { type: 'drain' });
+  }
+
   /** Asks every worker to drain and exit; stops those still there after the drain timeout. */
   async close(): Promise<void> {
     this.#closing = true;
@@ -176,7 +189,13 @@ export class WorkerPool {
       worker.once('exit', () => resolve());
       this.#send(worker, { type: 'close' });
     }));
-    const timer = setTimeout(() => { for (const w of this.#workers) void w.terminate(); }, this.#opts.drainTimeoutMs ?? 15_000);
+    const drainTimeoutMs = this.#opts.drainTimeoutMs ?? 15_000;
+    const timer = setTimeout(() => {
+      for (const w of this.#workers) {
+        this.#opts.log('error', 'data-plane worker did not drain in time; stopping it', { worker: w.threadId, waitedMs: drainTimeoutMs });
+        void w.terminate();
+      }
+    }, drainTimeoutMs);
     timer.unref();
     await Promise.all(exits);
     clearTimeout(timer);

@@ -11,6 +11,9 @@ import type { RequestLimits } from '../dataplane/limits.ts';
 export type ToWorker =
   | { type: 'apply'; seq: number; delta: IRDelta }
   | { type: 'stats'; seq: number }
+  /** Shutdown, first step: answers ask clients to close; listeners keep accepting. */
+  | { type: 'drain' }
+  /** Stop accepting, drain up to the drain timeout, exit. */
   | { type: 'close' };
 
 export interface WorkerStats {

@@ -86,6 +86,16 @@ export class DataPlane {
     return this.#serialised(() => this.#apply(delta));
   }
 
+  /**
+   * Shutdown, first step: answers ask clients to close their connections
+   * while the listeners keep accepting (see ListenerSet.markDraining).
+   * Not queued behind applies: it must take effect at once.
+   */
+  beginDrain(): void {
+    this.#listeners.markDraining();
+  }
+
+  /** Stops accepting, lets requests in flight finish up to the drain timeout, then closes the upstream pools. */
   close(): Promise<void> {
     return this.#serialised(() => this.#close());
   }
@@ -126,9 +136,14 @@ export class DataPlane {
   async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    const deadline = Date.now() + this.#limits.drainTimeoutMs;
     await this.#listeners.closeAll();
     this.#current?.release();
     this.#current = null;
-    await this.#pools.closeAll(this.#limits.drainTimeoutMs);
+    // With every client gone little is left upstream (idle connections,
+    // mirrors): it gets what remains of the drain timeout, and at least a
+    // second, so that the whole close stays within the drain timeout plus
+    // that second.
+    await this.#pools.closeAll(Math.max(deadline - Date.now(), Math.min(1_000, this.#limits.drainTimeoutMs)));
   }
 }

@@ -2,6 +2,8 @@
 // unchanged key keeps its server and its accepted connections and only
 // starts reading the new compiled listener; a removed key stops accepting
 // and drains; a new key binds. A protocol change (HTTP <-> HTTPS) rebuilds.
+// At shutdown every listener is first marked draining (answers ask clients
+// to close, accepting goes on), then all stop accepting and drain at once.
 
 import type tls from 'node:tls';
 import type { CompiledConfig, CompiledListener } from './config.ts';
@@ -53,6 +55,8 @@ export class ListenerSet {
   readonly #log: LogFn;
   readonly #handler: HttpRequestHandler;
   readonly #reusePort: boolean;
+  /** Set by markDraining(): listeners bound after it drain too. */
+  #shuttingDown = false;
 
   constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler, reusePort: boolean) {
     this.#limits = limits;
@@ -96,11 +100,35 @@ export class ListenerSet {
     return { bindErrors: errors, certificateErrors };
   }
 
-  /** Drains every listener; resolves when all their connections are gone. */
+  /**
+   * Shutdown, first step: every answer from now on carries `Connection:
+   * close`, so clients move to another instance as their requests finish
+   * (Envoy does the same during its drain time); listeners keep accepting.
+   */
+  markDraining(): void {
+    this.#shuttingDown = true;
+    for (const slot of this.#slots.values()) slot.draining = true;
+  }
+
+  /**
+   * Stops accepting on every listener and drains them; resolves when all
+   * their connections are gone, the last ones cut at the drain timeout.
+   * Logs each step: how many connections were open when accepting
+   * stopped, then the drain complete or the connections cut.
+   */
   async closeAll(): Promise<void> {
-    for (const slot of this.#slots.values()) this.#drain(slot);
+    const slots = [...this.#slots.values()];
     this.#slots.clear();
+    const started = Date.now();
+    const cut = slots.map((slot) => this.#drain(slot));
+    // Idle connections were closed just now; their sockets are counted out a tick later.
+    await new Promise((resolve) => setImmediate(resolve));
+    const open = (await Promise.all(slots.map((slot) => openConnections(slot.server)))).reduce((a, b) => a + b, 0);
+    this.#log('info', 'drain: stopped accepting; connections still open', { listeners: slots.length, connections: open, drainTimeoutMs: this.#limits.drainTimeoutMs });
+    const cutTotal = (await Promise.all(cut)).reduce((a, b) => a + b, 0);
     await Promise.all([...this.#draining]);
+    if (cutTotal === 0) this.#log('info', 'drain complete', { ms: Date.now() - started });
+    else this.#log('warn', 'drain ended at the drain timeout', { ms: Date.now() - started, cutConnections: cutTotal });
   }
 
   /** Bound listeners, for diagnostics and tests. */
@@ -143,6 +171,7 @@ export class ListenerSet {
             defaultCertificate: listener.sni.defaultMaterial,
           });
     slot = new ListenerSlot(listener, server);
+    slot.draining = this.#shuttingDown;
     const socket = server.server;
     return new Promise((resolve) => {
       const onError = (err: NodeJS.ErrnoException) => {
@@ -166,15 +195,23 @@ export class ListenerSet {
   /**
    * Stops accepting at once; requests in flight finish on the config they
    * have, answers ask clients to close, idle connections are closed now and
-   * whatever is left after the drain timeout is cut.
+   * whatever is left after the drain timeout is cut (and logged). Resolves
+   * when the listener is closed, with the number of connections cut.
    */
-  #drain(slot: ListenerSlot): void {
+  #drain(slot: ListenerSlot): Promise<number> {
     slot.draining = true;
     const config = slot.current.config;
     config.retain();
     const server = slot.server;
-    const done = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => server.closeAllConnections(), this.#limits.drainTimeoutMs);
+    let cut = 0;
+    const done = new Promise<number>((resolve) => {
+      const timer = setTimeout(() => {
+        void openConnections(server).then((open) => {
+          cut = open;
+          if (open > 0) this.#log('warn', 'drain timeout reached: cutting connections', { listener: slot.key, connections: open, drainTimeoutMs: this.#limits.drainTimeoutMs });
+          server.closeAllConnections();
+        });
+      }, this.#limits.drainTimeoutMs);
       timer.unref();
       // A response that started before draining kept its connection alive;
       // close such connections as soon as they go idle.
@@ -185,11 +222,18 @@ export class ListenerSet {
         clearInterval(sweeper);
         config.release();
         this.#log('info', 'listener closed', { listener: slot.key });
-        resolve();
+        resolve(cut);
       });
       server.closeIdleConnections();
     });
-    this.#draining.add(done);
-    void done.then(() => this.#draining.delete(done));
+    const tracked = done.then(() => {});
+    this.#draining.add(tracked);
+    void tracked.then(() => this.#draining.delete(tracked));
+    return done;
   }
+}
+
+/** Client connections a listener holds, counted by node on the raw sockets (TLS handshakes in progress included). */
+function openConnections(server: ClientServer): Promise<number> {
+  return new Promise((resolve) => server.server.getConnections((err, count) => resolve(err ? 0 : count)));
 }

@@ -70,6 +70,9 @@ function runDataPlaneWorker(): void {
       case 'stats':
         reply({ type: 'stats', seq: m.seq, stats: { id: threadId, requests: dataPlane.requestCount, appliedSeq, heapUsedBytes: getHeapStatistics().used_heap_size } });
         return;
+      case 'drain':
+        dataPlane.beginDrain();
+        return;
       case 'close':
         if (closing) return;
         closing = true;
