@@ -60,12 +60,13 @@ test('resources: every item, or filtered by kind, namespace and name', async (t)
     assert.match(res.headers.get('content-type')!, /^application\/json/);
     return ((await res.json()) as { items: any[] }).items.map((o) => `${o.kind}/${o.metadata.name}`);
   };
-  assert.deepEqual(await get(''), ['GatewayClass/gatehouse', 'Gateway/gw', 'HTTPRoute/keystone', 'HTTPRoute/nova', 'HTTPRoute/web']);
+  // In a stable order, kind, namespace, name, so that pages follow one another (paging.ts).
+  assert.deepEqual(await get(''), ['Gateway/gw', 'GatewayClass/gatehouse', 'HTTPRoute/keystone', 'HTTPRoute/nova', 'HTTPRoute/web']);
   assert.deepEqual(await get('?kind=HTTPRoute'), ['HTTPRoute/keystone', 'HTTPRoute/nova', 'HTTPRoute/web']);
   assert.deepEqual(await get('?kind=HTTPRoute&namespace=openstack'), ['HTTPRoute/keystone', 'HTTPRoute/nova']);
   assert.deepEqual(await get('?namespace=openstack&name=nova'), ['HTTPRoute/nova']);
   assert.deepEqual(await get('?kind=TLSRoute'), []);
-  assert.deepEqual(await get('/'), ['GatewayClass/gatehouse', 'Gateway/gw', 'HTTPRoute/keystone', 'HTTPRoute/nova', 'HTTPRoute/web']);
+  assert.deepEqual(await get('/'), ['Gateway/gw', 'GatewayClass/gatehouse', 'HTTPRoute/keystone', 'HTTPRoute/nova', 'HTTPRoute/web']);
 });
 
 test('errors and config', async (t) => {
@@ -77,6 +78,26 @@ test('errors and config', async (t) => {
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type')!, /^application\/json/);
   assert.deepEqual(await res.json(), { version: 1, listeners: [], clusters: {} });
+});
+
+test('readyz answers 503 draining once shutdown began, whatever ready() says; healthz stays 200', async (t) => {
+  let draining = false;
+  const { base, setReady } = await start(t, { draining: () => draining });
+  setReady(true);
+  assert.equal((await fetch(`${base}/readyz`)).status, 200);
+  draining = true;
+  const res = await fetch(`${base}/readyz`);
+  assert.equal(res.status, 503);
+  assert.equal(await res.text(), 'draining');
+  assert.equal((await fetch(`${base}/healthz`)).status, 200);
+});
+
+test('HEAD on a listing answers its head only', async (t) => {
+  const { base } = await start(t);
+  const res = await fetch(`${base}/api/v1/config`, { method: 'HEAD' });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type')!, /^application\/json/);
+  assert.equal(await res.text(), '');
 });
 
 test('config before the first IR is null', async (t) => {
