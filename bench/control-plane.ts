@@ -85,7 +85,7 @@ async function bulkAccepted(p: Paths): Promise<string> {
     const written = performance.now() - started;
     let done = 0;
     await waitUntil('1,000 routes Accepted', async () => {
-      const res = await request(`${ADMIN}/api/v1/resources`);
+      const res = await request(`${ADMIN}/api/v1/resources?limit=5000`);
       const { items } = (await res.body.json()) as { items: Resource[] };
       const gw = items.find((o) => o.kind === 'Gateway');
       const attached = gw?.status?.listeners?.find((l) => l.name === 'http')?.attachedRoutes ?? 0;

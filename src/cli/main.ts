@@ -1,6 +1,6 @@
 // gatehouse: the command line. Subcommands are small modules of their own.
 import { parseArgs } from 'node:util';
-import { serve } from './serve.ts';
+import { DEFAULT_SHUTDOWN_DELAY_MS, serve } from './serve.ts';
 import { validate } from './validate.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
@@ -57,12 +57,21 @@ commands:
 
 gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--workers N] [--log-level LEVEL]
   --config-dir DIR        directory of *.yaml, *.yml, *.json files, reloaded on change
-  --admin-address ADDR    admin API (readyz, resources, errors, config); default 127.0.0.1:9901
+  --admin-address ADDR    admin API (readyz, resources, errors, config); default 127.0.0.1:9901;
+                          an address that is not loopback needs --admin-token-file
+  --admin-token-file FILE file holding the admin API's bearer token (at least 32 bytes, mode 0600
+                          or stricter); every request but /healthz and /readyz must then carry
+                          Authorization: Bearer <token>
+  --admin-allowed-host NAME
+                          a Host name the admin API answers to, besides IP addresses and
+                          localhost (repeatable); other names get 403 (DNS rebinding)
   --address-pool CIDR     hand each Gateway an IPv4 address from CIDR, as MetalLB would;
                           without it every Gateway listens on all interfaces
   --workers N             data-plane worker threads sharing the listeners; default one per
                           core on Linux and FreeBSD, else 0; 0 serves from the main thread
   --log-level LEVEL       trace, debug, info, warn, error; default info
+  --shutdown-delay DUR    after SIGTERM/SIGINT, /readyz answers 503 and listeners keep accepting
+                          this long before they stop and drain (--drain-timeout); default ${formatDuration(DEFAULT_SHUTDOWN_DELAY_MS)}
 
 limits (serve): durations as 10s, 1m30s, 500ms; counts as whole numbers
 ${limitUsage()}
@@ -79,6 +88,9 @@ async function main(argv: string[]): Promise<number> {
         options: {
           'config-dir': { type: 'string' },
           'admin-address': { type: 'string', default: '127.0.0.1:9901' },
+          'admin-token-file': { type: 'string' },
+          'admin-allowed-host': { type: 'string', multiple: true },
+          'shutdown-delay': { type: 'string' },
           'address-pool': { type: 'string' },
           'log-level': { type: 'string', default: 'info' },
           workers: { type: 'string' },
@@ -92,11 +104,20 @@ async function main(argv: string[]): Promise<number> {
       if (workers > 0 && !REUSE_PORT) return usage(`--workers ${workers}: worker threads share listeners with SO_REUSEPORT, which ${process.platform} does not balance; use --workers 0`);
       const limits = parseLimitFlags(values);
       if (typeof limits === 'string') return usage(limits);
+      const rawDelay = values['shutdown-delay'];
+      const shutdownDelayMs = rawDelay === undefined ? DEFAULT_SHUTDOWN_DELAY_MS : rawDelay === '0' ? 0 : parseDuration(rawDelay);
+      if (shutdownDelayMs === null) return usage(`--shutdown-delay wants a duration such as 5s or 500ms, not ${rawDelay}`);
+      const allowedHosts = values['admin-allowed-host'] ?? [];
+      const badHost = allowedHosts.find((h) => !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?$/.test(h));
+      if (badHost !== undefined) return usage(`--admin-allowed-host wants a DNS name without port, not ${badHost}`);
       return serve({
         workers,
         limits,
+        shutdownDelayMs,
         configDir: values['config-dir'],
         adminAddress: values['admin-address']!,
+        adminTokenFile: values['admin-token-file'] ?? null,
+        adminAllowedHosts: allowedHosts,
         addressPool: values['address-pool'] ?? null,
         logLevel: values['log-level']!,
       });

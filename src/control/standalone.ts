@@ -35,15 +35,32 @@ export interface StandaloneOptions {
   workers?: number;
   /** Overrides of the data plane's limits (src/dataplane/limits.ts). */
   limits?: Partial<RequestLimits>;
+  /** Bearer token for the admin API; required when adminAddress is not loopback. */
+  adminToken?: string;
+  /** Host names the admin API answers to besides IP literals and localhost. */
+  adminAllowedHosts?: string[];
 }
 
 /** What the control loop needs of a data plane, in-process or in workers. */
 interface DataPlaneHandle {
   apply(ir: IR): Promise<ApplyResult>;
+  beginDrain(): void;
   close(): Promise<void>;
 }
 
 export interface Standalone {
+  /**
+   * Shutdown, first step: /readyz answers 503 so load balancers stop
+   * sending new connections, config changes are no longer applied, and
+   * answers ask clients to close their connections; listeners keep
+   * accepting. Then close().
+   */
+  startDraining(): void;
+  /**
+   * Stops accepting, lets requests in flight finish up to the drain
+   * timeout (cutting the rest), then closes the admin API, which answers
+   * until then.
+   */
   close(): Promise<void>;
   /** Resolves after the reload that follows the next change has been applied (for tests). */
   reloadNow(): Promise<void>;
@@ -61,6 +78,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const workers = opts.workers ?? 0;
   // Checked here, once, so a bad value fails the start instead of every worker.
   const limits = resolveLimits(opts.limits);
+  // Workers cut their own connections at the drain timeout; the pool stops
+  // a worker that has still not exited 5 s after that.
   const pool = workers > 0
     ? new WorkerPool({ workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000 })
     : null;
@@ -72,6 +91,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   let currentIR: IR | null = null;
   let assigned: Record<string, string> = {};
   let ready = false;
+  let draining = false;
 
   async function reload(changed: ChangedFiles): Promise<void> {
     const t0 = performance.now();
@@ -143,7 +163,11 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       errors: () => errors,
       config: () => currentIR,
       ready: () => ready,
+      draining: () => draining,
       workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
+      token: opts.adminToken,
+      allowedHosts: opts.adminAllowedHosts,
+      log: dpLog,
     });
   } catch (err) {
     // Without its admin API the gateway does not start: stop what did.
@@ -151,15 +175,27 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     await dataPlane.close();
     throw err;
   }
-  log.info({ admin: opts.adminAddress, workers, configDir: opts.configDir, addressPool: opts.addressPool }, 'gatehouse standalone started');
+  log.info({
+    admin: opts.adminAddress, adminLoopback: admin.loopback, adminToken: opts.adminToken !== undefined,
+    workers, configDir: opts.configDir, addressPool: opts.addressPool,
+  }, 'gatehouse standalone started');
 
   return {
     adminPort: admin.port,
     reloadNow: () => schedule(null),
-    async close() {
+    startDraining() {
+      draining = true;
       watcher.close();
-      await admin.close();
-      await dataPlane.close();
+      dataPlane.beginDrain();
+    },
+    async close() {
+      draining = true;
+      watcher.close();
+      try {
+        await dataPlane.close();
+      } finally {
+        await admin.close();
+      }
     },
   };
 }

@@ -25,7 +25,7 @@ spec:
     backendRefs: [{name: web, port: 80}]
 `);
   const adminPort = await freePort();
-  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--address-pool', '127.43.0.0/24', '--log-level', 'warn']);
+  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--address-pool', '127.43.0.0/24', '--log-level', 'warn', '--shutdown-delay', '0s']);
   try {
     await waitFor('readyz', async () => (await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode === 200, 20_000);
     const { items } = await (await request(`http://127.0.0.1:${adminPort}/api/v1/resources`)).body.json() as { items: any[] };

@@ -20,7 +20,7 @@ async function started(env: NodeJS.ProcessEnv): Promise<{ env: Map<string, strin
   const dir = tempConfigDir();
   writeConfig(dir, 'class.yaml', GATEWAY_CLASS);
   const adminPort = await freePort();
-  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '1', '--log-level', 'warn'], env);
+  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '1', '--log-level', 'warn', '--shutdown-delay', '0s'], env);
   try {
     // Ready on the admin API means the process that answers is the re-executed one.
     await waitFor('readyz', async () => (await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode === 200, 20_000);

@@ -45,7 +45,7 @@ ${serviceYAML('default', 'web', 80, echo.port)}---
 ${routeYAML('first', 'first.example.test')}`);
   const adminPort = await freePort();
   const admin = `http://127.0.0.1:${adminPort}`;
-  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '2', '--log-level', 'warn']);
+  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '2', '--log-level', 'warn', '--shutdown-delay', '0s']);
   const workers = async () => ((await (await request(`${admin}/api/v1/workers`)).body.json()) as { items: WorkerInfo[] }).items;
   const url = `http://127.0.0.1:${port}/`;
   try {
