@@ -66,6 +66,8 @@ export interface AdminServer {
   close(): Promise<void>;
   /** The port listened on (the one chosen, when the address asked for 0). */
   port: number;
+  /** The address bound: an IP literal, or '::' when it listens on every interface. */
+  address: string;
   /** Whether the address bound is loopback (127.0.0.0/8, ::1); when not, a token was required. */
   loopback: boolean;
 }
@@ -266,6 +268,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 
   return {
     port: (server.address() as AddressInfo).port,
+    address: (server.address() as AddressInfo).address,
     loopback,
     close: () => new Promise<void>((resolve) => {
       server.close(() => resolve());

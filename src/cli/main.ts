@@ -6,6 +6,7 @@ import { VERSION } from './version.ts';
 import os from 'node:os';
 import { parseDuration } from '../api/durations.ts';
 import { DEFAULT_LIMITS, LIMIT_FLAGS, resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
+import { DEFAULT_LOADER_LIMITS, resolveLoaderLimits, type LoaderLimits } from '../providers/file/limits.ts';
 
 /**
  * Worker threads each bind the listeners with SO_REUSEPORT and the kernel
@@ -48,6 +49,37 @@ export function parseLimitFlags(values: Record<string, unknown>): Partial<Reques
   return limits;
 }
 
+/** The file provider's limits, each a serve flag. */
+const LOADER_FLAGS: readonly { flag: string; field: keyof LoaderLimits; help: string }[] = [
+  { flag: 'config-max-file-bytes', field: 'maxFileBytes', help: 'largest config file read, in bytes' },
+  { flag: 'config-max-dir-bytes', field: 'maxDirectoryBytes', help: 'most bytes read from the directory in one load' },
+  { flag: 'config-max-files', field: 'maxFiles', help: 'most config files read, the first by name' },
+  { flag: 'config-max-depth', field: 'maxDepth', help: 'deepest nesting of maps and lists in a document' },
+  { flag: 'config-max-values', field: 'maxValues', help: 'most values in one document, YAML aliases expanded' },
+  { flag: 'config-settle-ms', field: 'settleMs', help: 'ms a file rewritten in place must stay unchanged before use' },
+];
+
+function loaderUsage(): string {
+  return LOADER_FLAGS.map(({ flag, field, help }) => `  --${flag.padEnd(28)}${help}; default ${DEFAULT_LOADER_LIMITS[field]}`).join('\n');
+}
+
+/** The loader flags given, as overrides; a string naming the bad flag when one does not parse. */
+export function parseLoaderFlags(values: Record<string, unknown>): Partial<LoaderLimits> | string {
+  const limits: Partial<LoaderLimits> = {};
+  for (const { flag, field } of LOADER_FLAGS) {
+    const raw = values[flag];
+    if (typeof raw !== 'string') continue;
+    if (!/^\d+$/.test(raw)) return `--${flag} wants a whole number, not ${raw}`;
+    limits[field] = Number(raw);
+  }
+  try {
+    resolveLoaderLimits(limits);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return limits;
+}
+
 const USAGE = `usage: gatehouse <command> [options]
 
 commands:
@@ -73,8 +105,17 @@ gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CID
   --shutdown-delay DUR    after SIGTERM/SIGINT, /readyz answers 503 and listeners keep accepting
                           this long before they stop and drain (--drain-timeout); default ${formatDuration(DEFAULT_SHUTDOWN_DELAY_MS)}
 
+backend endpoints (serve): loopback is allowed, link-local (169.254.0.0/16, fe80::/10) refused,
+the gateway's own listeners and admin API always refused
+  --deny-loopback-endpoints   refuse 127.0.0.0/8 and ::1 endpoints too (as Kubernetes mode does)
+  --allow-link-local-endpoints
+                              allow link-local endpoints (cloud metadata lives there)
+
 limits (serve): durations as 10s, 1m30s, 500ms; counts as whole numbers
 ${limitUsage()}
+
+config directory limits (serve): a file beyond one is refused, reported, and keeps its last objects
+${loaderUsage()}
 
 gatehouse validate --config-dir DIR
 `;
@@ -94,7 +135,10 @@ async function main(argv: string[]): Promise<number> {
           'address-pool': { type: 'string' },
           'log-level': { type: 'string', default: 'info' },
           workers: { type: 'string' },
+          'deny-loopback-endpoints': { type: 'boolean' },
+          'allow-link-local-endpoints': { type: 'boolean' },
           ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: 'string' as const }])),
+          ...Object.fromEntries(LOADER_FLAGS.map(({ flag }) => [flag, { type: 'string' as const }])),
         },
         strict: true,
       });
@@ -104,6 +148,8 @@ async function main(argv: string[]): Promise<number> {
       if (workers > 0 && !REUSE_PORT) return usage(`--workers ${workers}: worker threads share listeners with SO_REUSEPORT, which ${process.platform} does not balance; use --workers 0`);
       const limits = parseLimitFlags(values);
       if (typeof limits === 'string') return usage(limits);
+      const loaderLimits = parseLoaderFlags(values);
+      if (typeof loaderLimits === 'string') return usage(loaderLimits);
       const rawDelay = values['shutdown-delay'];
       const shutdownDelayMs = rawDelay === undefined ? DEFAULT_SHUTDOWN_DELAY_MS : rawDelay === '0' ? 0 : parseDuration(rawDelay);
       if (shutdownDelayMs === null) return usage(`--shutdown-delay wants a duration such as 5s or 500ms, not ${rawDelay}`);
@@ -113,6 +159,11 @@ async function main(argv: string[]): Promise<number> {
       return serve({
         workers,
         limits,
+        loaderLimits,
+        endpoints: {
+          ...(values['deny-loopback-endpoints'] ? { allowLoopback: false } : {}),
+          ...(values['allow-link-local-endpoints'] ? { allowLinkLocal: true } : {}),
+        },
         shutdownDelayMs,
         configDir: values['config-dir'],
         adminAddress: values['admin-address']!,

@@ -7,6 +7,8 @@ import pino, { type Logger } from 'pino';
 import { readAdminTokenFile } from '../admin/token.ts';
 import { startStandalone, type Standalone } from '../control/standalone.ts';
 import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
+import type { LoaderLimits } from '../providers/file/limits.ts';
+import type { EndpointPolicyOptions } from '../net/endpoint-policy.ts';
 
 export interface ServeOptions {
   configDir: string;
@@ -21,6 +23,10 @@ export interface ServeOptions {
   workers: number;
   /** Overrides of the data plane's limits, from the limit flags. */
   limits: Partial<RequestLimits>;
+  /** Overrides of the file provider's limits, from the config-max flags. */
+  loaderLimits: Partial<LoaderLimits>;
+  /** Which backend endpoints are allowed beyond the standalone defaults. */
+  endpoints: Partial<Pick<EndpointPolicyOptions, 'allowLoopback' | 'allowLinkLocal'>>;
   /** After SIGTERM/SIGINT, how long listeners keep accepting while /readyz answers 503. */
   shutdownDelayMs: number;
 }
@@ -49,6 +55,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const adminToken = opts.adminTokenFile === null ? undefined : readAdminTokenFile(opts.adminTokenFile);
   const gw = await startStandalone({
     configDir: opts.configDir, addressPool: opts.addressPool, log, workers: opts.workers, limits: opts.limits,
+    loaderLimits: opts.loaderLimits, endpoints: opts.endpoints,
     adminAddress: opts.adminAddress, adminToken, adminAllowedHosts: opts.adminAllowedHosts,
   });
   shutDownOnSignal(gw, log, opts.shutdownDelayMs, drainTimeoutMs);

@@ -3,9 +3,10 @@
 // option lets any other process of the same effective user (Linux
 // checks the UID of the first bind) join the group and take a share of
 // the traffic, or bind a more specific address on the same port and take
-// all of it. That is also how the documented hand-over works (a new
-// gatehouse joins while the old one drains), so it cannot be switched off
-// without losing the hand-over; what we can do is see it. Linux lists
+// all of it. Threads of one process cannot share one listening socket in
+// Node, so the option stays on while there are workers (with --workers 0
+// the sockets are bound without it, and no other process can join); what
+// we can do beyond that is see it. Linux lists
 // every listening socket in /proc/net/tcp{,6} with its inode, and our own
 // sockets are the ones among our file descriptors: any other socket
 // listening on one of our ports, on our address or one overlapping it,

@@ -20,6 +20,11 @@ import { startAdminServer } from '../admin/server.ts';
 import type { IR } from '../ir/types.ts';
 import type { ConfigError } from '../providers/file/loader.ts';
 import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
+import { resolveLoaderLimits, type LoaderLimits } from '../providers/file/limits.ts';
+import { STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicyOptions } from '../net/endpoint-policy.ts';
+import type { LastGoodCertificates } from '../translate/certificates.ts';
+import { listenerReferenceProblems } from './status-problems.ts';
+import { watchPortSharing } from './port-sharing-watch.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -39,6 +44,13 @@ export interface StandaloneOptions {
   adminToken?: string;
   /** Host names the admin API answers to besides IP literals and localhost. */
   adminAllowedHosts?: string[];
+  /** Overrides of the file provider's limits (src/providers/file/limits.ts). */
+  loaderLimits?: Partial<LoaderLimits>;
+  /**
+   * Which backend endpoints are allowed beyond the standalone defaults
+   * (loopback allowed, link-local refused; src/net/endpoint-policy.ts).
+   */
+  endpoints?: Partial<Pick<EndpointPolicyOptions, 'allowLoopback' | 'allowLinkLocal'>>;
 }
 
 /** What the control loop needs of a data plane, in-process or in workers. */
@@ -78,6 +90,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const workers = opts.workers ?? 0;
   // Checked here, once, so a bad value fails the start instead of every worker.
   const limits = resolveLimits(opts.limits);
+  const loaderLimits = resolveLoaderLimits(opts.loaderLimits);
   // Workers cut their own connections at the drain timeout; the pool stops
   // a worker that has still not exited 5 s after that.
   const pool = workers > 0
@@ -87,28 +100,34 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
 
   let lastLoad: LoadResult | undefined;
+  let lastGoodCertificates: LastGoodCertificates = {};
   let errors: ConfigError[] = [];
   let currentIR: IR | null = null;
   let assigned: Record<string, string> = {};
   let ready = false;
+  const portSharing = watchPortSharing(log);
   let draining = false;
 
   async function reload(changed: ChangedFiles): Promise<void> {
     const t0 = performance.now();
-    const loaded = loadDirectory(opts.configDir, lastLoad, changed);
+    const loaded = loadDirectory(opts.configDir, lastLoad, changed, loaderLimits);
     lastLoad = loaded;
     const objects: KubeObject[] = generations.stamp(loaded.objects.map((o) => o.object));
-    for (const e of loaded.errors) if (!errors.some((x) => x.message === e.message)) log.error({ file: e.file }, e.message);
-    errors = loaded.errors;
 
     const t1 = performance.now();
     const snapshot = buildSnapshot(objects);
     const result = translate(snapshot, {
       controllerName: CONTROLLER_NAME,
       addressing: { pool: addressPool, hostAddress, previous: assigned },
+      endpoints: endpointOptions(),
+      lastGoodCertificates,
       memo,
     });
     assigned = result.assignedAddresses;
+    lastGoodCertificates = result.lastGoodCertificates;
+    const found = [...loaded.errors, ...listenerReferenceProblems(loaded.objects, result.statuses)];
+    for (const e of found) if (!errors.some((x) => x.message === e.message)) log.error({ file: e.file }, e.message);
+    errors = found;
     const t2 = performance.now();
     const applied = await dataPlane.apply(result.ir);
     const t3 = performance.now();
@@ -116,6 +135,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
     store.update(objects, result.statuses);
     currentIR = result.ir;
+    portSharing.check(result.ir.listeners);
     const t4 = performance.now();
     log.info({
       objects: objects.length, listeners: result.ir.listeners.length, errors: errors.length,
@@ -149,12 +169,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     return running;
   }
 
-  await schedule(null);
-  // The first load parsed and translated every file; its garbage goes
-  // before the gateway reports ready, so that no change meets the pause.
-  releaseMemory();
-  ready = true;
-  const watcher = watchDirectory(opts.configDir, (changed) => { void schedule(changed); }, { loaded: () => lastLoad?.signature });
+  // The admin API starts first: translate must know its port (a backend
+  // endpoint there is refused), and /readyz answers 503 until the first load.
   let admin: Awaited<ReturnType<typeof startAdminServer>>;
   try {
     admin = await startAdminServer({
@@ -171,10 +187,25 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     });
   } catch (err) {
     // Without its admin API the gateway does not start: stop what did.
-    watcher.close();
+    portSharing.stop();
     await dataPlane.close();
     throw err;
   }
+  const adminSocket = { address: admin.address, port: admin.port };
+  const localAddresses = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
+  function endpointOptions(): EndpointPolicyOptions {
+    return { ...STANDALONE_ENDPOINT_DEFAULTS, ...opts.endpoints, admin: adminSocket, localAddresses };
+  }
+
+  await schedule(null);
+  // The first load parsed and translated every file; its garbage goes
+  // before the gateway reports ready, so that no change meets the pause.
+  releaseMemory();
+  ready = true;
+  const watcher = watchDirectory(opts.configDir, (changed) => { void schedule(changed); }, {
+    loaded: () => lastLoad?.signature,
+    limits: { maxFiles: loaderLimits.maxFiles, settleMs: loaderLimits.settleMs },
+  });
   log.info({
     admin: opts.adminAddress, adminLoopback: admin.loopback, adminToken: opts.adminToken !== undefined,
     workers, configDir: opts.configDir, addressPool: opts.addressPool,
@@ -186,11 +217,13 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     startDraining() {
       draining = true;
       watcher.close();
+      portSharing.stop();
       dataPlane.beginDrain();
     },
     async close() {
       draining = true;
       watcher.close();
+      portSharing.stop();
       try {
         await dataPlane.close();
       } finally {

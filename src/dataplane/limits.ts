@@ -35,21 +35,41 @@ export interface RequestLimits {
   keepAliveTimeoutMs: number;
   /** Time allowed for a TLS handshake. */
   tlsHandshakeTimeoutMs: number;
-  /** Client connections one data plane (worker thread) holds at once; beyond it new ones are closed at accept. */
+  /**
+   * Client connections one listener of one data plane (worker thread)
+   * holds at once (net.Server.maxConnections); beyond it new ones are
+   * closed at accept, logged at most once per 10 s.
+   */
   maxClientConnections: number;
-  /** Time allowed to open a TCP connection to a backend (Envoy's cluster default); then 503. */
+  /**
+   * Time allowed to open a TCP connection to a backend (Envoy's cluster
+   * default); then 503. It also bounds how long a request waits in its
+   * cluster's queue for a connection.
+   */
   upstreamConnectTimeoutMs: number;
   /**
    * Per try: time from the request being sent to the backend to the
    * response head (nginx's `proxy_read_timeout`); then 504. A route's
-   * `timeouts.backendRequest` replaces it for that route.
+   * `timeouts.backendRequest`, or else its `timeouts.request`, replaces it
+   * for that route.
    */
   upstreamResponseTimeoutMs: number;
-  /** Longest pause between two reads of a response body from a backend; then the response is cut. */
+  /**
+   * Longest pause of a backend: between two reads of its response body
+   * (then the response is cut), or in reading an upload it was sent
+   * (then 504 if nothing was answered yet).
+   */
   upstreamIdleTimeoutMs: number;
-  /** Open connections to the endpoints of one cluster (Envoy's circuit-breaker default); beyond it requests wait. */
+  /**
+   * Open connections to the endpoints of one cluster, counted per worker
+   * thread (Envoy's circuit-breaker default, which Envoy counts per
+   * process); beyond it requests wait in the cluster's queue.
+   */
   maxUpstreamConnectionsPerCluster: number;
-  /** Requests waiting for a connection to one cluster (Envoy's default); beyond it: 503. */
+  /**
+   * Requests waiting for a connection to one cluster, per worker thread
+   * (Envoy's default); beyond it: 503 at once, logged at most once a second.
+   */
   maxPendingRequestsPerCluster: number;
   /**
    * How long a removed listener, or the whole gateway at shutdown, waits
@@ -89,12 +109,12 @@ export const LIMIT_FLAGS: readonly { flag: string; field: keyof RequestLimits; k
   { flag: 'response-write-timeout', field: 'responseWriteTimeoutMs', kind: 'duration', help: 'longest wait on a client that does not read' },
   { flag: 'keep-alive-timeout', field: 'keepAliveTimeoutMs', kind: 'duration', help: 'idle client connection' },
   { flag: 'tls-handshake-timeout', field: 'tlsHandshakeTimeoutMs', kind: 'duration', help: 'TLS handshake' },
-  { flag: 'max-client-connections', field: 'maxClientConnections', kind: 'count', help: 'client connections per worker' },
+  { flag: 'max-client-connections', field: 'maxClientConnections', kind: 'count', help: 'client connections per listener per worker' },
   { flag: 'upstream-connect-timeout', field: 'upstreamConnectTimeoutMs', kind: 'duration', help: 'TCP connect to a backend (503)' },
   { flag: 'upstream-response-timeout', field: 'upstreamResponseTimeoutMs', kind: 'duration', help: 'per try, request sent to response head (504)' },
   { flag: 'upstream-idle-timeout', field: 'upstreamIdleTimeoutMs', kind: 'duration', help: 'longest pause in a response body' },
-  { flag: 'max-upstream-connections', field: 'maxUpstreamConnectionsPerCluster', kind: 'count', help: 'connections per backend cluster' },
-  { flag: 'max-pending-requests', field: 'maxPendingRequestsPerCluster', kind: 'count', help: 'requests queued per backend cluster (503 beyond)' },
+  { flag: 'max-upstream-connections', field: 'maxUpstreamConnectionsPerCluster', kind: 'count', help: 'connections per backend cluster per worker' },
+  { flag: 'max-pending-requests', field: 'maxPendingRequestsPerCluster', kind: 'count', help: 'requests queued per backend cluster per worker (503 beyond)' },
   { flag: 'drain-timeout', field: 'drainTimeoutMs', kind: 'duration', help: 'in-flight requests of a removed listener or at shutdown' },
 ];
 

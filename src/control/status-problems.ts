@@ -1,0 +1,38 @@
+// Problems that translate() finds in objects that parsed and validated
+// well, reported beside the file provider's errors: a listener whose
+// certificate Secret went bad (it keeps serving its last good certificate,
+// or none) is as much a configuration error as a file that does not parse,
+// and an operator looking at /api/v1/errors or the log should find both.
+// The status of the Gateway says the same; this only points at it.
+import type { LoadedObject, ConfigError } from '../providers/file/loader.ts';
+import { configError } from '../providers/file/loader.ts';
+import type { PlainCondition } from '../translate/conditions.ts';
+
+interface GatewayStatusLike { listeners?: { name: string; conditions: PlainCondition[] }[] }
+
+/**
+ * One error per Gateway listener whose references do not resolve
+ * (ResolvedRefs False: a bad, missing or forbidden certificate Secret),
+ * naming the file and document the Gateway came from.
+ */
+export function listenerReferenceProblems(objects: readonly LoadedObject[], statuses: ReadonlyMap<string, unknown>): ConfigError[] {
+  const problems: ConfigError[] = [];
+  for (const { object, source } of objects) {
+    if (object.kind !== 'Gateway') continue;
+    const ns = object.metadata.namespace ?? 'default';
+    const status = statuses.get(`Gateway|${ns}|${object.metadata.name}`) as GatewayStatusLike | undefined;
+    for (const listener of status?.listeners ?? []) {
+      const refs = listener.conditions.find((c) => c.type === 'ResolvedRefs');
+      if (refs === undefined || refs.status !== 'False') continue;
+      problems.push(configError({
+        file: source.file,
+        document: source.document,
+        item: source.item,
+        object: `Gateway ${ns}/${object.metadata.name}`,
+        field: `spec.listeners[${listener.name}]`,
+        reason: `${refs.reason}: ${refs.message}`,
+      }));
+    }
+  }
+  return problems;
+}
