@@ -75,7 +75,7 @@ test('serve refuses a route whose endpoint is its own admin API, on the port it 
   const [adminPort, port] = [await freePort(), await freePort()];
   writeConfig(dir, 'gateway.yaml', httpGateway(port));
   writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', adminPort));
-  const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn']);
+  const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0']);
   t.after(() => gw.stop());
 
   const refs = await waitFor('route status', async () => routeRefs(adminPort), 8_000);
@@ -95,7 +95,7 @@ test('--deny-loopback-endpoints refuses a loopback backend that serve otherwise 
     const [adminPort, port] = [await freePort(), await freePort()];
     writeConfig(dir, 'gateway.yaml', httpGateway(port));
     writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', echo.port));
-    const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn',
+    const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0',
       ...(deny ? ['--deny-loopback-endpoints'] : [])]);
     try {
       const refs = await waitFor('route status', async () => routeRefs(adminPort), 8_000);
@@ -154,7 +154,7 @@ test('a certificate Secret gone bad: serve keeps the last good one across reload
   writeConfig(dir, 'gateway.yaml', httpsGateway(port));
   writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', echo.port));
   writeConfig(dir, 'secret.yaml', secretYAML(good.cert, good.key));
-  const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn']);
+  const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0']);
   t.after(() => gw.stop());
   await waitFor('the good certificate', async () => (await presentedCN(port)) === 'good.example.test', 8_000);
 
@@ -181,7 +181,7 @@ test('--config-max-file-bytes refuses a larger file, names it, and the other fil
   writeConfig(dir, 'gateway.yaml', httpGateway(port));
   writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', echo.port));
   writeConfig(dir, 'zz-big.yaml', `# ${'x'.repeat(3000)}\napiVersion: v1\nkind: Namespace\nmetadata: {name: big}\n`);
-  const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn',
+  const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0',
     '--config-max-file-bytes', '2048']);
   t.after(() => gw.stop());
   await waitFor('the route served', async () => (await get(port, '/')).status === 200, 8_000);
