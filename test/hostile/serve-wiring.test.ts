@@ -11,6 +11,8 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { freePort, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig, GATEWAY_CLASS } from '../e2e/helpers.ts';
 import { selfSigned } from '../dataplane/helpers.ts';
+import { appYAML, routeYAML } from './config-helpers.ts';
+import { b64 } from './admin-fixtures.ts';
 
 function get(port: number, urlPath: string, host = 'app.example.test'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -30,40 +32,6 @@ async function json(port: number, urlPath: string): Promise<any> {
   return JSON.parse(r.body);
 }
 
-function routeTo(address: string, port: number): string {
-  return `apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: app, namespace: default}
-spec:
-  parentRefs: [{name: gw}]
-  hostnames: [app.example.test]
-  rules: [{backendRefs: [{name: app, port: 80}]}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: app, namespace: default}
-spec: {ports: [{name: http, port: 80}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: app-1, namespace: default, labels: {kubernetes.io/service-name: app}}
-addressType: IPv4
-ports: [{name: http, port: ${port}}]
-endpoints: [{addresses: ["${address}"]}]
-`;
-}
-
-function httpGateway(port: number): string {
-  return `${GATEWAY_CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: ${port}, protocol: HTTP}]
-`;
-}
-
 async function routeRefs(adminPort: number): Promise<{ status: string; reason: string; message: string } | undefined> {
   const page = await json(adminPort, '/api/v1/resources?kind=HTTPRoute');
   const route = page.items.find((o: any) => o.metadata.name === 'app');
@@ -73,8 +41,7 @@ async function routeRefs(adminPort: number): Promise<{ status: string; reason: s
 test('serve refuses a route whose endpoint is its own admin API, on the port it really bound', { timeout: 20_000 }, async (t) => {
   const dir = tempConfigDir();
   const [adminPort, port] = [await freePort(), await freePort()];
-  writeConfig(dir, 'gateway.yaml', httpGateway(port));
-  writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', adminPort));
+  writeConfig(dir, 'app.yaml', appYAML(port, adminPort));
   const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0']);
   t.after(() => gw.stop());
 
@@ -93,8 +60,7 @@ test('--deny-loopback-endpoints refuses a loopback backend that serve otherwise 
   for (const deny of [false, true]) {
     const dir = tempConfigDir();
     const [adminPort, port] = [await freePort(), await freePort()];
-    writeConfig(dir, 'gateway.yaml', httpGateway(port));
-    writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', echo.port));
+    writeConfig(dir, 'app.yaml', appYAML(port, echo.port));
     const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0',
       ...(deny ? ['--deny-loopback-endpoints'] : [])]);
     try {
@@ -124,7 +90,6 @@ spec:
 }
 
 function secretYAML(crt: string, key: string): string {
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
   return `apiVersion: v1
 kind: Secret
 metadata: {name: site, namespace: default}
@@ -152,7 +117,7 @@ test('a certificate Secret gone bad: serve keeps the last good one across reload
   const [adminPort, port] = [await freePort(), await freePort()];
   const good = selfSigned('good.example.test', ['app.example.test']);
   writeConfig(dir, 'gateway.yaml', httpsGateway(port));
-  writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', echo.port));
+  writeConfig(dir, 'app.yaml', appYAML(port, echo.port).split('---\n').slice(2).join('---\n'));
   writeConfig(dir, 'secret.yaml', secretYAML(good.cert, good.key));
   const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0']);
   t.after(() => gw.stop());
@@ -167,7 +132,7 @@ test('a certificate Secret gone bad: serve keeps the last good one across reload
   assert.equal(errors.field, 'spec.listeners[https]');
   assert.match(errors.reason, /^InvalidCertificateRef: .*malformed.*last good/i);
   // A second reload, of an unrelated file, must not lose the last good certificate.
-  writeConfig(dir, 'other.yaml', routeTo('127.0.0.1', echo.port).replace('name: app, namespace: default}\nspec:', 'name: other, namespace: default}\nspec:'));
+  writeConfig(dir, 'other.yaml', routeYAML('other', ['/other']));
   await waitFor('the second reload', async () => (await json(adminPort, '/api/v1/resources?kind=HTTPRoute')).items.length === 2, 8_000);
   assert.equal(await presentedCN(port), 'good.example.test');
   assert.doesNotMatch(gw.output(), /PRIVATE KEY/);
@@ -178,8 +143,7 @@ test('--config-max-file-bytes refuses a larger file, names it, and the other fil
   t.after(() => echo.close());
   const dir = tempConfigDir();
   const [adminPort, port] = [await freePort(), await freePort()];
-  writeConfig(dir, 'gateway.yaml', httpGateway(port));
-  writeConfig(dir, 'route.yaml', routeTo('127.0.0.1', echo.port));
+  writeConfig(dir, 'app.yaml', appYAML(port, echo.port));
   writeConfig(dir, 'zz-big.yaml', `# ${'x'.repeat(3000)}\napiVersion: v1\nkind: Namespace\nmetadata: {name: big}\n`);
   const gw = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '0', '--log-level', 'warn', '--shutdown-delay', '0',
     '--config-max-file-bytes', '2048']);
