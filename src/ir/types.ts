@@ -18,7 +18,11 @@ export interface IR {
  * `gatewayListeners` of one IRListener.
  */
 export interface IRListener {
-  /** Stable identity across configs, `address:port`, used to diff sockets. */
+  /**
+   * Stable identity across configs, `address:port`, used to diff sockets;
+   * in Kubernetes mode `namespace/gateway@address:port`, since each
+   * Gateway has proxies of its own (irForGateway gives them `address:port`).
+   */
   key: string;
   /** IP to bind; '0.0.0.0' or '::' for all interfaces. */
   address: string;

@@ -3,6 +3,12 @@
 // the low end of the pool, kept for as long as the Gateway lives; static
 // IPAddress values are used where they lie in the pool. Without a pool,
 // Gateways listen on all interfaces and report the host's address.
+//
+// In Kubernetes mode every Gateway has proxies and a Service of its own
+// (provisioned), so Gateways never contend for a port: each listens on
+// all interfaces of its own pods, and reports what its Service's load
+// balancer assigned. spec.addresses are requests to that load balancer;
+// an IP literal can be asked for, anything else cannot be used.
 import net from 'node:net';
 
 export interface AddressPool { base: number; size: number; cidr: string }
@@ -13,6 +19,23 @@ export interface AddressingInput {
   hostAddress: string;
   /** Gateway key -> address handed out earlier, so addresses are sticky. */
   previous: Record<string, string>;
+  /**
+   * Kubernetes mode: Gateway key -> the state of its provisioned Service
+   * and proxies. Given, pool and hostAddress are not used; a Gateway
+   * missing from it has nothing provisioned yet.
+   */
+  provisioned?: Readonly<Record<string, ProvisionedGateway>>;
+}
+
+/** What a Gateway's own infrastructure reports. */
+export interface ProvisionedGateway {
+  /** The Service's status.loadBalancer.ingress: IP addresses and hostnames. */
+  addresses: { type: 'IPAddress' | 'Hostname'; value: string }[];
+  /** Proxy pods ready, and wanted (the Deployment's status.readyReplicas and spec.replicas). */
+  readyProxies: number;
+  desiredProxies: number;
+  /** The Service, `namespace/name`, for messages. */
+  service: string;
 }
 
 export interface GatewayAddressing {
@@ -26,6 +49,12 @@ export interface GatewayAddressing {
   unsupported: string[];
   /** The pool is exhausted. */
   exhausted: boolean;
+  /**
+   * Kubernetes mode: the Gateway has sockets of its own (its proxies), so
+   * its ports are claimed against no other Gateway; with its proxies'
+   * readiness and the Service's hostnames.
+   */
+  provisioned?: { hostnames: string[]; readyProxies: number; desiredProxies: number; service: string | null };
 }
 
 export function parsePool(cidr: string): AddressPool {
@@ -64,6 +93,7 @@ export interface GatewayAddressRequest {
  * same output.
  */
 export function assignAddresses(gateways: GatewayAddressRequest[], input: AddressingInput): Map<string, GatewayAddressing> {
+  if (input.provisioned) return provisionedAddresses(gateways, input.provisioned);
   const out = new Map<string, GatewayAddressing>();
   const { pool } = input;
   const staticallyNamed = new Set<string>();
@@ -118,6 +148,36 @@ export function assignAddresses(gateways: GatewayAddressRequest[], input: Addres
     taken.add(ip);
     r.bind = ip;
     r.reported = [ip];
+  }
+  return out;
+}
+
+/** Where the proxies of a provisioned Gateway listen: every interface of their pods. */
+export const PROVISIONED_BIND = '0.0.0.0';
+
+function provisionedAddresses(gateways: GatewayAddressRequest[], state: Readonly<Record<string, ProvisionedGateway>>): Map<string, GatewayAddressing> {
+  const out = new Map<string, GatewayAddressing>();
+  for (const g of gateways) {
+    const s = state[g.key];
+    const unusable: string[] = [];
+    for (const a of g.addresses) {
+      const type = a.type ?? 'IPAddress';
+      if (type !== 'IPAddress') unusable.push(`${type} ${a.value ?? ''}`.trim());
+      else if (a.value && net.isIP(a.value) === 0) unusable.push(a.value);
+    }
+    out.set(g.key, {
+      bind: PROVISIONED_BIND,
+      reported: (s?.addresses ?? []).filter((a) => a.type === 'IPAddress').map((a) => a.value),
+      unusable,
+      unsupported: [],
+      exhausted: false,
+      provisioned: {
+        hostnames: (s?.addresses ?? []).filter((a) => a.type === 'Hostname').map((a) => a.value),
+        readyProxies: s?.readyProxies ?? 0,
+        desiredProxies: s?.desiredProxies ?? 0,
+        service: s?.service ?? null,
+      },
+    });
   }
   return out;
 }

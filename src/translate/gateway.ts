@@ -37,6 +37,8 @@ export interface ResolvedGateway {
   gateway: Gateway;
   key: string;
   addressing: GatewayAddressing;
+  /** Why its infrastructure.parametersRef cannot be used, or null (also when it has none). */
+  parametersProblem: string | null;
   listeners: ResolvedListener[];
 }
 
@@ -196,7 +198,9 @@ export function gatewayConditions(g: ResolvedGateway): PlainCondition[] {
   out.push(invalid.length
     ? condition('Accepted', true, 'ListenersNotValid', `listeners not valid: ${invalid.map((l) => l.spec.name).join(', ')}`, gen)
     : condition('Accepted', true, 'Accepted', 'Gateway is valid', gen));
-  if (a.unusable.length) {
+  if (a.provisioned) {
+    out.push(provisionedProgrammed(a, gen));
+  } else if (a.unusable.length) {
     out.push(condition('Programmed', false, 'AddressNotUsable', `addresses ${a.unusable.join(', ')} cannot be used: not in the address pool; use an address inside it or leave spec.addresses empty`, gen));
   } else if (a.exhausted || !a.bind) {
     out.push(condition('Programmed', false, 'AddressNotAssigned', 'the address pool has no free address left; widen --address-pool or remove unused Gateways', gen));
@@ -204,4 +208,22 @@ export function gatewayConditions(g: ResolvedGateway): PlainCondition[] {
     out.push(condition('Programmed', true, 'Programmed', `serving on ${a.bind}`, gen));
   }
   return out;
+}
+
+/**
+ * Kubernetes mode: Programmed once the load balancer gave the Gateway's
+ * Service an address and at least one proxy is ready.
+ */
+function provisionedProgrammed(a: GatewayAddressing, gen: number | undefined): PlainCondition {
+  const p = a.provisioned!;
+  if (a.unusable.length) {
+    return condition('Programmed', false, 'AddressNotUsable', `spec.addresses ${a.unusable.join(', ')} cannot be used: the load balancer is asked for IP addresses only (Service loadBalancerIP and metallb.io/loadBalancerIPs); give IPAddress values or leave spec.addresses empty`, gen);
+  }
+  const service = p.service ?? 'of this Gateway';
+  if (a.reported.length === 0 && p.hostnames.length === 0) {
+    return condition('Programmed', false, 'AddressNotAssigned', `waiting for the load balancer to assign an address to Service ${service} (status.loadBalancer.ingress is empty); check that a load balancer such as MetalLB serves this cluster and has a free address`, gen);
+  }
+  const proxies = `${p.readyProxies}/${p.desiredProxies} proxies ready`;
+  if (p.readyProxies === 0) return condition('Programmed', false, 'Pending', proxies, gen);
+  return condition('Programmed', true, 'Programmed', proxies, gen);
 }

@@ -1,5 +1,5 @@
 // GatewayClass: accept those naming our controller; list what we support.
-import type { GatewayClass } from '../api/types.ts';
+import type { Gateway, GatewayClass } from '../api/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 
 export interface GatewayClassStatus {
@@ -26,16 +26,39 @@ export const SUPPORTED_FEATURES = [
   'HTTPRoute303RedirectStatusCode', 'HTTPRoute307RedirectStatusCode', 'HTTPRoute308RedirectStatusCode',
 ] as const;
 
-export function gatewayClassStatus(gc: GatewayClass, features: readonly string[]): { accepted: boolean; status: GatewayClassStatus } {
+/**
+ * Judges parametersRef on GatewayClasses and Gateways: null when the
+ * reference resolves to parameters that can be used, else why not (the
+ * message of an InvalidParameters condition). Kubernetes mode resolves
+ * GatewayParameters objects; standalone takes no parameters.
+ */
+export interface ParametersJudge {
+  gatewayClass(gc: GatewayClass): string | null;
+  gateway(gw: Gateway): string | null;
+}
+
+/** Standalone: no parameters are taken, and a reference is refused rather than ignored. */
+export const NO_PARAMETERS: ParametersJudge = {
+  gatewayClass(gc) {
+    const p = gc.spec.parametersRef;
+    return p ? `parametersRef ${p.group}/${p.kind} ${p.name}: Gatehouse takes no GatewayClass parameters in standalone mode` : null;
+  },
+  gateway(gw) {
+    const p = gw.spec.infrastructure?.parametersRef;
+    return p ? `infrastructure.parametersRef ${p.group}/${p.kind} ${p.name}: Gatehouse takes no Gateway parameters in standalone mode` : null;
+  },
+};
+
+export function gatewayClassStatus(gc: GatewayClass, features: readonly string[], parameters: ParametersJudge = NO_PARAMETERS): { accepted: boolean; status: GatewayClassStatus } {
   const gen = gc.metadata.generation;
   const supportedFeatures = [...features].sort().map((name) => ({ name }));
-  if (gc.spec.parametersRef) {
-    const p = gc.spec.parametersRef;
+  const problem = parameters.gatewayClass(gc);
+  if (problem !== null) {
     return {
       accepted: false,
       status: {
         conditions: [
-          condition('Accepted', false, 'InvalidParameters', `parametersRef ${p.group}/${p.kind} ${p.name}: Gatehouse takes no GatewayClass parameters`, gen),
+          condition('Accepted', false, 'InvalidParameters', problem, gen),
           condition('SupportedVersion', true, 'SupportedVersion', 'Gateway API CRD versions are supported', gen),
         ],
         supportedFeatures,

@@ -7,7 +7,7 @@ import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
 import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
-import { gatewayClassStatus, SUPPORTED_FEATURES } from './gatewayclass.ts';
+import { gatewayClassStatus, NO_PARAMETERS, SUPPORTED_FEATURES, type ParametersJudge } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
@@ -28,6 +28,11 @@ export interface TranslateInput {
    * Defaults to STANDALONE_ENDPOINT_DEFAULTS, without an admin address.
    */
   endpoints?: EndpointPolicyOptions;
+  /**
+   * Judges parametersRef on GatewayClasses and Gateways; defaults to
+   * NO_PARAMETERS (standalone: every reference is refused).
+   */
+  parameters?: ParametersJudge;
   /** Features to advertise; defaults to everything Gatehouse supports. */
   features?: readonly string[];
   /**
@@ -95,7 +100,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   for (const gc of snap.gatewayClasses) {
     if (gc.spec.controllerName !== input.controllerName) continue;
     ourClasses.add(gc.metadata.name);
-    const { accepted, status } = gatewayClassStatus(gc, input.features ?? SUPPORTED_FEATURES);
+    const { accepted, status } = gatewayClassStatus(gc, input.features ?? SUPPORTED_FEATURES, input.parameters);
     if (accepted) acceptedClasses.add(gc.metadata.name);
     statuses.set(statusKey(gc), status);
   }
@@ -117,17 +122,18 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     const a = addressing.get(key)!;
     if (a.bind && !(gw.spec.addresses ?? []).some((x) => x.value === a.bind)) assignedAddresses[key] = a.bind;
     const listeners = resolveListeners(gw, secrets, snap.referenceGrants, certificates);
-    const infraRef = gw.spec.infrastructure?.parametersRef;
-    const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners };
+    const parametersProblem = (input.parameters ?? NO_PARAMETERS).gateway(gw);
+    const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners, parametersProblem };
     gateways.set(key, resolved);
-    if (infraRef) {
-      // Gatehouse takes no infrastructure parameters: refuse rather than ignore them.
+    if (parametersProblem !== null) {
+      // Parameters that cannot be used are refused rather than ignored: the Gateway is not served.
       for (const l of listeners) finishListener(l, false);
       continue;
     }
     const bindable = a.bind !== null && a.unsupported.length === 0;
     for (const l of listeners) {
-      if (bindable && !l.acceptedProblem && !l.conflict) claimPort(l, a.bind!, key, portClaims);
+      // Provisioned Gateways have proxies of their own: no port is shared with another Gateway.
+      if (bindable && !l.acceptedProblem && !l.conflict && !a.provisioned) claimPort(l, a.bind!, key, portClaims);
       finishListener(l, bindable);
     }
   }
@@ -253,13 +259,15 @@ function droppedMessage(dropped: { index: number; message: string }[]): string {
 function gatewayStatus(g: ResolvedGateway): unknown {
   const gen = g.gateway.metadata.generation;
   let conditions = gatewayConditions(g);
-  if (g.gateway.spec.infrastructure?.parametersRef) {
-    const p = g.gateway.spec.infrastructure.parametersRef;
-    const msg = `infrastructure.parametersRef ${p.group}/${p.kind} ${p.name}: Gatehouse takes no Gateway parameters`;
+  if (g.parametersProblem !== null) {
+    const msg = g.parametersProblem;
     conditions = [condition('Accepted', false, 'InvalidParameters', msg, gen), condition('Programmed', false, 'Invalid', msg, gen)];
   }
   return {
-    addresses: g.addressing.reported.map((value) => ({ type: 'IPAddress', value })),
+    addresses: [
+      ...g.addressing.reported.map((value) => ({ type: 'IPAddress', value })),
+      ...(g.addressing.provisioned?.hostnames ?? []).map((value) => ({ type: 'Hostname', value })),
+    ],
     conditions,
     listeners: g.listeners.map((l) => ({
       name: l.spec.name,
@@ -308,7 +316,8 @@ function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedList
     for (const l of g.listeners) {
       if (!l.serving) continue;
       const address = g.addressing.bind!;
-      const key = `${address}:${l.spec.port}`;
+      // Provisioned Gateways each have sockets of their own: their keys name the Gateway.
+      const key = g.addressing.provisioned ? `${g.key}@${address}:${l.spec.port}` : `${address}:${l.spec.port}`;
       let sock = sockets.get(key);
       if (!sock) {
         sock = { key, address, port: l.spec.port, protocol: l.spec.protocol as IRListener['protocol'], gatewayListeners: [] };

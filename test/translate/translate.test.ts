@@ -9,7 +9,8 @@ import YAML from 'yaml';
 import type { KubeObject } from '../../src/api/types.ts';
 import { buildSnapshot } from '../../src/api/build-snapshot.ts';
 import { translate, type TranslateResult } from '../../src/translate/index.ts';
-import { parsePool } from '../../src/translate/addresses.ts';
+import { parsePool, type ProvisionedGateway } from '../../src/translate/addresses.ts';
+import type { ParametersJudge } from '../../src/translate/gatewayclass.ts';
 import type { EndpointPolicyOptions } from '../../src/net/endpoint-policy.ts';
 import type { IR, RouteEntry } from '../../src/ir/types.ts';
 
@@ -31,6 +32,10 @@ interface Case extends Partial<Step> {
   pool?: string | null;
   /** The endpoint policy; translate's default when absent. */
   endpoints?: EndpointPolicyOptions;
+  /** Kubernetes mode: Gateway `namespace/name` -> its provisioned Service and proxies. */
+  provisioned?: Record<string, ProvisionedGateway>;
+  /** Kubernetes mode: parametersRef values to refuse (`kind/name` -> why); any other is usable. */
+  parameters?: Record<string, string>;
   /** Translations in turn, each given the last good certificates of the one before; instead of objects and expect. */
   steps?: Step[];
 }
@@ -97,7 +102,8 @@ for (const file of fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !=
         const objects = prepare([...(c.noBase ? [] : BASE), ...step.objects]);
         const result = translate(buildSnapshot(objects), {
           controllerName: 'gatehouse.dev/gateway-controller',
-          addressing: { pool: c.pool === null ? null : parsePool(c.pool ?? '10.9.0.0/24'), hostAddress: '192.0.2.10', previous: {} },
+          addressing: { pool: c.pool === null ? null : parsePool(c.pool ?? '10.9.0.0/24'), hostAddress: '192.0.2.10', previous: {}, provisioned: c.provisioned },
+          parameters: c.parameters === undefined ? undefined : parametersJudge(c.parameters),
           endpoints: c.endpoints,
           lastGoodCertificates: previous?.lastGoodCertificates,
         });
@@ -111,6 +117,12 @@ for (const file of fs.readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !=
       }
     });
   }
+}
+
+/** A judge that refuses the references listed, by `kind/name`, and takes every other. */
+function parametersJudge(refused: Record<string, string>): ParametersJudge {
+  const judge = (ref: { kind: string; name: string } | undefined) => (ref === undefined ? null : refused[`${ref.kind}/${ref.name}`] ?? null);
+  return { gatewayClass: (gc) => judge(gc.spec.parametersRef), gateway: (gw) => judge(gw.spec.infrastructure?.parametersRef) };
 }
 
 function checkStep(objects: KubeObject[], expect: Step['expect'], result: TranslateResult): void {
