@@ -1,13 +1,8 @@
-// Standalone mode: the file provider feeds translate(), whose status is
-// served on the admin API and whose IR drives the in-process data plane.
-// One reload at a time; changes that arrive during a reload are folded
-// into one more reload after it.
+// Standalone mode: the file provider feeds the control loop, whose
+// translate() status is served on the admin API and whose IR drives the
+// in-process data plane (the main thread, or worker threads).
 import os from 'node:os';
 import type { Logger } from 'pino';
-import type { KubeObject } from '../api/types.ts';
-import { loadDirectory, type LoadResult } from '../providers/file/loader.ts';
-import { GenerationTracker } from '../providers/file/generations.ts';
-import { watchDirectory, type ChangedFiles } from '../providers/file/watcher.ts';
 import { buildSnapshot } from '../api/build-snapshot.ts';
 import { newTranslateMemo, translate } from '../translate/index.ts';
 import { parsePool, type AddressPool } from '../translate/addresses.ts';
@@ -18,13 +13,14 @@ import { WorkerPool } from './worker-pool.ts';
 import { releaseMemory } from './release-memory.ts';
 import { startAdminServer } from '../admin/server.ts';
 import type { IR } from '../ir/types.ts';
-import type { ConfigError } from '../providers/file/loader.ts';
 import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
-import { resolveLoaderLimits, type LoaderLimits } from '../providers/file/limits.ts';
+import type { LoaderLimits } from '../providers/file/limits.ts';
+import { FileProvider } from '../providers/file/provider.ts';
 import { STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicyOptions } from '../net/endpoint-policy.ts';
 import type { LastGoodCertificates } from '../translate/certificates.ts';
 import { listenerReferenceProblems } from './status-problems.ts';
 import { watchPortSharing } from './port-sharing-watch.ts';
+import { startControlLoop, type ControlLoop, type Problem, type ProviderRead } from './loop.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -83,14 +79,12 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const { log } = opts;
   const addressPool: AddressPool | null = opts.addressPool ? parsePool(opts.addressPool) : null;
   const hostAddress = firstHostAddress();
-  const generations = new GenerationTracker();
   const store = new StatusStore();
   const memo = newTranslateMemo();
   const dpLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log[level](fields ?? {}, msg);
   const workers = opts.workers ?? 0;
   // Checked here, once, so a bad value fails the start instead of every worker.
   const limits = resolveLimits(opts.limits);
-  const loaderLimits = resolveLoaderLimits(opts.loaderLimits);
   // Workers cut their own connections at the drain timeout; the pool stops
   // a worker that has still not exited 5 s after that.
   const pool = workers > 0
@@ -99,75 +93,14 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   // The data plane's modules load only where it runs: in the workers, or here.
   const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
 
-  let lastLoad: LoadResult | undefined;
+  const provider = new FileProvider(opts.configDir, opts.loaderLimits);
   let lastGoodCertificates: LastGoodCertificates = {};
-  let errors: ConfigError[] = [];
+  let problems: Problem[] = [];
   let currentIR: IR | null = null;
   let assigned: Record<string, string> = {};
   let ready = false;
-  const portSharing = watchPortSharing(log);
   let draining = false;
-
-  async function reload(changed: ChangedFiles): Promise<void> {
-    const t0 = performance.now();
-    const loaded = loadDirectory(opts.configDir, lastLoad, changed, loaderLimits);
-    lastLoad = loaded;
-    const objects: KubeObject[] = generations.stamp(loaded.objects.map((o) => o.object));
-
-    const t1 = performance.now();
-    const snapshot = buildSnapshot(objects);
-    const result = translate(snapshot, {
-      controllerName: CONTROLLER_NAME,
-      addressing: { pool: addressPool, hostAddress, previous: assigned },
-      endpoints: endpointOptions(),
-      lastGoodCertificates,
-      memo,
-    });
-    assigned = result.assignedAddresses;
-    lastGoodCertificates = result.lastGoodCertificates;
-    const found = [...loaded.errors, ...listenerReferenceProblems(loaded.objects, result.statuses)];
-    for (const e of found) if (!errors.some((x) => x.message === e.message)) log.error({ file: e.file }, e.message);
-    errors = found;
-    const t2 = performance.now();
-    const applied = await dataPlane.apply(result.ir);
-    const t3 = performance.now();
-    markUnboundListeners(result.ir, result.statuses, applied.listenerErrors);
-    for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
-    store.update(objects, result.statuses);
-    currentIR = result.ir;
-    portSharing.check(result.ir.listeners);
-    const t4 = performance.now();
-    log.info({
-      objects: objects.length, listeners: result.ir.listeners.length, errors: errors.length,
-      ms: { load: ms(t1 - t0), translate: ms(t2 - t1), apply: ms(t3 - t2), status: ms(t4 - t3), total: ms(t4 - t0) },
-    }, 'configuration applied');
-  }
-
-  // Serialise reloads; coalesce bursts. `pending` gathers the files changed
-  // since the last reload began; null means unknown: read every file.
-  let running: Promise<void> | null = null;
-  let again = false;
-  let pending: Set<string> | null = null;
-  function schedule(changed: ChangedFiles): Promise<void> {
-    if (changed === null) pending = null;
-    else if (pending !== null) for (const file of changed) pending.add(file);
-    if (running) { again = true; return running; }
-    running = (async () => {
-      do {
-        again = false;
-        const files = pending;
-        pending = new Set();
-        try {
-          await reload(files);
-        } catch (e) {
-          pending = null;
-          log.error({ err: e }, 'reload failed; the previous configuration keeps serving');
-        }
-      } while (again);
-      running = null;
-    })();
-    return running;
-  }
+  const portSharing = watchPortSharing(log);
 
   // The admin API starts first: translate must know its port (a backend
   // endpoint there is refused), and /readyz answers 503 until the first load.
@@ -176,7 +109,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     admin = await startAdminServer({
       address: opts.adminAddress,
       resources: () => store.resources(),
-      errors: () => errors,
+      errors: () => problems,
       config: () => currentIR,
       ready: () => ready,
       draining: () => draining,
@@ -193,19 +126,52 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   }
   const adminSocket = { address: admin.address, port: admin.port };
   const localAddresses = Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.address));
-  function endpointOptions(): EndpointPolicyOptions {
-    return { ...STANDALONE_ENDPOINT_DEFAULTS, ...opts.endpoints, admin: adminSocket, localAddresses };
+  const endpoints: EndpointPolicyOptions = { ...STANDALONE_ENDPOINT_DEFAULTS, ...opts.endpoints, admin: adminSocket, localAddresses };
+
+  let readMs = 0;
+  async function cycle(read: ProviderRead): Promise<void> {
+    const t1 = performance.now();
+    const objects = read.objects.map((o) => o.object);
+    const result = translate(buildSnapshot(objects), {
+      controllerName: CONTROLLER_NAME,
+      addressing: { pool: addressPool, hostAddress, previous: assigned },
+      endpoints,
+      lastGoodCertificates,
+      memo,
+    });
+    assigned = result.assignedAddresses;
+    lastGoodCertificates = result.lastGoodCertificates;
+    const found = [...read.problems, ...listenerReferenceProblems(read.objects, result.statuses)];
+    for (const p of found) if (!problems.some((x) => x.message === p.message)) log.error({ file: p.file, object: p.object }, p.message);
+    problems = found;
+    const t2 = performance.now();
+    const applied = await dataPlane.apply(result.ir);
+    const t3 = performance.now();
+    markUnboundListeners(result.ir, result.statuses, applied.listenerErrors);
+    for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
+    store.update(objects, result.statuses);
+    currentIR = result.ir;
+    portSharing.check(result.ir.listeners);
+    const t4 = performance.now();
+    log.info({
+      objects: objects.length, listeners: result.ir.listeners.length, errors: problems.length,
+      ms: { load: readMs, translate: ms(t2 - t1), apply: ms(t3 - t2), status: ms(t4 - t3), total: ms(readMs + t4 - t1) },
+    }, 'configuration applied');
   }
 
-  await schedule(null);
+  const loop: ControlLoop = await startControlLoop({
+    read() {
+      const t0 = performance.now();
+      const read = provider.read();
+      readMs = ms(performance.now() - t0);
+      return read;
+    },
+    watch: (onChange) => provider.watch(onChange),
+  }, cycle, log);
   // The first load parsed and translated every file; its garbage goes
   // before the gateway reports ready, so that no change meets the pause.
   releaseMemory();
   ready = true;
-  const watcher = watchDirectory(opts.configDir, (changed) => { void schedule(changed); }, {
-    loaded: () => lastLoad?.signature,
-    limits: { maxFiles: loaderLimits.maxFiles, settleMs: loaderLimits.settleMs },
-  });
   log.info({
     admin: opts.adminAddress, adminLoopback: admin.loopback, adminToken: opts.adminToken !== undefined,
     workers, configDir: opts.configDir, addressPool: opts.addressPool,
@@ -213,16 +179,19 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
 
   return {
     adminPort: admin.port,
-    reloadNow: () => schedule(null),
+    reloadNow() {
+      provider.rereadAll();
+      return loop.runNow();
+    },
     startDraining() {
       draining = true;
-      watcher.close();
+      loop.stop();
       portSharing.stop();
       dataPlane.beginDrain();
     },
     async close() {
       draining = true;
-      watcher.close();
+      loop.stop();
       portSharing.stop();
       try {
         await dataPlane.close();

@@ -4,8 +4,8 @@
 // or none) is as much a configuration error as a file that does not parse,
 // and an operator looking at /api/v1/errors or the log should find both.
 // The status of the Gateway says the same; this only points at it.
-import type { LoadedObject, ConfigError } from '../providers/file/loader.ts';
 import { configError } from '../providers/file/loader.ts';
+import type { Problem, ReadObject } from './loop.ts';
 import type { PlainCondition } from '../translate/conditions.ts';
 
 interface GatewayStatusLike { listeners?: { name: string; conditions: PlainCondition[] }[] }
@@ -15,8 +15,8 @@ interface GatewayStatusLike { listeners?: { name: string; conditions: PlainCondi
  * (ResolvedRefs False: a bad, missing or forbidden certificate Secret),
  * naming the file and document the Gateway came from.
  */
-export function listenerReferenceProblems(objects: readonly LoadedObject[], statuses: ReadonlyMap<string, unknown>): ConfigError[] {
-  const problems: ConfigError[] = [];
+export function listenerReferenceProblems(objects: readonly ReadObject[], statuses: ReadonlyMap<string, unknown>): Problem[] {
+  const problems: Problem[] = [];
   for (const { object, source } of objects) {
     if (object.kind !== 'Gateway') continue;
     const ns = object.metadata.namespace ?? 'default';
@@ -24,14 +24,12 @@ export function listenerReferenceProblems(objects: readonly LoadedObject[], stat
     for (const listener of status?.listeners ?? []) {
       const refs = listener.conditions.find((c) => c.type === 'ResolvedRefs');
       if (refs === undefined || refs.status !== 'False') continue;
-      problems.push(configError({
-        file: source.file,
-        document: source.document,
-        item: source.item,
-        object: `Gateway ${ns}/${object.metadata.name}`,
-        field: `spec.listeners[${listener.name}]`,
-        reason: `${refs.reason}: ${refs.message}`,
-      }));
+      const where = `Gateway ${ns}/${object.metadata.name}`;
+      const field = `spec.listeners[${listener.name}]`;
+      const reason = `${refs.reason}: ${refs.message}`;
+      problems.push(source === undefined
+        ? { object: where, field, reason, message: `${where}: ${field}: ${reason}` }
+        : configError({ file: source.file, document: source.document, item: source.item, object: where, field, reason }));
     }
   }
   return problems;
