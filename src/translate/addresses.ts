@@ -36,6 +36,12 @@ export interface ProvisionedGateway {
   desiredProxies: number;
   /** The Service, `namespace/name`, for messages. */
   service: string;
+  /**
+   * Why requested addresses cannot be asked of the load balancer, one
+   * message each (the provisioner's judgement: a Service type that takes
+   * none, two of one family); the Gateway is then AddressNotUsable.
+   */
+  addressProblems?: string[];
 }
 
 export interface GatewayAddressing {
@@ -54,7 +60,7 @@ export interface GatewayAddressing {
    * its ports are claimed against no other Gateway; with its proxies'
    * readiness and the Service's hostnames.
    */
-  provisioned?: { hostnames: string[]; readyProxies: number; desiredProxies: number; service: string | null };
+  provisioned?: { hostnames: string[]; readyProxies: number; desiredProxies: number; service: string | null; addressProblems: string[] };
 }
 
 export function parsePool(cidr: string): AddressPool {
@@ -176,6 +182,7 @@ function provisionedAddresses(gateways: GatewayAddressRequest[], state: Readonly
         readyProxies: s?.readyProxies ?? 0,
         desiredProxies: s?.desiredProxies ?? 0,
         service: s?.service ?? null,
+        addressProblems: s?.addressProblems ?? [],
       },
     });
   }

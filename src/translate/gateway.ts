@@ -219,6 +219,7 @@ function provisionedProgrammed(a: GatewayAddressing, gen: number | undefined): P
   if (a.unusable.length) {
     return condition('Programmed', false, 'AddressNotUsable', `spec.addresses ${a.unusable.join(', ')} cannot be used: the load balancer is asked for IP addresses only (Service loadBalancerIP and metallb.io/loadBalancerIPs); give IPAddress values or leave spec.addresses empty`, gen);
   }
+  if (p.addressProblems.length) return condition('Programmed', false, 'AddressNotUsable', p.addressProblems.join('; '), gen);
   const service = p.service ?? 'of this Gateway';
   if (a.reported.length === 0 && p.hostnames.length === 0) {
     return condition('Programmed', false, 'AddressNotAssigned', `waiting for the load balancer to assign an address to Service ${service} (status.loadBalancer.ingress is empty); check that a load balancer such as MetalLB serves this cluster and has a free address`, gen);
