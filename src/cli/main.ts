@@ -5,49 +5,9 @@ import { validate } from './validate.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
 import { parseDuration } from '../api/durations.ts';
-import { DEFAULT_LIMITS, LIMIT_FLAGS, resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
 import { DEFAULT_LOADER_LIMITS, resolveLoaderLimits, type LoaderLimits } from '../providers/file/limits.ts';
-
-/**
- * Worker threads each bind the listeners with SO_REUSEPORT and the kernel
- * spreads connections over them: Linux and FreeBSD do that (libuv refuses
- * the option elsewhere, macOS included). Elsewhere the main thread serves.
- */
-const REUSE_PORT = process.platform === 'linux' || process.platform === 'freebsd';
-
-function limitUsage(): string {
-  return LIMIT_FLAGS.map(({ flag, field, kind, help }) => {
-    const value = DEFAULT_LIMITS[field];
-    const shown = kind === 'duration' ? formatDuration(value) : String(value);
-    return `  --${flag.padEnd(28)}${help}; default ${shown}`;
-  }).join('\n');
-}
-
-function formatDuration(ms: number): string {
-  if (ms === 0) return '0';
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
-}
-
-/** The limit flags given, as overrides; a string naming the bad flag when one does not parse. */
-export function parseLimitFlags(values: Record<string, unknown>): Partial<RequestLimits> | string {
-  const limits: Partial<RequestLimits> = {};
-  for (const { flag, field, kind } of LIMIT_FLAGS) {
-    const raw = values[flag];
-    if (typeof raw !== 'string') continue;
-    const value = kind === 'duration' ? (raw === '0' ? 0 : parseDuration(raw)) : (/^\d+$/.test(raw) ? Number(raw) : null);
-    if (value === null) return `--${flag} wants ${kind === 'duration' ? 'a duration such as 10s, 1m30s or 500ms' : 'a whole number'}, not ${raw}`;
-    limits[field] = value;
-  }
-  try {
-    resolveLimits(limits);
-  } catch (e) {
-    return (e as Error).message;
-  }
-  return limits;
-}
+import { formatDuration, limitFlagOptions, limitUsage, parseLimitFlags, parseWorkersFlag } from './limit-flags.ts';
+import { parseProxyArgs, proxy, PROXY_USAGE } from './proxy.ts';
 
 /** The file provider's limits, each a serve flag. */
 const LOADER_FLAGS: readonly { flag: string; field: keyof LoaderLimits; help: string }[] = [
@@ -84,6 +44,7 @@ const USAGE = `usage: gatehouse <command> [options]
 
 commands:
   serve      run the gateway from a directory of Kubernetes YAML (standalone mode)
+  proxy      run one Gateway's data plane, configured by the controller (Kubernetes mode)
   validate   check a directory of YAML and print every problem, then exit
   version    print the version
 
@@ -117,6 +78,8 @@ ${limitUsage()}
 config directory limits (serve): a file beyond one is refused, reported, and keeps its last objects
 ${loaderUsage()}
 
+${PROXY_USAGE}
+
 gatehouse validate --config-dir DIR
 `;
 
@@ -137,15 +100,14 @@ async function main(argv: string[]): Promise<number> {
           workers: { type: 'string' },
           'deny-loopback-endpoints': { type: 'boolean' },
           'allow-link-local-endpoints': { type: 'boolean' },
-          ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: 'string' as const }])),
+          ...limitFlagOptions(),
           ...Object.fromEntries(LOADER_FLAGS.map(({ flag }) => [flag, { type: 'string' as const }])),
         },
         strict: true,
       });
       if (!values['config-dir']) return usage('serve needs --config-dir');
-      const workers = values.workers === undefined ? (REUSE_PORT ? os.availableParallelism() : 0) : Number(values.workers);
-      if (!Number.isInteger(workers) || workers < 0 || workers > 1024) return usage(`--workers wants a whole number, not ${values.workers}`);
-      if (workers > 0 && !REUSE_PORT) return usage(`--workers ${workers}: worker threads share listeners with SO_REUSEPORT, which ${process.platform} does not balance; use --workers 0`);
+      const workers = parseWorkersFlag(values.workers, os.availableParallelism());
+      if (typeof workers === 'string') return usage(workers);
       const limits = parseLimitFlags(values);
       if (typeof limits === 'string') return usage(limits);
       const loaderLimits = parseLoaderFlags(values);
@@ -172,6 +134,11 @@ async function main(argv: string[]): Promise<number> {
         addressPool: values['address-pool'] ?? null,
         logLevel: values['log-level']!,
       });
+    }
+    case 'proxy': {
+      const cmd = parseProxyArgs(rest);
+      if (typeof cmd === 'string') return usage(cmd);
+      return proxy(cmd);
     }
     case 'validate': {
       const { values } = parseArgs({ args: rest, options: { 'config-dir': { type: 'string' } }, strict: true });

@@ -159,7 +159,8 @@ export async function startRelay(t: TestContext, target: number): Promise<Relay>
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('error', () => {});
-      s.on('close', () => { sockets.delete(s); client.destroy(); upstream.destroy(); });
+      // Frozen, a close is not passed on either: the far side hears nothing at all.
+      s.on('close', () => { sockets.delete(s); if (!frozen) { client.destroy(); upstream.destroy(); } });
     }
     client.on('data', (d: Buffer) => { if (!frozen) upstream.write(d); });
     upstream.on('data', (d: Buffer) => { if (!frozen) client.write(d); });

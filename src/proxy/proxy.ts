@@ -1,0 +1,124 @@
+// `gatehouse proxy`: one Gateway's data plane as a process of its own, in
+// a pod the controller provisioned. It gets its config from the
+// controller's config service (config-client.ts) and serves it with the
+// same data plane as standalone mode, in worker threads or on the main
+// thread. Once a config is applied it is served until a newer one
+// arrives: a controller restart, upgrade or outage changes nothing here.
+// The probe endpoint (health.ts) is ready once the first config is
+// applied, and not ready again once draining starts.
+import type { Logger } from 'pino';
+import type { ApplyResult } from '../dataplane/dataplane.ts';
+import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
+import type { LogFn } from '../dataplane/log.ts';
+import type { IR } from '../ir/types.ts';
+import { WorkerPool } from '../control/worker-pool.ts';
+import { startConfigClient, type ConfigClient, type ConfigClientOptions, type ControllerAddress } from './config-client.ts';
+import { startHealthServer } from './health.ts';
+
+export interface ProxyOptions {
+  /** The controller's config service: a Service name and port, or several `host:port`. */
+  controllers: readonly ControllerAddress[];
+  /** `namespace/name` of the Gateway served. */
+  gateway: string;
+  /** The projected ServiceAccount token, re-read at every connect. */
+  tokenFile: string;
+  /** The CA that signed the config service's certificate. */
+  caFile: string;
+  /** `host:port` of /healthz and /readyz. */
+  healthAddress: string;
+  /** Data-plane worker threads; 0 serves from the main thread. */
+  workers: number;
+  /** Overrides of the data plane's limits. */
+  limits?: Partial<RequestLimits>;
+  log: Logger;
+  /** Overrides of the config client's timings (tests). */
+  client?: Pick<ConfigClientOptions, 'minBackoffMs' | 'maxBackoffMs' | 'connectTimeoutMs'>;
+}
+
+export interface Proxy {
+  /** The health server's port (the one chosen, when the address asked for port 0). */
+  readonly healthPort: number;
+  /** Whether a config has been applied. */
+  readonly configured: boolean;
+  /** Shutdown, first step: /readyz answers 503 and answers ask clients to close; listeners keep accepting, configs keep coming. */
+  startDraining(): void;
+  /** Stops taking config, stops accepting, drains within the drain timeout, then closes the probe endpoint. */
+  close(): Promise<void>;
+}
+
+interface DataPlaneHandle {
+  apply(ir: IR): Promise<ApplyResult>;
+  beginDrain(): void;
+  close(): Promise<void>;
+}
+
+export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
+  const { log } = opts;
+  const dpLog: LogFn = (level, msg, fields) => log[level](fields ?? {}, msg);
+  // Checked here, once, so a bad value fails the start instead of every worker.
+  const limits = resolveLimits(opts.limits);
+  // As in standalone mode: workers cut their own connections at the drain
+  // timeout; the pool stops a worker still there 5 s after it.
+  const dataPlane: DataPlaneHandle = opts.workers > 0
+    ? new WorkerPool({ workers: opts.workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000 })
+    : new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
+
+  let configured = false;
+  let draining = false;
+  let health: Awaited<ReturnType<typeof startHealthServer>>;
+  try {
+    health = await startHealthServer({
+      address: opts.healthAddress,
+      notReady: () => (draining ? 'draining' : configured ? null : 'no configuration received yet'),
+    });
+  } catch (err) {
+    await dataPlane.close();
+    throw new Error(`health address ${opts.healthAddress}: ${(err as Error).message}`);
+  }
+
+  const applyConfig = async (ir: IR, info: { seq: number; snapshot: boolean }): Promise<void> => {
+    const t0 = performance.now();
+    const result = await dataPlane.apply(ir);
+    for (const [key, err] of Object.entries(result.listenerErrors)) {
+      const hint = /EACCES/.test(err) ? ' (a port below 1024 needs root, CAP_NET_BIND_SERVICE or net.ipv4.ip_unprivileged_port_start=0)' : '';
+      log.error({ listener: key }, `cannot listen on ${key}: ${err}${hint}`);
+    }
+    const first = !configured;
+    configured = true;
+    log.info({
+      gateway: opts.gateway, seq: info.seq, snapshot: info.snapshot, listeners: ir.listeners.length,
+      clusters: Object.keys(ir.clusters).length, ms: Math.round((performance.now() - t0) * 10) / 10,
+    }, first ? 'configuration applied; ready' : 'configuration applied');
+  };
+
+  const client: ConfigClient = startConfigClient({
+    controllers: opts.controllers,
+    gateway: opts.gateway,
+    tokenFile: opts.tokenFile,
+    caFile: opts.caFile,
+    onConfig: applyConfig,
+    log: dpLog,
+    ...opts.client,
+  });
+  log.info({
+    gateway: opts.gateway, controllers: opts.controllers.map((c) => `${c.host}:${c.port}`), health: opts.healthAddress, workers: opts.workers,
+  }, 'gatehouse proxy started; waiting for configuration');
+
+  return {
+    healthPort: health.port,
+    get configured() { return configured; },
+    startDraining() {
+      draining = true;
+      dataPlane.beginDrain();
+    },
+    async close() {
+      draining = true;
+      client.close();
+      try {
+        await dataPlane.close();
+      } finally {
+        await health.close();
+      }
+    },
+  };
+}
