@@ -16,7 +16,7 @@ function cond(type: string, status: 'True' | 'False', reason = type, lastTransit
   return { type, status, reason, message: '', observedGeneration: 1, ...(lastTransitionTime ? { lastTransitionTime } : {}) };
 }
 
-function parent(name: string, controllerName: string, conditions: unknown[], extra: Record<string, unknown> = {}) {
+function parent(name: string, controllerName: string, conditions: ReturnType<typeof cond>[], extra: Record<string, unknown> = {}) {
   return { parentRef: { group: 'gateway.networking.k8s.io', kind: 'Gateway', name, ...extra }, controllerName, conditions };
 }
 
