@@ -137,7 +137,8 @@ test('an object the API server refuses is logged and retried, and does not stop 
   const broken = render(bad);
   const dep = broken.objects.find((o) => o.kind === 'Deployment') as unknown as { spec: { replicas: number } };
   dep.spec.replicas = -1;
-  await provisioner.sync(new Map([['infra/good', render(good)], ['infra/bad', broken]]), everything);
+  const retryMs = await provisioner.sync(new Map([['infra/good', render(good)], ['infra/bad', broken]]), everything);
+  assert.equal(retryMs, 1_000, 'the failed Gateway is due again after the first backoff');
   await apps.readNamespacedDeployment({ name: 'good-gatehouse', namespace: 'infra' });
   const failure = lines.map((l) => JSON.parse(l)).find((l) => l.msg === 'provisioning failed; will retry');
   assert.ok(failure, 'the failure was not logged');

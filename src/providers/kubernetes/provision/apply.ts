@@ -88,9 +88,10 @@ export class Provisioner {
    * nothing else of ours. `present(key)` says whether every object of that
    * Gateway is seen in the cluster (from the informers), so one deleted by
    * hand is made again at once. Resolves when done; errors are logged and
-   * retried on a later sync, never thrown.
+   * retried on a later sync, never thrown. Resolves to how long until a
+   * failed Gateway is due again (call sync then), or null when none failed.
    */
-  async sync(wanted: ReadonlyMap<GatewayKey, Infrastructure>, present: (key: GatewayKey) => boolean, now = Date.now()): Promise<void> {
+  async sync(wanted: ReadonlyMap<GatewayKey, Infrastructure>, present: (key: GatewayKey) => boolean, now = Date.now()): Promise<number | null> {
     const due: [GatewayKey, Infrastructure, string][] = [];
     for (const [key, infra] of wanted) {
       const digest = digestOf(infra.objects);
@@ -105,9 +106,14 @@ export class Provisioner {
     for (const key of [...this.#failed.keys()]) if (!wanted.has(key)) this.#failed.delete(key);
     const wantedSet = [...wanted.keys()].sort().join('\n');
     const anyFailed = due.some(([key]) => this.#failed.has(key));
+    let sweepFailed = false;
     if (this.#sweptFor !== wantedSet || due.length > 0) {
-      if (await this.#sweep(wanted) && !anyFailed) this.#sweptFor = wantedSet;
+      sweepFailed = !await this.#sweep(wanted);
+      if (!sweepFailed && !anyFailed) this.#sweptFor = wantedSet;
     }
+    const retries = [...this.#failed.values()].map((f) => Math.max(0, f.retryAt - now));
+    if (sweepFailed) retries.push(RETRY_FIRST_MS);
+    return retries.length ? Math.min(...retries) : null;
   }
 
   async #apply(key: GatewayKey, infra: Infrastructure, digest: string, now: number): Promise<void> {
