@@ -184,6 +184,9 @@ function run(command: string, args: string[], opts: { input?: string; timeoutMs:
         resolve({ code, stdout, stderr: stderr + why });
       });
     // Closed either way: a command that reads stdin must never wait on it.
+    // One that exits before reading it makes the write fail with EPIPE: its
+    // exit code tells what happened, so the pipe error is not thrown.
+    child.stdin!.on('error', () => {});
     child.stdin!.end(opts.input ?? '');
   });
 }
@@ -372,10 +375,10 @@ async function startEtcd(bin: string, dir: string, procs: Proc[]): Promise<strin
   }
 }
 
-async function startApiServer(bin: string, dir: string, etcdUrl: string, token: string, procs: Proc[]): Promise<{ proc: Proc; server: string }> {
+async function startApiServer(bin: string, dir: string, etcdUrl: string, token: string, procs: Proc[], fixedPort?: number): Promise<{ proc: Proc; server: string }> {
   const ca = fs.readFileSync(path.join(dir, 'ca.crt'));
   for (let attempt = 1; ; attempt++) {
-    const [port] = await freePorts(1);
+    const [port] = fixedPort === undefined ? await freePorts(1) : [fixedPort];
     const server = `https://127.0.0.1:${port}`;
     const proc = startProcess(dir, 'kube-apiserver', path.join(bin, 'kube-apiserver'), [
       `--etcd-servers=${etcdUrl}`,
@@ -406,6 +409,8 @@ async function startApiServer(bin: string, dir: string, etcdUrl: string, token: 
     } catch (err) {
       if (lostPortRace(proc) && attempt < PORT_ATTEMPTS) {
         procs.pop();
+        // The same port again (a restart): whoever holds it may let go.
+        if (fixedPort !== undefined) await sleep(500);
         continue;
       }
       throw err;
@@ -431,6 +436,22 @@ function startControllerManager(bin: string, dir: string, kubeconfigPath: string
     '--profiling=false',
     '--v=1',
   ]);
+}
+
+/** What a cluster can do beyond the Cluster interface, for the few tests that need it. */
+const internals = new WeakMap<Cluster, { restartApiServer(): Promise<void> }>();
+
+/**
+ * Kills kube-apiserver and starts it again on the same port, against the
+ * same etcd; resolves when it is ready. Clients see their connections
+ * drop, then refused, then answered again; the new API server's watch
+ * cache starts at the current etcd revision, so a watch resumed from an
+ * older resourceVersion is answered 410 Gone.
+ */
+export async function restartApiServer(cluster: Cluster): Promise<void> {
+  const i = internals.get(cluster);
+  if (!i) throw new Error('not a running cluster of this harness');
+  await i.restartApiServer();
 }
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
@@ -511,6 +532,20 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       },
       stop: cleanup,
     };
+    internals.set(cluster, {
+      async restartApiServer() {
+        const old = procs.find((p) => p.name === 'kube-apiserver' && !p.done);
+        if (old) {
+          await killProcess(old);
+          procs.splice(procs.indexOf(old), 1);
+        }
+        try {
+          await startApiServer(bin, dir, etcdUrl, token, procs, Number(new URL(server).port));
+        } catch (err) {
+          throw new Error(`restarting kube-apiserver failed: ${(err as Error).message}\n${tails(procs)}`, { cause: err });
+        }
+      },
+    });
     return cluster;
   } catch (err) {
     const message = `starting the test cluster failed: ${(err as Error).message}\n${tails(procs)}`;
