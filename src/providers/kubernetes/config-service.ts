@@ -249,8 +249,12 @@ class ConfigServer implements ConfigService {
         session.destroy();
         continue;
       }
-      state.pingOutstanding = true;
-      session.ping((err) => { if (err === null) state.pingOutstanding = false; });
+      try {
+        session.ping((err) => { if (err === null) state.pingOutstanding = false; });
+        state.pingOutstanding = true;
+      } catch {
+        // A session between its handshake and its SETTINGS, or closing: the next tick sees it again.
+      }
     }
   }
 
