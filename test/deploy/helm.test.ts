@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseControllerArgs, type ControllerCommand } from '../../src/cli/controller.ts';
+import { parseControllerArgs, type ControllerCommand } from '../../src/cli/controller-args.ts';
 import { CHART_DIR, ROOT, keyOf, loadManifests, only, parseObjects, type Obj } from './objects.ts';
 
 /** Labels the chart adds that plain manifests do not carry. */

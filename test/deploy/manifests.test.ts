@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { CONTROLLER_DEFAULTS, parseControllerArgs, type ControllerCommand } from '../../src/cli/controller.ts';
+import { CONTROLLER_DEFAULTS, parseControllerArgs, type ControllerCommand } from '../../src/cli/controller-args.ts';
 import { CONTROLLER_NAME } from '../../src/control/standalone.ts';
 import { PROVISIONED_KINDS } from '../../src/providers/kubernetes/provision/apply.ts';
 import { PROXY_UID } from '../../src/providers/kubernetes/provision/render.ts';
