@@ -34,7 +34,10 @@ const SA = only(manifests, 'ServiceAccount').metadata.name;
 const cmd = parseControllerArgs(container.args.slice(1), { POD_NAMESPACE: NAMESPACE }) as ControllerCommand;
 assert.equal(typeof cmd, 'object', `the Deployment's args: ${cmd}`);
 
-const log = pino({ level: 'silent' });
+/** Warnings and errors the controller's parts log (a 403 shows here); bounded. */
+const logged: string[] = [];
+const log = pino({ level: 'warn' }, { write: (line: string) => { if (logged.length < 200) logged.push(line); } });
+const lastLogged = () => logged.slice(-5).join('');
 let cluster: Cluster;
 let admin: k8s.KubeConfig;
 /** Authenticated as system:serviceaccount:gatehouse-system:gatehouse, with a token the API server issued. */
@@ -117,7 +120,7 @@ test('as its ServiceAccount, the controller takes the leader Lease and gives it 
     onStartedLeading: () => leading(), onStoppedLeading: () => {},
   });
   try {
-    await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error('not leader within 10 s')), 10_000))]);
+    await Promise.race([started, new Promise((_, reject) => setTimeout(() => reject(new Error(`not leader within 10 s: ${lastLogged()}`)), 10_000))]);
     // Renewal is an update of the same Lease: still leading a few retry periods later.
     await new Promise((r) => setTimeout(r, 1_500));
     assert.equal(election.isLeader(), true);
@@ -132,6 +135,9 @@ test('as its ServiceAccount, the controller writes the status of its GatewayClas
   const objects = k8s.KubernetesObjectApi.makeApiClient(admin);
   const gc = await objects.read({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'gatehouse' } }) as unknown as KubeObject;
   const gw = await objects.read({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'team' } }) as unknown as KubeObject;
+  // As the informers hand them over: without status (the writer then reads the status subresource).
+  delete (gc as { status?: unknown }).status;
+  delete (gw as { status?: unknown }).status;
   const condition = (type: string, reason: string) => ({ type, status: 'True', reason, message: 'manifests test', observedGeneration: 1 });
   const statuses = new Map<string, unknown>([
     ['GatewayClass||gatehouse', { conditions: [condition('Accepted', 'Accepted')] }],
@@ -139,7 +145,7 @@ test('as its ServiceAccount, the controller writes the status of its GatewayClas
   ]);
   const writer = new StatusWriter({ kubeConfig: asController, controllerName: CONTROLLER_NAME, log, attempts: 1 });
   const result = await writer.publish(statuses, [gc, gw]);
-  assert.deepEqual(result, { written: 2, failed: 0 });
+  assert.deepEqual(result, { written: 2, failed: 0 }, lastLogged());
   const after = await objects.read({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'gatehouse' } }) as unknown as { status: { conditions: { type: string; status: string }[] } };
   assert.ok(after.status.conditions.some((c) => c.type === 'Accepted' && c.status === 'True'));
 });
@@ -160,7 +166,7 @@ test('as its ServiceAccount, the controller provisions a Gateway\'s proxies (all
   const key = 'team/edge';
   await provisioner.sync(new Map([[key, infra]]), () => true);
   for (const o of infra.objects) {
-    await waitFor(`${o.kind} ${o.metadata.name} applied`, async () => (await objects.read({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name, namespace: o.metadata.namespace } })).metadata?.uid);
+    await waitFor(`${o.kind} ${o.metadata.name} applied (${lastLogged()})`, async () => (await objects.read({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name, namespace: o.metadata.namespace } })).metadata?.uid);
   }
 
   // A proxy of this Gateway, with its projected token (audience gatehouse), is let in; one of another ServiceAccount is not.
@@ -177,7 +183,7 @@ test('as its ServiceAccount, the controller provisions a Gateway\'s proxies (all
   provisioner.reset();
   await provisioner.sync(new Map(), () => true);
   for (const o of infra.objects) {
-    await waitFor(`${o.kind} ${o.metadata.name} deleted`, async () => {
+    await waitFor(`${o.kind} ${o.metadata.name} deleted (${lastLogged()})`, async () => {
       try {
         await objects.read({ apiVersion: o.apiVersion, kind: o.kind, metadata: { name: o.metadata.name, namespace: o.metadata.namespace } });
         return undefined;
