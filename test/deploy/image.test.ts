@@ -56,7 +56,7 @@ let skip: string | false = false;
 
 /** node as the image's user when we can switch to it (root), else as ourselves. */
 function asImageUser(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { PATH: process.env.PATH, NODE_ENV: 'production', TMPDIR: path.join(scratch, 'tmp'), HOME: '/nonexistent' };
+  const env = { PATH: process.env.PATH, TMPDIR: path.join(scratch, 'tmp'), HOME: '/nonexistent' };
   if (process.getuid?.() === 0 && fs.existsSync('/usr/bin/setpriv')) {
     return run('/usr/bin/setpriv', ['--reuid', String(PROXY_UID), '--regid', String(PROXY_UID), '--clear-groups', process.execPath, ...args], { cwd, env, timeoutMs: RUN_TIMEOUT_MS });
   }
