@@ -439,19 +439,45 @@ function startControllerManager(bin: string, dir: string, kubeconfigPath: string
 }
 
 /** What a cluster can do beyond the Cluster interface, for the few tests that need it. */
-const internals = new WeakMap<Cluster, { restartApiServer(): Promise<void> }>();
+const internals = new WeakMap<Cluster, { restartApiServer(): Promise<void>; etcdUrl: string }>();
 
 /**
  * Kills kube-apiserver and starts it again on the same port, against the
  * same etcd; resolves when it is ready. Clients see their connections
- * drop, then refused, then answered again; the new API server's watch
- * cache starts at the current etcd revision, so a watch resumed from an
- * older resourceVersion is answered 410 Gone.
+ * drop, then refused, then answered again. A watch resumed from an older
+ * resourceVersion may be answered 410 Gone (the new watch cache starts at
+ * the current revision) or served from etcd (while that cache is not
+ * ready); compactEtcd() first makes it 410 every time.
  */
 export async function restartApiServer(cluster: Cluster): Promise<void> {
   const i = internals.get(cluster);
   if (!i) throw new Error('not a running cluster of this harness');
   await i.restartApiServer();
+}
+
+/**
+ * Compacts etcd's history up to its current revision (after one write of
+ * its own, so that every resourceVersion a client holds is older): a watch
+ * that resumes from such a resourceVersion without the API server's watch
+ * cache to serve it is answered 410 Gone. Resolves with that revision.
+ */
+export async function compactEtcd(cluster: Cluster): Promise<number> {
+  const i = internals.get(cluster);
+  if (!i) throw new Error('not a running cluster of this harness');
+  // etcd's JSON gateway (keys and values base64).
+  const post = async (p: string, body: unknown) => {
+    const res = await fetch(`${i.etcdUrl}${p}`, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+    const json = await res.json() as { header?: { revision?: string } };
+    if (!res.ok) throw new Error(`etcd ${p}: HTTP ${res.status} ${JSON.stringify(json).slice(0, 300)}`);
+    return json;
+  };
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  // Outside /registry: the API server never reads it, and no watch sees it.
+  const put = await post('/v3/kv/put', { key: b64('/gatehouse-test/compaction-marker'), value: b64(String(Date.now())) });
+  const revision = Number(put.header?.revision);
+  if (!Number.isInteger(revision) || revision <= 0) throw new Error(`etcd gave no revision: ${JSON.stringify(put)}`);
+  await post('/v3/kv/compaction', { revision: String(revision), physical: true });
+  return revision;
 }
 
 export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> {
@@ -533,6 +559,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
       stop: cleanup,
     };
     internals.set(cluster, {
+      etcdUrl,
       async restartApiServer() {
         const old = procs.find((p) => p.name === 'kube-apiserver' && !p.done);
         if (old) {
