@@ -5,10 +5,12 @@
 //
 // - Gateway API kinds and GatewayParameters are watched at the newest
 //   version the API server serves that validation knows, found once at
-//   start. A kind whose CRD
-//   is not installed is empty, and looked for again on a slow period, so
-//   that installing the CRD later works without a restart; a CRD deleted
-//   while watched makes its kind empty the same way.
+//   start. A kind whose CRD is not installed is empty, and looked for
+//   again on a slow period, so that installing the CRD later works without
+//   a restart; a CRD deleted while watched makes its kind empty the same way.
+// - An object the API server stored but validation refuses (stored under
+//   an older, laxer CRD) is a problem; its last valid version, if any, is
+//   kept, as the file provider does.
 // - read() gives the same object instances while their resourceVersion is
 //   unchanged (translate memoizes on identity) and the same result while
 //   nothing changed; onChange fires only for a new resourceVersion or a
@@ -24,8 +26,8 @@ import type { Logger } from 'pino';
 import { GATEWAY_GROUP, type KubeObject } from '../../api/types.ts';
 import { describeObject, isNamespacedKind, validateObject, type ValidationResult } from '../../api/validate.ts';
 import type { Problem, Provider, ProviderRead, ReadObject } from '../../control/loop.ts';
-import { chooseVersion, discoverGroup, type ServedKind } from './discovery.ts';
 import { schemaFor } from '../../api/schema.ts';
+import { chooseVersion, discoverGroup, type ServedKind } from './discovery.ts';
 import { DEFAULT_INFORMER_TIMING, Informer, type InformerTarget, type InformerTiming } from './informer.ts';
 import { rawGet, RawGetError } from './raw-get.ts';
 
