@@ -8,6 +8,7 @@ import { parseDuration } from '../api/durations.ts';
 import { DEFAULT_LOADER_LIMITS, resolveLoaderLimits, type LoaderLimits } from '../providers/file/limits.ts';
 import { formatDuration, limitFlagOptions, limitUsage, parseLimitFlags, parseWorkersFlag } from './limit-flags.ts';
 import { parseProxyArgs, proxy, PROXY_USAGE } from './proxy.ts';
+import { CONTROLLER_USAGE, parseControllerArgs } from './controller-args.ts';
 
 /** The file provider's limits, each a serve flag. */
 const LOADER_FLAGS: readonly { flag: string; field: keyof LoaderLimits; help: string }[] = [
@@ -44,6 +45,7 @@ const USAGE = `usage: gatehouse <command> [options]
 
 commands:
   serve      run the gateway from a directory of Kubernetes YAML (standalone mode)
+  controller run as a Kubernetes Gateway API controller that provisions its proxies (Kubernetes mode)
   proxy      run one Gateway's data plane, configured by the controller (Kubernetes mode)
   validate   check a directory of YAML and print every problem, then exit
   version    print the version
@@ -77,6 +79,8 @@ ${limitUsage()}
 
 config directory limits (serve): a file beyond one is refused, reported, and keeps its last objects
 ${loaderUsage()}
+
+${CONTROLLER_USAGE}
 
 ${PROXY_USAGE}
 
@@ -134,6 +138,13 @@ async function main(argv: string[]): Promise<number> {
         addressPool: values['address-pool'] ?? null,
         logLevel: values['log-level']!,
       });
+    }
+    case 'controller': {
+      const cmd = parseControllerArgs(rest);
+      if (typeof cmd === 'string') return usage(cmd);
+      // Loaded here: the Kubernetes client is for this command alone.
+      const { controller } = await import('./controller.ts');
+      return controller(cmd);
     }
     case 'proxy': {
       const cmd = parseProxyArgs(rest);
