@@ -12,6 +12,7 @@ import * as k8s from '@kubernetes/client-node';
 import { startCluster, type Cluster } from './harness/cluster.ts';
 import { parseControllerArgs, type ControllerCommand } from '../../src/cli/controller-args.ts';
 import { CONTROLLER_NAME } from '../../src/control/standalone.ts';
+import { startController } from '../../src/control/kubernetes.ts';
 import { ensureConfigServiceCertificate } from '../../src/providers/kubernetes/config-certificate.ts';
 import { startLeaderElection } from '../../src/providers/kubernetes/leader-election.ts';
 import { StatusWriter } from '../../src/providers/kubernetes/status-writer.ts';
@@ -223,4 +224,36 @@ test('the API server\'s authorizer agrees: allowed what the controller needs, re
   assert.equal(await can('create', '', 'pods', 'team', undefined, 'exec'), false);
   assert.equal(await can('create', 'rbac.authorization.k8s.io', 'rolebindings', 'team'), false);
   assert.equal(await can('impersonate', '', 'serviceaccounts'), false);
+});
+
+test('the whole controller, as its ServiceAccount with the Deployment\'s flags, syncs every kind, leads, writes status and provisions', async () => {
+  const before = logged.length;
+  const port = (address: string) => address.slice(address.lastIndexOf(':') + 1);
+  const running = await startController({
+    kubeConfig: asController, log,
+    namespaces: cmd.namespaces, namespaceSelector: cmd.namespaceSelector,
+    // The Deployment's addresses, on loopback and free ports: this is one process among others.
+    adminAddress: '127.0.0.1:0', healthAddress: '127.0.0.1:0', configAddress: '127.0.0.1:0',
+    proxyControllerAddress: `${cmd.configServiceName}:${port(cmd.configAddress)}`,
+    controllerNamespace: cmd.controllerNamespace, configServiceName: cmd.configServiceName, configSecretName: cmd.configSecretName,
+    proxyImage: cmd.proxyImage, leaseName: cmd.leaseName, identity: 'manifests-test_2',
+    leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 400,
+  });
+  try {
+    await waitFor('leader', async () => running.isLeader() || undefined);
+    const objects = k8s.KubernetesObjectApi.makeApiClient(admin);
+    // The listener status is the controller's own (the status test above wrote conditions only).
+    await waitFor(`Gateway team/edge status from the controller (${lastLogged()})`, async () => {
+      const gw = await objects.read({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'team' } }) as unknown as { status?: { listeners?: { name: string }[] } };
+      return gw.status?.listeners?.some((l) => l.name === 'http') || undefined;
+    });
+    await waitFor(`the Gateway's proxies provisioned (${lastLogged()})`, async () => {
+      const list = await admin.makeApiClient(k8s.AppsV1Api).listNamespacedDeployment({ namespace: 'team', labelSelector: 'gateway.networking.k8s.io/gateway-name=edge' });
+      return list.items.length === 1 || undefined;
+    });
+    const forbidden = logged.slice(before).filter((l) => /\b403\b|forbidden/i.test(l));
+    assert.deepEqual(forbidden, [], 'the API server refused the controller nothing');
+  } finally {
+    await running.close();
+  }
 });
