@@ -216,7 +216,26 @@ export interface HTTPRouteFilter {
   urlRewrite?: HTTPURLRewriteFilter;
   requestMirror?: { backendRef: BackendObjectReference; percent?: number; fraction?: { numerator: number; denominator?: number } };
   extensionRef?: LocalObjectReference;
-  cors?: unknown;
+  cors?: HTTPCORSFilter;
+}
+
+/** The CORS filter (GEP-1767); names as in the CRD. */
+export interface HTTPCORSFilter {
+  allowOrigins?: string[];
+  allowMethods?: string[];
+  allowHeaders?: string[];
+  exposeHeaders?: string[];
+  /** Seconds; the CRD defaults it to 5. */
+  maxAge?: number;
+  allowCredentials?: boolean;
+}
+
+/** A rule's retry policy (GEP-1731). */
+export interface HTTPRouteRetry {
+  codes?: number[];
+  attempts?: number;
+  /** A Gateway API duration. */
+  backoff?: string;
 }
 
 export interface HTTPBackendRef extends BackendObjectReference {
@@ -230,7 +249,7 @@ export interface HTTPRouteRule {
   filters?: HTTPRouteFilter[];
   backendRefs?: HTTPBackendRef[];
   timeouts?: { request?: string; backendRequest?: string };
-  retry?: unknown;
+  retry?: HTTPRouteRetry;
   sessionPersistence?: unknown;
 }
 
