@@ -110,7 +110,6 @@ interface Runtime {
   ready: boolean;
   probe: Probe | null;
   timers: Set<NodeJS.Timeout>;
-  createdDirs: string[];
   logFile: string;
   terminating: boolean;
   done: boolean;
@@ -150,6 +149,8 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
   const usedIPs = new Set<string>();
   const binding = new Set<string>();
   const finalDeletes = new Set<string>();
+  /** Mount points this kubelet made on the host, to remove (when empty) at stop. */
+  const createdMountPoints = new Set<string>();
   let stopped = false;
 
   // ---------------------------------------------------------------- node
@@ -395,13 +396,11 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       if (!dir) throw new Error(`volumeMount ${m.name}: no such volume`);
       const source = m.subPath ? path.join(dir, m.subPath) : dir;
       if (!path.isAbsolute(m.mountPath)) throw new Error(`volumeMount ${m.name}: mountPath ${m.mountPath} is not absolute`);
-      // The mount point must exist; the pod's mount namespace shares the host's file systems, so it is made here.
-      if (!fs.existsSync(m.mountPath)) {
-        let top = m.mountPath;
-        while (!fs.existsSync(path.dirname(top))) top = path.dirname(top);
-        fs.mkdirSync(m.mountPath, { recursive: true, mode: 0o755 });
-        rt.createdDirs.push(top);
-      }
+      // The mount point must exist; the pod's mount namespace shares the
+      // host's file systems, so it is made here, and removed when the
+      // kubelet stops (other pods may be using it until then).
+      for (let d = m.mountPath; !fs.existsSync(d); d = path.dirname(d)) createdMountPoints.add(d);
+      fs.mkdirSync(m.mountPath, { recursive: true, mode: 0o755 });
       await sh('nsenter', ['-t', pid, '-m', '--', 'mount', '--bind', source, m.mountPath]);
       if (m.readOnly) await sh('nsenter', ['-t', pid, '-m', '--', 'mount', '-o', 'remount,bind,ro', m.mountPath]);
     }
@@ -645,10 +644,6 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       rt.sandbox = null;
     }
     fs.rmSync(path.join(podsDir, rt.uid), { recursive: true, force: true });
-    for (const d of rt.createdDirs.splice(0)) {
-      // Only what is still empty: another pod may have mounted at the same path (in its own namespace).
-      try { fs.rmdirSync(d); } catch { /* not empty, or gone */ }
-    }
     if (releaseIP && rt.ip) { usedIPs.delete(rt.ip); }
   }
 
@@ -726,7 +721,7 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
         uid, namespace: pod.metadata.namespace, name: pod.metadata.name, pod,
         ip: null, sandbox: null, child: null, exited: null, startedAt: null, podStartTime: null,
         restartCount: 0, lastTerminated: null, waiting: null, terminated: null, ready: false, probe: null,
-        timers: new Set(), createdDirs: [],
+        timers: new Set(),
         logFile: path.join(logsDir, `${pod.metadata.namespace}_${pod.metadata.name}_${uid.slice(0, 8)}.log`),
         terminating: false, done: false, chain: Promise.resolve(), statusDirty: false, statusRunning: false, conditionSince: new Map(),
       };
@@ -793,6 +788,10 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
         await tearDown(rt, true).catch(() => {});
       }));
       fs.rmSync(podsDir, { recursive: true, force: true });
+      // Deepest first; only what is empty (rmdir refuses the rest).
+      for (const d of [...createdMountPoints].sort((a, b) => b.length - a.length)) {
+        try { fs.rmdirSync(d); } catch { /* not empty, or gone */ }
+      }
     },
   };
 }
