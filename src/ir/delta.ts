@@ -10,6 +10,7 @@
 // same entries, and whose clusters kept their ids, is the same. Any IR can
 // be encoded; one built from scratch every time simply ships in full.
 import { IR_VERSION, type Cluster, type IR, type IRListener, type RouteEntry, type VirtualHost } from './types.ts';
+import { usesAnyCluster } from './route-clusters.ts';
 
 export interface IRDelta {
   version: typeof IR_VERSION;
@@ -136,8 +137,6 @@ export function sameElements<T>(a: readonly T[], b: readonly T[]): boolean {
 
 function usesAny(routes: readonly RouteEntry[], clusters: ReadonlySet<string>): boolean {
   if (clusters.size === 0) return false;
-  for (const route of routes) {
-    for (const backend of route.backends) if (backend.cluster !== null && clusters.has(backend.cluster)) return true;
-  }
+  for (const route of routes) if (usesAnyCluster(route, clusters)) return true;
   return false;
 }

@@ -9,6 +9,7 @@
 // unchanged (see delta.ts), and a one-route change reaches a proxy as a
 // one-virtual-host delta.
 import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type TLSCertificate } from './types.ts';
+import { addRouteClusters } from './route-clusters.ts';
 
 /** Where a proxy binds: every interface of its pod, which has an address of its own. */
 export const PROXY_BIND_ADDRESS = '0.0.0.0';
@@ -16,7 +17,7 @@ export const PROXY_BIND_ADDRESS = '0.0.0.0';
 /**
  * The IR for the proxies of Gateway `gateway` (`namespace/name`): its
  * Gateway listeners (named `namespace/name/listener`), the clusters their
- * routes send to, and the certificates of their sockets, with every socket
+ * routes send and mirror to, and the certificates of their sockets, with every socket
  * rebound to all interfaces. A Gateway the IR does not mention gets an IR
  * with no listeners.
  */
@@ -47,9 +48,7 @@ export function irForGateway(ir: IR, gateway: string): IR {
 
 function collectClusters(gl: GatewayListenerIR, into: Set<string>): void {
   for (const vh of gl.virtualHosts) {
-    for (const route of vh.routes) {
-      for (const backend of route.backends) if (backend.cluster !== null) into.add(backend.cluster);
-    }
+    for (const route of vh.routes) addRouteClusters(route, into);
   }
 }
 

@@ -75,6 +75,25 @@ export interface RouteEntry {
   /** Weighted backends; empty means no backends: 500. */
   backends: WeightedBackend[];
   timeouts?: { requestMs?: number; backendRequestMs?: number };
+  /** Set when the rule asks for retries (HTTPRoute `retry`). */
+  retry?: RetryPolicy;
+}
+
+/**
+ * HTTPRoute `retry`. A try that fails this way is made again, up to
+ * `attempts` more times: a response with one of `codes`, a backend that
+ * cannot be reached or drops the connection, a try that times out
+ * (`timeouts.backendRequest`). What may be retried for which method, and
+ * how much of a request body is kept to send again, is the data plane's
+ * (src/dataplane/http/retry.ts).
+ */
+export interface RetryPolicy {
+  /** Response status codes (400-599) that are retried; may be empty. */
+  codes: number[];
+  /** Retries after the first try. */
+  attempts: number;
+  /** The least wait before the first retry, ms; later ones wait longer. Absent: the data plane's default. */
+  backoffMs?: number;
 }
 
 export interface RouteMatch {
@@ -95,7 +114,28 @@ export type Filter =
   | { type: 'RequestHeaderModifier'; set: Header[]; add: Header[]; remove: string[] }
   | { type: 'ResponseHeaderModifier'; set: Header[]; add: Header[]; remove: string[] }
   | { type: 'RequestRedirect'; scheme?: string; hostname?: string; port?: number; path?: PathModifier; statusCode: number }
-  | { type: 'URLRewrite'; hostname?: string; path?: PathModifier };
+  | { type: 'URLRewrite'; hostname?: string; path?: PathModifier }
+  /**
+   * A copy of `numerator` out of every `denominator` requests also goes to
+   * one endpoint of `cluster`; its answers are thrown away.
+   */
+  | { type: 'RequestMirror'; cluster: string; numerator: number; denominator: number }
+  | CORSFilter;
+
+/**
+ * Cross-origin resource sharing, answered by the gateway (GEP-1767).
+ * Origins are as written (`https://a.example`, `https://*.example:8443`,
+ * `*`); names and methods as written; `'*'` alone means any.
+ */
+export interface CORSFilter {
+  type: 'CORS';
+  allowOrigins: string[];
+  allowMethods: string[];
+  allowHeaders: string[];
+  exposeHeaders: string[];
+  maxAgeSeconds: number;
+  allowCredentials: boolean;
+}
 
 export interface Header { name: string; value: string }
 

@@ -113,3 +113,12 @@ test('asText() carries the same delta with virtual hosts as JSON text', () => {
   assert.deepEqual(text.define.virtualHosts.map(([id, vh]) => [id, JSON.parse(vh as string)]), d.define.virtualHosts);
   assert.deepEqual({ ...text, define: null }, { ...d, define: null });
 });
+
+test('a changed cluster that a route only mirrors to redefines that route\'s virtual host', () => {
+  const enc = new IRDeltaEncoder();
+  const first = base();
+  first.listeners[0].gatewayListeners[0].virtualHosts[1].routes[0].filters = [{ type: 'RequestMirror', cluster: 'a', numerator: 1, denominator: 2 }];
+  enc.encode(first);
+  const d2 = enc.encode({ ...first, clusters: { ...first.clusters, a: cluster('a', { port: 2001 }) } });
+  assert.deepEqual(definedHosts(d2), ['a.test', 'b.test', 'c.test']);
+});

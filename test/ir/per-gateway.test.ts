@@ -108,3 +108,13 @@ test('unchanged parts stay the same objects, so a change to another Gateway send
   const delta = encoder.encode(irForGateway(after, 'infra/a'));
   assert.deepEqual(delta.define, { virtualHosts: [], clusters: [] });
 });
+
+test('clusters a route only mirrors to, from its filters or its backends\' filters, are the Gateway\'s too', () => {
+  const mirror = (c: string) => ({ type: 'RequestMirror' as const, cluster: c, numerator: 1, denominator: 1 });
+  const full = ir([
+    socket('10.0.0.1', 80, [gatewayListener('infra/a/http', null, [
+      vhost('a.test', [route('r/0/0', match('/'), [backend('primary', 1, [mirror('shadow-b')])], { filters: [mirror('shadow-a')] })]),
+    ])]),
+  ], [cluster('primary', { port: 1 }), cluster('shadow-a', { port: 2 }), cluster('shadow-b', { port: 3 }), cluster('unused', { port: 4 })]);
+  assert.deepEqual(Object.keys(irForGateway(full, 'infra/a').clusters), ['primary', 'shadow-a', 'shadow-b']);
+});
