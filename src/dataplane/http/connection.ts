@@ -21,7 +21,7 @@ import { STATUS_CODES } from './status-text.ts';
 import type { RequestLimits } from '../limits.ts';
 import { consumableHandle, HTTPParser, METHODS, type Parser, type StreamHandle } from '../llhttp.ts';
 import type { LogFn } from '../log.ts';
-import { DownstreamRequest, type DownstreamChannel, type DownstreamResponse } from './downstream.ts';
+import { Http1Request, type DownstreamChannel, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
 
 export type RequestListener = (req: DownstreamRequest, res: DownstreamResponse) => void;
 
@@ -70,16 +70,16 @@ export class ClientConnection implements DownstreamChannel {
   readonly #parser: Parser;
   readonly #remoteAddress: string | undefined;
   /** The request being answered (or whose body is still arriving after its answer). */
-  #current: DownstreamRequest | null = null;
+  #current: Http1Request | null = null;
   /** Requests whose heads arrived while #current was being answered. */
-  readonly #waiting: DownstreamRequest[] = [];
+  readonly #waiting: Http1Request[] = [];
   /** The request whose body the parser is in. */
-  #receiving: DownstreamRequest | null = null;
+  #receiving: Http1Request | null = null;
   /**
    * #current, when its head came in the read the parser is still taking:
    * it goes to the pipeline once that read is parsed without error.
    */
-  #undispatched: DownstreamRequest | null = null;
+  #undispatched: Http1Request | null = null;
   /** When the head now arriving began (ms); 0 when no head is arriving. */
   #headStartedAt = 0;
   /** When the connection last went idle (ms). */
@@ -203,7 +203,7 @@ export class ClientConnection implements DownstreamChannel {
     return ok;
   }
 
-  responseFinished(request: DownstreamRequest): void {
+  responseFinished(request: Http1Request): void {
     if (request !== this.#current) return;
     if (!request.response.shouldKeepAlive) {
       this.#ending = true;
@@ -286,7 +286,7 @@ export class ClientConnection implements DownstreamChannel {
       this.#receiving = null;
       return 0;
     }
-    const request = new DownstreamRequest(
+    const request = new Http1Request(
       this,
       METHODS[method],
       url,

@@ -1,7 +1,11 @@
 // One request as the pipeline sees the client side of it: the head and
 // body that came in (DownstreamRequest) and the answer going out
-// (DownstreamResponse). Both live on a ClientConnection, which owns the
-// socket, the parser and the order of answers; these objects only hold the
+// (DownstreamResponse). The pipeline (handler, filters, proxy) sees only
+// these two interfaces, so that one request is routed, filtered, limited
+// and forwarded the same whether it came over HTTP/1.1 or as an HTTP/2
+// stream (../http2/stream.ts). This file also holds their HTTP/1.1 form:
+// Http1Request and Http1Response live on a ClientConnection, which owns
+// the socket, the parser and the order of answers; they only hold the
 // request's own state and ask the connection to write.
 //
 // They replace node's IncomingMessage and ServerResponse on the hot path:
@@ -15,7 +19,58 @@ import { STATUS_CODES } from './status-text.ts';
 /** Response header fields by lower-cased name, as the proxy assembles them. */
 export type ResponseHeaders = Record<string, string | string[] | number | undefined>;
 
-/** What a DownstreamRequest and its response need from their connection. */
+/** A request as the pipeline reads it, whatever the protocol it came in. */
+export interface DownstreamRequest {
+  readonly method: string;
+  /** The request target as sent (HTTP/2: `:path`, or `:authority` for CONNECT). */
+  readonly url: string;
+  /** Header names and values as received, alternating; HTTP/2's `:authority` appears as Host. */
+  readonly rawHeaders: string[];
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  /** The request is a stream of an HTTP/2 connection (and its version 2.0 is no error). */
+  readonly http2: boolean;
+  readonly remoteAddress: string | undefined;
+  readonly response: Http1Response;
+  /** The whole message, body included, has been received. */
+  readonly messageComplete: boolean;
+  /** When the request's first byte arrived (ms), for the request timeout. */
+  readonly startedAt: number;
+  /** The client is gone: nothing more arrives and nothing can be answered. */
+  readonly destroyed: boolean;
+  /** The request body as a stream, opened on first use; reading it lets the client send more. */
+  readonly body: Readable;
+  /** `Expect: 100-continue`: tell the client to send the body (where its protocol has 1xx answers). */
+  sendContinue(): void;
+}
+
+/** The answer to a DownstreamRequest, framed by its protocol. */
+export interface DownstreamResponse {
+  /**
+   * Keep the connection for more requests once this one is answered. Set
+   * false to ask the client to close: HTTP/1.1 says `Connection: close`,
+   * HTTP/2 sends GOAWAY and lets the other streams finish.
+   */
+  shouldKeepAlive: boolean;
+  readonly headersSent: boolean;
+  /** end() was called. */
+  readonly writableEnded: boolean;
+  /** The client is gone (or this stream was reset): nothing more can be written. */
+  readonly destroyed: boolean;
+  /** Called when the client can take more after write() returned false. */
+  onDrain: (() => void) | null;
+  /** Called when the connection (or stream) closes before this response ended. */
+  onClose: (() => void) | null;
+  /** Throws for a header that would break the framing, before anything is written. */
+  writeHead(status: number, reason: string | undefined, headers: ResponseHeaders): void;
+  /** False asks the writer to wait for onDrain. */
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer | null): void;
+  /** Tells the client this response is incomplete: HTTP/1.1 cuts the connection, HTTP/2 resets the stream. */
+  destroy(): void;
+}
+
+/** What an Http1Request and its response need from their connection. */
 export interface DownstreamChannel {
   readonly closed: boolean;
   /**
@@ -25,7 +80,7 @@ export interface DownstreamChannel {
    */
   writeResponse(data: string | Buffer, flush: boolean): boolean;
   /** The response ended: its request may still be receiving a body. */
-  responseFinished(request: DownstreamRequest): void;
+  responseFinished(request: Http1Request): void;
   /** Cuts the connection: a response that cannot be completed. */
   destroy(): void;
   pauseReading(reason: 'body'): void;
@@ -57,7 +112,7 @@ function appendResponseField(head: string, name: string, value: string): string 
   return appendField(head, name, value);
 }
 
-export class DownstreamRequest {
+export class Http1Request implements DownstreamRequest {
   readonly method: string;
   /** The request target as sent. */
   readonly url: string;
@@ -65,8 +120,9 @@ export class DownstreamRequest {
   readonly rawHeaders: string[];
   readonly httpVersionMajor: number;
   readonly httpVersionMinor: number;
+  readonly http2 = false;
   readonly remoteAddress: string | undefined;
-  readonly response: DownstreamResponse;
+  readonly response: Http1Response;
   /** The whole message, body included, has been received. */
   messageComplete = false;
   /** When the request's first byte arrived (ms), for the request timeout. */
@@ -97,7 +153,7 @@ export class DownstreamRequest {
     this.httpVersionMinor = versionMinor;
     this.remoteAddress = remoteAddress;
     this.startedAt = startedAt;
-    this.response = new DownstreamResponse(channel, this, keepAlive);
+    this.response = new Http1Response(channel, this, keepAlive);
   }
 
   /** The connection is gone: nothing more arrives and nothing can be answered. */
@@ -150,13 +206,13 @@ export class DownstreamRequest {
     this.#channel.resumeReading('body');
   }
 
-  /** HTTP/1.1 `Expect: 100-continue`: tell the client to send the body. */
+  /** HTTP/1.1 `Expect: 100-continue`: tell the client to send the body (HTTP/1.0 has no 1xx). */
   sendContinue(): void {
-    if (!this.response.headersSent && !this.#channel.closed) this.#channel.writeResponse('HTTP/1.1 100 Continue\r\n\r\n', false);
+    if (this.httpVersionMinor !== 0 && !this.response.headersSent && !this.#channel.closed) this.#channel.writeResponse('HTTP/1.1 100 Continue\r\n\r\n', false);
   }
 }
 
-export class DownstreamResponse {
+export class Http1Response implements DownstreamResponse {
   /** Keep the connection for another request once this one is answered. */
   shouldKeepAlive: boolean;
   headersSent = false;
@@ -167,13 +223,13 @@ export class DownstreamResponse {
   /** Called when the connection closes before this response ended. */
   onClose: (() => void) | null = null;
   readonly #channel: DownstreamChannel;
-  readonly #request: DownstreamRequest;
+  readonly #request: Http1Request;
   /** The head, held back so that it leaves with the first body bytes. */
   #head = '';
   #chunked = false;
   #noBody = false;
 
-  constructor(channel: DownstreamChannel, request: DownstreamRequest, keepAlive: boolean) {
+  constructor(channel: DownstreamChannel, request: Http1Request, keepAlive: boolean) {
     this.#channel = channel;
     this.#request = request;
     this.shouldKeepAlive = keepAlive;

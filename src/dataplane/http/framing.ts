@@ -44,6 +44,8 @@ export interface ReceivedRequestLine {
   readonly method: string;
   readonly url: string;
   readonly httpVersionMajor: number;
+  /** Came as an HTTP/2 stream: version 2.0 is its own. */
+  readonly http2: boolean;
 }
 
 /**
@@ -54,7 +56,7 @@ export const FORWARDED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS';
 
 /** A request line that is not served whatever the route: its version or its method. */
 export function refusedRequestLine(req: ReceivedRequestLine): Rejection | null {
-  if (req.httpVersionMajor !== 1) return { status: 505, reason: `HTTP/${req.httpVersionMajor} on an HTTP/1 connection` };
+  if (req.httpVersionMajor !== 1 && !req.http2) return { status: 505, reason: `HTTP/${req.httpVersionMajor} on an HTTP/1 connection` };
   const method = req.method;
   if (method === 'TRACE') return { status: 405, reason: 'TRACE is not forwarded' };
   if (method === 'CONNECT') {

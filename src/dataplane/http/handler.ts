@@ -101,7 +101,7 @@ export class HttpRequestHandler {
         sendLocalReply(res, 417, { close: true });
         return;
       }
-      if (req.httpVersionMinor !== 0) req.sendContinue();
+      req.sendContinue();
     }
     const target = parseTarget(req.url, head.host);
     if ('refused' in target) {
