@@ -61,6 +61,24 @@ export interface RequestLimits {
    */
   upstreamIdleTimeoutMs: number;
   /**
+   * Request body bytes kept in memory, per request on a route that mirrors
+   * or retries, so that the body can be sent again (Envoy buffers such
+   * bodies too, up to its per-request buffer limit). A longer body is not
+   * mirrored (the copy is dropped and counted) and not retried once any of
+   * it went to the backend; the request itself is streamed as ever. 0 keeps
+   * none. Requests without a body are not affected.
+   */
+  maxReplayBodyBytes: number;
+  /**
+   * Mirror copies in flight to one cluster, per worker thread; as many
+   * more wait, each no longer than upstreamConnectTimeoutMs. Beyond, a
+   * copy is dropped and counted (logged at most once a second per
+   * cluster): a slow or dead mirror never holds the requests it copies.
+   * Each copy is bounded by the route's timeouts, else by
+   * upstreamResponseTimeoutMs for the whole exchange.
+   */
+  maxMirrorRequestsPerCluster: number;
+  /**
    * Open connections to the endpoints of one cluster, counted per worker
    * thread (Envoy's circuit-breaker default, which Envoy counts per
    * process); beyond it requests wait in the cluster's queue.
@@ -91,6 +109,8 @@ export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
   upstreamConnectTimeoutMs: 5_000,
   upstreamResponseTimeoutMs: 60_000,
   upstreamIdleTimeoutMs: 60_000,
+  maxReplayBodyBytes: 64 * 1024,
+  maxMirrorRequestsPerCluster: 64,
   maxUpstreamConnectionsPerCluster: 1024,
   maxPendingRequestsPerCluster: 1024,
   drainTimeoutMs: 30_000,
@@ -113,13 +133,15 @@ export const LIMIT_FLAGS: readonly { flag: string; field: keyof RequestLimits; k
   { flag: 'upstream-connect-timeout', field: 'upstreamConnectTimeoutMs', kind: 'duration', help: 'TCP connect to a backend (503)' },
   { flag: 'upstream-response-timeout', field: 'upstreamResponseTimeoutMs', kind: 'duration', help: 'per try, request sent to response head (504)' },
   { flag: 'upstream-idle-timeout', field: 'upstreamIdleTimeoutMs', kind: 'duration', help: 'longest pause in a response body' },
+  { flag: 'max-replay-body-bytes', field: 'maxReplayBodyBytes', kind: 'count', help: 'request body kept to mirror or retry it, bytes (not mirrored or retried beyond)' },
+  { flag: 'max-mirror-requests', field: 'maxMirrorRequestsPerCluster', kind: 'count', help: 'mirror copies in flight per cluster per worker, as many waiting (dropped beyond)' },
   { flag: 'max-upstream-connections', field: 'maxUpstreamConnectionsPerCluster', kind: 'count', help: 'connections per backend cluster per worker' },
   { flag: 'max-pending-requests', field: 'maxPendingRequestsPerCluster', kind: 'count', help: 'requests queued per backend cluster per worker (503 beyond)' },
   { flag: 'drain-timeout', field: 'drainTimeoutMs', kind: 'duration', help: 'in-flight requests of a removed listener or at shutdown' },
 ];
 
 /** Limits that may be 0 to switch them off; the others must be positive. */
-const MAY_BE_ZERO: ReadonlySet<keyof RequestLimits> = new Set(['requestTimeoutMs', 'drainTimeoutMs']);
+const MAY_BE_ZERO: ReadonlySet<keyof RequestLimits> = new Set(['requestTimeoutMs', 'drainTimeoutMs', 'maxReplayBodyBytes']);
 
 export function resolveLimits(overrides: Partial<RequestLimits> | undefined): RequestLimits {
   const limits: RequestLimits = { ...DEFAULT_LIMITS, ...overrides };
