@@ -5,6 +5,8 @@ import { nameOf } from '../api/snapshot.ts';
 import type { Cluster, Filter, RouteEntry, RouteMatch, WeightedBackend } from '../ir/types.ts';
 import { resolveBackend, type BackendIndex, type BackendProblemReason } from './backends.ts';
 import { parseDuration } from '../api/durations.ts';
+import { corsProblem, toCORSFilter } from './cors.ts';
+import { retryProblem, toRetryPolicy } from './retry.ts';
 
 export interface TranslatedHTTPRoute {
   /** One per match of each rule kept, in rule then match order: the order of the last precedence tie-break. */
@@ -61,7 +63,22 @@ export function newSharedParts(): SharedParts {
   return { matches: new Map(), backends: new Map() };
 }
 
-const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite']);
+const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestRedirect', 'URLRewrite', 'RequestMirror', 'CORS']);
+
+/**
+ * Filters a backendRef may not carry although the CRD lets it: CORS
+ * answers preflights for the rule before any backend is chosen, so on one
+ * backend of several it would answer for some requests and not others.
+ * Envoy Gateway refuses it there too.
+ */
+const RULE_ONLY_FILTERS = new Set(['CORS']);
+
+/**
+ * Each RequestMirror filter of a rule, resolved once for all its matches:
+ * its IR filter, or null when its backendRef cannot be used (the filter is
+ * then left out, and ResolvedRefs says why, as the spec asks).
+ */
+type ResolvedMirrors = Map<HTTPRouteFilter, Filter | null>;
 
 export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, shared: SharedParts = newSharedParts()): TranslatedHTTPRoute {
   const routeName = nameOf(route);
@@ -85,8 +102,10 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
       }
       weighted.push({ weight: ref.weight ?? 1, cluster: res.ok ? res.cluster.name : null, filters: NONE });
     }
+    const mirrors = resolveMirrors(route, rule, backends, out);
     const matches: HTTPRouteMatch[] = rule.matches?.length ? rule.matches : [{ path: { type: 'PathPrefix', value: '/' } }];
     const ruleLabel = rule.name ?? String(ruleIndex);
+    const retry = toRetryPolicy(rule.retry);
     // Backend filters may depend on the match (ReplacePrefixMatch); without any, every match sends the same way.
     const plain = (rule.backendRefs ?? []).every((b) => !b.filters?.length) ? sharedBackends(weighted, shared) : null;
     matches.forEach((m, matchIndex) => {
@@ -95,11 +114,12 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
         // join() makes one flat string; a template literal keeps a tree of pieces per entry.
         name: [routeName, ruleLabel, matchIndex].join('/'),
         match,
-        filters: mapOrNone(rule.filters, (f) => toFilter(f, match)),
-        backends: plain ?? weighted.map((w, i) => ({ ...w, filters: mapOrNone(rule.backendRefs![i].filters, (f) => toFilter(f, match)) })),
+        filters: toFilters(rule.filters, match, mirrors),
+        backends: plain ?? weighted.map((w, i) => ({ ...w, filters: toFilters(rule.backendRefs![i].filters, match, mirrors) })),
       };
       const timeouts = toTimeouts(rule);
       if (timeouts) entry.timeouts = timeouts;
+      if (retry) entry.retry = retry;
       out.entries.push(entry);
     });
   });
@@ -110,6 +130,21 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
 function ruleProblem(rule: HTTPRouteRule): string | null {
   for (const f of [...(rule.filters ?? []), ...(rule.backendRefs ?? []).flatMap((b: HTTPBackendRef) => b.filters ?? [])]) {
     if (!SUPPORTED_FILTERS.has(f.type)) return `filter type ${f.type} is not supported`;
+  }
+  for (const [i, b] of (rule.backendRefs ?? []).entries()) {
+    for (const f of b.filters ?? []) {
+      if (RULE_ONLY_FILTERS.has(f.type)) return `backendRefs[${i}]: a ${f.type} filter is supported on the rule, not on one of its backendRefs`;
+    }
+  }
+  for (const [i, f] of (rule.filters ?? []).entries()) {
+    if (f.type === 'CORS') {
+      const problem = corsProblem(f.cors ?? {}, `filters[${i}]`);
+      if (problem) return problem;
+    }
+  }
+  if (rule.retry) {
+    const problem = retryProblem(rule.retry);
+    if (problem) return problem;
   }
   for (const m of rule.matches ?? []) {
     const regexes = [
@@ -167,8 +202,52 @@ function toMatch(m: HTTPRouteMatch, shared: SharedParts): RouteMatch {
   return out;
 }
 
+/**
+ * The RequestMirror filters of `rule` (its own and its backendRefs'),
+ * each resolved like a backendRef: a usable one's cluster joins the
+ * route's clusters; an unusable one is recorded as the route's reference
+ * problem and left out of the IR.
+ */
+function resolveMirrors(route: HTTPRoute, rule: HTTPRouteRule, backends: BackendIndex, out: TranslatedHTTPRoute): ResolvedMirrors | null {
+  let resolved: ResolvedMirrors | null = null;
+  for (const f of [...(rule.filters ?? []), ...(rule.backendRefs ?? []).flatMap((b) => b.filters ?? [])]) {
+    if (f.type !== 'RequestMirror' || !f.requestMirror) continue;
+    const m = f.requestMirror;
+    const res = resolveBackend(route, m.backendRef, backends);
+    let filter: Filter | null = null;
+    if (res.ok) {
+      if (!out.clusters.includes(res.cluster)) out.clusters.push(res.cluster);
+      if (res.problem) out.refProblem ??= res.problem;
+      // Neither percent nor fraction: every request (the CRD's words).
+      const [numerator, denominator] = m.percent !== undefined ? [m.percent, 100] : m.fraction ? [m.fraction.numerator, m.fraction.denominator ?? 100] : [1, 1];
+      filter = { type: 'RequestMirror', cluster: res.cluster.name, numerator, denominator };
+    } else {
+      out.refProblem ??= { reason: res.reason, message: `requestMirror ${res.message}` };
+    }
+    (resolved ??= new Map()).set(f, filter);
+  }
+  return resolved;
+}
+
+/** The IR filters of `filters` for one match, without mirrors that could not be resolved. */
+function toFilters(filters: HTTPRouteFilter[] | undefined, match: RouteMatch, mirrors: ResolvedMirrors | null): Filter[] {
+  if (!filters?.length) return NONE;
+  const out: Filter[] = [];
+  for (const f of filters) {
+    if (f.type === 'RequestMirror') {
+      const mirror = mirrors?.get(f);
+      if (mirror) out.push(mirror);
+    } else {
+      out.push(toFilter(f, match));
+    }
+  }
+  return out.length ? out : NONE;
+}
+
 function toFilter(f: HTTPRouteFilter, match: RouteMatch): Filter {
   switch (f.type) {
+    case 'CORS':
+      return toCORSFilter(f.cors ?? {});
     case 'RequestHeaderModifier':
     case 'ResponseHeaderModifier': {
       const h = (f.type === 'RequestHeaderModifier' ? f.requestHeaderModifier : f.responseHeaderModifier) ?? {};

@@ -55,6 +55,8 @@ interface Step {
     listenerOrder?: Record<string, string[]>;
     /** entry name -> its filters as IR JSON. */
     filters?: Record<string, unknown[]>;
+    /** entry name -> fields of its IR RouteEntry, each compared whole (`retry: null` for none). */
+    entries?: Record<string, Record<string, unknown>>;
     /** socket key -> the subject CN of each certificate it serves, in order. */
     certificates?: Record<string, string[]>;
   };
@@ -179,6 +181,11 @@ function checkStep(objects: KubeObject[], expect: Step['expect'], result: Transl
     const e = all.get(name);
     assert.ok(e, `no route entry ${name}`);
     assert.deepEqual(e.filters, want, `${name}: filters`);
+  }
+  for (const [name, fields] of Object.entries(expect.entries ?? {})) {
+    const e = all.get(name) as unknown as Record<string, unknown> | undefined;
+    assert.ok(e, `no route entry ${name}`);
+    for (const [field, want] of Object.entries(fields)) assert.deepEqual(e[field] ?? null, want, `${name}: ${field}`);
   }
   for (const [name, want] of Object.entries(expect.clusters ?? {})) {
     assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
