@@ -31,7 +31,7 @@ export interface DownstreamRequest {
   /** The request is a stream of an HTTP/2 connection (and its version 2.0 is no error). */
   readonly http2: boolean;
   readonly remoteAddress: string | undefined;
-  readonly response: Http1Response;
+  readonly response: DownstreamResponse;
   /** The whole message, body included, has been received. */
   readonly messageComplete: boolean;
   /** When the request's first byte arrived (ms), for the request timeout. */
