@@ -8,6 +8,8 @@ import { modifyResponseHeaders, type HeaderModifier } from './filters.ts';
 
 export interface LocalReplyOptions {
   readonly location?: string;
+  /** No body (a redirect, a CORS preflight's answer) rather than the status line as text. */
+  readonly empty?: boolean;
   readonly modifiers?: readonly HeaderModifier[] | null;
   /** Close the connection after the reply: the request's framing cannot be trusted. */
   readonly close?: boolean;
@@ -34,7 +36,7 @@ export function sendLocalReply(res: DownstreamResponse, status: number, options:
     return;
   }
   const redirect = options.location !== undefined;
-  const body = redirect ? null : bodyFor(status);
+  const body = redirect || options.empty === true ? null : bodyFor(status);
   const headers: IncomingHttpHeaders = {
     'content-length': String(body === null ? 0 : body.length),
   };
