@@ -5,12 +5,15 @@
 // compiled before, so a one-route change compiles one virtual host. A
 // request only reads the result.
 
-import type { Cluster, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
+import type { Cluster, Filter, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
 import { IR_VERSION } from '../ir/types.ts';
 import type { IRDelta, ListenerShape } from '../ir/delta.ts';
 import { HostTable, normalizePattern } from './hostnames.ts';
-import { compileFilter, type CompiledFilter } from './http/filters.ts';
+import { compileFilter, type CompiledFilter, type MirrorResolver } from './http/filters.ts';
 import { compileMatch, type CompiledMatch } from './http/match.ts';
+import { MirrorGate } from './http/mirror.ts';
+import { compileRetry, type CompiledRetry } from './http/retry.ts';
+import { DEFAULT_LIMITS, type RequestLimits } from './limits.ts';
 import { RouteTable } from './http/router.ts';
 import { SniTable, type SecureContextCache } from './tls/sni.ts';
 import { upstreamCluster, WeightedBackends, type PooledOrigin, type UpstreamCluster } from './upstream/balancer.ts';
@@ -23,6 +26,8 @@ export interface CompiledRoute {
   readonly backends: WeightedBackends;
   /** Deadline for the whole exchange in ms, the tighter of the route's timeouts; 0 for none. */
   readonly timeoutMs: number;
+  /** The rule's retries, with its timeouts split per try and overall; null: one try. */
+  readonly retry: CompiledRetry | null;
   /** Why the route cannot be served (bad filter); such a route answers 500. */
   readonly invalid: string | null;
 }
@@ -53,6 +58,8 @@ export interface CompiledListener {
 export interface CompileDeps {
   readonly pools: UpstreamPools;
   readonly secureContexts: SecureContextCache;
+  /** The data plane's limits (mirror gates, replay buffers); DEFAULT_LIMITS when not given. */
+  readonly limits?: RequestLimits;
 }
 
 /**
@@ -71,12 +78,15 @@ export class CompiledConfig {
   readonly routeErrors: Record<string, string> = {};
   /** Endpoints left out of a cluster, by cluster name. */
   readonly clusterErrors: Record<string, string> = {};
+  /** What requests served from this config read of the data plane's limits (replay buffers). */
+  readonly limits: RequestLimits;
   readonly #origins: string[] = [];
   readonly #pools: UpstreamPools;
   #refs = 1;
 
-  constructor(pools: UpstreamPools) {
+  constructor(pools: UpstreamPools, limits: RequestLimits = DEFAULT_LIMITS) {
     this.#pools = pools;
+    this.limits = limits;
   }
 
   /** Called only while compiling. */
@@ -127,7 +137,7 @@ export function compileConfig(delta: IRDelta, deps: CompileDeps, cache: CompileC
   if (delta.version !== IR_VERSION) {
     throw new Error(`unsupported IR version ${String(delta.version)}, expected ${IR_VERSION}`);
   }
-  const config = new CompiledConfig(deps.pools);
+  const config = new CompiledConfig(deps.pools, deps.limits);
   try {
     const next = new ConfigCompiler(delta, config, deps, cache).run();
     cache.virtualHosts = next.virtualHosts;
@@ -156,6 +166,11 @@ class ConfigCompiler {
    */
   readonly #sharedMatches = new Map<string, CompiledMatch>();
   readonly #sharedBackends = new Map<string, WeightedBackends>();
+  /** RequestMirror clusters -> their gates (kept on the cluster, so they last as it does). */
+  readonly #mirrors: MirrorResolver = (name, numerator, denominator) => {
+    const cluster = this.#clusters.get(name);
+    return cluster === undefined ? null : { gate: MirrorGate.of(cluster, this.#config.limits), numerator, denominator };
+  };
 
   constructor(delta: IRDelta, config: CompiledConfig, deps: CompileDeps, cache: CompileCache) {
     this.#delta = delta;
@@ -289,11 +304,14 @@ class ConfigCompiler {
         routeErrors[entry.name] = `backend cluster ${JSON.stringify(wb.cluster)} is not defined`;
       }
     }
+    this.#checkMirrors(entry.filters, entry.name, routeErrors);
+    for (const wb of entry.backends) this.#checkMirrors(wb.filters, entry.name, routeErrors);
     let invalid: string | null = null;
     let filters = NO_FILTERS;
     let backends: WeightedBackends;
+    let retry: CompiledRetry | null = null;
     try {
-      if (entry.filters.length !== 0) filters = entry.filters.map(compileFilter);
+      if (entry.filters.length !== 0) filters = entry.filters.map((f) => compileFilter(f, this.#mirrors));
       backends = this.#backends(entry.backends);
     } catch (err) {
       // The route still claims its traffic, so a broken filter never lets a
@@ -302,14 +320,33 @@ class ConfigCompiler {
       routeErrors[entry.name] = invalid;
       backends = new WeightedBackends([]);
     }
+    if (entry.retry !== undefined && invalid === null) {
+      try {
+        retry = compileRetry(entry.retry, entry.timeouts?.requestMs, entry.timeouts?.backendRequestMs);
+      } catch (err) {
+        invalid = `retry: ${(err as Error).message}`;
+        routeErrors[entry.name] = invalid;
+        backends = new WeightedBackends([]);
+      }
+    }
     return {
       name: entry.name,
       match,
       filters,
       backends,
       timeoutMs: tightest(entry.timeouts?.requestMs, entry.timeouts?.backendRequestMs),
+      retry,
       invalid,
     };
+  }
+
+  /** Mirrors to clusters this config lacks: the request is served, only its copies are not made; said. */
+  #checkMirrors(filters: readonly Filter[], route: string, routeErrors: Record<string, string>): void {
+    for (const f of filters) {
+      if (f.type === 'RequestMirror' && !this.#clusters.has(f.cluster)) {
+        routeErrors[route] = `mirror cluster ${JSON.stringify(f.cluster)} is not defined`;
+      }
+    }
   }
 
   /** Throws (SyntaxError) for a regular expression that does not compile. */
@@ -336,7 +373,7 @@ class ConfigCompiler {
       weight: wb.weight,
       backend: {
         cluster: wb.cluster === null ? null : this.#clusters.get(wb.cluster) ?? null,
-        filters: wb.filters.length === 0 ? NO_FILTERS : wb.filters.map(compileFilter),
+        filters: wb.filters.length === 0 ? NO_FILTERS : wb.filters.map((f) => compileFilter(f, this.#mirrors)),
       },
     })));
   }

@@ -109,7 +109,7 @@ export class DataPlane {
 
   async #apply(delta: IRDelta): Promise<ApplyResult> {
     if (this.#closed) throw new Error('data plane is closed');
-    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts }, this.#cache);
+    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits }, this.#cache);
     const previous = this.#current;
     this.#current = next;
     const reconciled = await this.#listeners.reconcile(next);

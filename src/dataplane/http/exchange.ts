@@ -7,6 +7,7 @@ import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import type { FilterTarget, HeaderModifier } from './filters.ts';
 import { joinedValue, type HeaderTable } from './headers.ts';
 import type { RequestFacts } from './match.ts';
+import type { MirrorTarget } from './mirror.ts';
 
 /** What a request reads from its listener: set per apply, read once per request. */
 export interface ServingState {
@@ -32,6 +33,7 @@ export class Exchange implements RequestFacts, FilterTarget {
   readonly listenerPort: number;
   upstreamHost: string | null = null;
   responseModifiers: HeaderModifier[] | null = null;
+  mirrors: MirrorTarget[] | null = null;
   /** Route name once routed, for logs. */
   routeName = '';
   #queryParams: URLSearchParams | null = null;

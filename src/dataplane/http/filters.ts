@@ -1,11 +1,15 @@
-// Gateway API filters: header modifiers, redirects and URL rewrites.
-// Everything a filter needs that does not depend on the request (lower-cased
-// names, normalised prefixes, validated values) is prepared at compile time.
+// Gateway API filters: header modifiers, redirects, URL rewrites, request
+// mirrors (mirror.ts sends the copies) and CORS (cors.ts). Everything a
+// filter needs that does not depend on the request (lower-cased names,
+// normalised prefixes, validated values, mirror clusters) is prepared at
+// compile time.
 
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Filter, Header, PathModifier } from '../../ir/types.ts';
+import { applyCors, compileCors, type CompiledCors } from './cors.ts';
 import { hasPathPrefix, normalizePrefix } from './match.ts';
 import { joinedValue, type HeaderTable } from './headers.ts';
+import type { MirrorTarget } from './mirror.ts';
 
 /** Header changes with names lower-cased; applied remove, then set, then add. */
 export interface HeaderModifier {
@@ -34,10 +38,17 @@ export type CompiledFilter =
   | { readonly kind: 'RequestHeaderModifier'; readonly headers: HeaderModifier }
   | { readonly kind: 'ResponseHeaderModifier'; readonly headers: HeaderModifier }
   | { readonly kind: 'RequestRedirect'; readonly redirect: CompiledRedirect }
-  | { readonly kind: 'URLRewrite'; readonly hostname: string | null; readonly path: PathRewrite | null };
+  | { readonly kind: 'URLRewrite'; readonly hostname: string | null; readonly path: PathRewrite | null }
+  /** `target` is null when its cluster is not in the config: nothing is copied (the compile reports it). */
+  | { readonly kind: 'RequestMirror'; readonly target: MirrorTarget | null }
+  | { readonly kind: 'CORS'; readonly cors: CompiledCors };
+
+/** The compiled mirror of a cluster, or null when the config has no such cluster. */
+export type MirrorResolver = (cluster: string, numerator: number, denominator: number) => MirrorTarget | null;
 
 /** The parts of an exchange that filters read and change. */
 export interface FilterTarget {
+  readonly method: string;
   /** Scheme the client used: the listener's. */
   readonly scheme: 'http' | 'https';
   /** Request host, port removed, lower-cased. */
@@ -52,12 +63,22 @@ export interface FilterTarget {
   upstreamHost: string | null;
   /** Collected response modifiers, applied to whatever response goes out. */
   responseModifiers: HeaderModifier[] | null;
+  /** Mirrors this request is copied to (each chose whether to take it). */
+  mirrors: MirrorTarget[] | null;
 }
 
-export interface RedirectResponse {
+/**
+ * An answer the filters give instead of forwarding: a redirect (with its
+ * Location), or a CORS preflight's (an empty 200; its headers are in the
+ * response modifiers).
+ */
+export interface LocalAnswer {
   readonly statusCode: number;
-  readonly location: string;
+  /** The redirect's target; undefined for an answer without a body or Location. */
+  readonly location: string | undefined;
 }
+
+const PREFLIGHT_ANSWER: LocalAnswer = Object.freeze({ statusCode: 200, location: undefined });
 
 const REDIRECT_CODES: ReadonlySet<number> = new Set([301, 302, 303, 307, 308]);
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -69,9 +90,22 @@ const PATH = /^\/[^\s?#]*$/;
 
 const WELL_KNOWN_PORTS: Readonly<Record<string, number>> = { http: 80, https: 443 };
 
-/** Throws TypeError with the reason when the filter cannot be applied safely. */
-export function compileFilter(filter: Filter): CompiledFilter {
+/**
+ * Throws TypeError with the reason when the filter cannot be applied
+ * safely. `mirrors` resolves RequestMirror clusters; without it a mirror
+ * copies nothing.
+ */
+export function compileFilter(filter: Filter, mirrors?: MirrorResolver): CompiledFilter {
   switch (filter.type) {
+    case 'RequestMirror': {
+      const { numerator, denominator } = filter;
+      if (!(Number.isInteger(numerator) && Number.isInteger(denominator) && numerator >= 0 && denominator >= 1)) {
+        throw new TypeError(`invalid mirror fraction ${numerator}/${denominator}`);
+      }
+      return { kind: 'RequestMirror', target: mirrors?.(filter.cluster, numerator, denominator) ?? null };
+    }
+    case 'CORS':
+      return { kind: 'CORS', cors: compileCors(filter) };
     case 'RequestHeaderModifier':
     case 'ResponseHeaderModifier':
       return { kind: filter.type, headers: compileHeaderModifier(filter.set, filter.add, filter.remove) };
@@ -150,10 +184,10 @@ export function rewritePath(rewrite: PathRewrite, path: string): string {
 }
 
 /**
- * Applies filters in order. Returns the redirect to send when a
- * RequestRedirect ends the exchange, otherwise null.
+ * Applies filters in order. Returns the answer to send when a filter ends
+ * the exchange (a RequestRedirect, a CORS preflight), otherwise null.
  */
-export function applyFilters(filters: readonly CompiledFilter[], target: FilterTarget): RedirectResponse | null {
+export function applyFilters(filters: readonly CompiledFilter[], target: FilterTarget, random: () => number = Math.random): LocalAnswer | null {
   for (let i = 0; i < filters.length; i++) {
     const filter = filters[i];
     switch (filter.kind) {
@@ -169,6 +203,17 @@ export function applyFilters(filters: readonly CompiledFilter[], target: FilterT
         break;
       case 'RequestRedirect':
         return { statusCode: filter.redirect.statusCode, location: redirectLocation(filter.redirect, target) };
+      case 'RequestMirror': {
+        const t = filter.target;
+        // Each request is a fresh draw: over many, the share comes out as asked.
+        if (t !== null && t.numerator > 0 && (t.numerator >= t.denominator || random() * t.denominator < t.numerator)) {
+          (target.mirrors ??= []).push(t);
+        }
+        break;
+      }
+      case 'CORS':
+        if (applyCors(filter.cors, target)) return PREFLIGHT_ANSWER;
+        break;
     }
   }
   return null;

@@ -140,9 +140,9 @@ export class HttpRequestHandler {
     }
 
     prepareUpstreamHeaders(ex);
-    let redirect = applyFilters(route.filters, ex);
-    if (redirect !== null) {
-      sendLocalReply(res, redirect.statusCode, { location: redirect.location, modifiers: ex.responseModifiers, draining });
+    let answer = applyFilters(route.filters, ex);
+    if (answer !== null) {
+      sendLocalReply(res, answer.statusCode, { location: answer.location, empty: true, modifiers: ex.responseModifiers, draining });
       return;
     }
     const backend = route.backends.pick();
@@ -151,9 +151,9 @@ export class HttpRequestHandler {
       return;
     }
     if (backend.filters.length !== 0) {
-      redirect = applyFilters(backend.filters, ex);
-      if (redirect !== null) {
-        sendLocalReply(res, redirect.statusCode, { location: redirect.location, modifiers: ex.responseModifiers, draining });
+      answer = applyFilters(backend.filters, ex);
+      if (answer !== null) {
+        sendLocalReply(res, answer.statusCode, { location: answer.location, empty: true, modifiers: ex.responseModifiers, draining });
         return;
       }
     }
@@ -166,7 +166,7 @@ export class HttpRequestHandler {
       sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });
       return;
     }
-    forward(ex, endpoint, route.timeoutMs, this.#log);
+    forward(ex, route, endpoint, this.#log);
   }
 
   /** A request not served whatever its route: answered, logged, and the connection closed (its framing is suspect). */

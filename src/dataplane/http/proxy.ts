@@ -4,16 +4,25 @@
 // the upstream read. Headers going up get hop-by-hop removal and
 // X-Forwarded-*; headers coming back get hop-by-hop removal and the route's
 // response modifiers.
+//
+// A route that mirrors or retries keeps the request body as it streams
+// (replay-body.ts), sends copies to its mirrors (mirror.ts), and makes its
+// tries as retry.ts decides; every other request takes the plain path, with
+// nothing kept.
 
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { CompiledConfig } from '../config.ts';
+import type { CompiledConfig, CompiledRoute } from '../config.ts';
 import type { LogFn } from '../log.ts';
-import type { UpstreamEndpoint } from '../upstream/balancer.ts';
+import { pickEndpoint, type UpstreamCluster, type UpstreamEndpoint } from '../upstream/balancer.ts';
+import type { LeanDispatchOptions } from '../upstream/lean.ts';
 import type { Exchange } from './exchange.ts';
 import { modifyResponseHeaders } from './filters.ts';
 import { stripHopByHopFromResponse, stripHopByHopFromTable } from './headers.ts';
+import { sendCopies } from './mirror.ts';
+import { ReplayableBody } from './replay-body.ts';
+import { backoffDelay, retriesFailure, retriesStatus, statusAfterTries, tryFailure, type CompiledRetry } from './retry.ts';
 import { sendLocalReply } from './responses.ts';
 
 /** The route's deadline passed before the response completed. */
@@ -24,6 +33,11 @@ class RouteTimeoutError extends Error {
 /** The client went away; nobody is left to answer. */
 class ClientGoneError extends Error {
   readonly code = 'GATEHOUSE_CLIENT_GONE';
+}
+
+/** A try given up for another (its status is one to retry). */
+class RetryingError extends Error {
+  readonly code = 'GATEHOUSE_RETRYING';
 }
 
 /**
@@ -111,47 +125,211 @@ function clientAddress(address: string | undefined): string {
 }
 
 /**
- * `timeoutMs` is the route's deadline for the whole exchange (0: none).
- * A route with one also waits that long for the response head, instead of
+ * Sends the exchange to `endpoint`, of `route`'s chosen backend. The
+ * route's deadline (route.timeoutMs, 0: none) covers the whole exchange; a
+ * route with one also waits that long for the response head, instead of
  * the data plane's per-try upstreamResponseTimeoutMs: the route said how
- * long this backend may take.
+ * long this backend may take. With retries, timeouts.backendRequest is
+ * each try's and timeouts.request all tries' (retry.ts).
  */
-export function forward(ex: Exchange, endpoint: UpstreamEndpoint, timeoutMs: number, log: LogFn): void {
+export function forward(ex: Exchange, route: CompiledRoute, endpoint: UpstreamEndpoint, log: LogFn): void {
   const headers = ex.requestHeaders;
   if (ex.upstreamHost !== null) headers.set('host', ex.upstreamHost);
-  const exchange = new UpstreamExchange(ex, endpoint, ex.listener.config, log);
-  const options: Dispatcher.DispatchOptions = {
+  if (route.retry !== null || ex.mirrors !== null) {
+    forwardKept(ex, route, route.retry, endpoint, log);
+    return;
+  }
+  const timeoutMs = route.timeoutMs;
+  const exchange = new UpstreamExchange(ex, endpoint, ex.listener.config, log, null);
+  exchange.start(timeoutMs, dispatchOptions(ex, endpoint, ex.hasBody ? ex.req.body : null, timeoutMs));
+}
+
+function dispatchOptions(ex: Exchange, endpoint: UpstreamEndpoint, body: Readable | null, headersTimeoutMs: number): LeanDispatchOptions {
+  const options: LeanDispatchOptions = {
     origin: endpoint.origin,
     path: ex.upstreamTarget,
     method: ex.method,
-    headers,
-    body: ex.hasBody ? ex.req.body : null,
+    headers: ex.requestHeaders,
+    body,
   };
-  if (timeoutMs > 0) options.headersTimeout = timeoutMs;
-  exchange.start(timeoutMs, options);
+  if (headersTimeoutMs > 0) options.headersTimeout = headersTimeoutMs;
+  return options;
+}
+
+/** A route that mirrors or retries: its body is kept while it streams (up to the limit), for copies and tries. */
+function forwardKept(ex: Exchange, route: CompiledRoute, retry: CompiledRetry | null, endpoint: UpstreamEndpoint, log: LogFn): void {
+  const config = ex.listener.config;
+  const body = ex.hasBody ? new ReplayableBody(ex.req.body, config.limits.maxReplayBodyBytes) : null;
+  if (ex.mirrors !== null) sendCopies(ex.mirrors, ex, body, route.timeoutMs, config, log);
+  if (retry === null) {
+    const timeoutMs = route.timeoutMs;
+    const exchange = new UpstreamExchange(ex, endpoint, config, log, null);
+    exchange.start(timeoutMs, dispatchOptions(ex, endpoint, body === null ? null : body.attempt(), timeoutMs));
+    return;
+  }
+  new RetryRun(ex, retry, body, endpoint.cluster, config, log).start(endpoint);
+}
+
+/**
+ * The tries of one request on a route with retries. Each try is an
+ * UpstreamExchange; it asks the run, when it fails before anything went to
+ * the client, whether to try again. The run holds what lasts across tries:
+ * the count, the overall deadline (timeouts.request), the wait between
+ * tries, and the config.
+ */
+class RetryRun {
+  readonly #ex: Exchange;
+  readonly #retry: CompiledRetry;
+  readonly #body: ReplayableBody | null;
+  readonly #cluster: UpstreamCluster;
+  readonly #config: CompiledConfig;
+  readonly #log: LogFn;
+  /** Tries started. */
+  tries = 0;
+  #deadlineAt = 0;
+  #deadline: NodeJS.Timeout | null = null;
+  #backoff: NodeJS.Timeout | null = null;
+  #current: UpstreamExchange | null = null;
+  /** timeouts.request has passed: no more tries. */
+  #expired = false;
+  #over = false;
+
+  constructor(ex: Exchange, retry: CompiledRetry, body: ReplayableBody | null, cluster: UpstreamCluster, config: CompiledConfig, log: LogFn) {
+    this.#ex = ex;
+    this.#retry = retry;
+    this.#body = body;
+    this.#cluster = cluster;
+    this.#config = config;
+    this.#log = log;
+  }
+
+  start(endpoint: UpstreamEndpoint): void {
+    this.#config.retain();
+    const total = this.#retry.totalMs;
+    if (total > 0) {
+      this.#deadlineAt = Date.now() + total;
+      this.#deadline = setTimeout(this.#onDeadline, total);
+    }
+    this.#try(endpoint);
+  }
+
+  #try(endpoint: UpstreamEndpoint): void {
+    this.tries++;
+    const ex = this.#ex;
+    const perTry = this.#retry.perTryMs;
+    // The response head is waited for as long as this try may take: its
+    // own deadline, else what is left of the request's.
+    const headersTimeout = perTry > 0 ? perTry : this.#deadlineAt > 0 ? Math.max(1, this.#deadlineAt - Date.now()) : 0;
+    const options = dispatchOptions(ex, endpoint, this.#body === null ? null : this.#body.attempt(), headersTimeout);
+    // A reset on a stale keep-alive connection is a failed try like any
+    // other here, counted against the attempts, not sent again unseen.
+    options.resendOnStale = false;
+    const attempt = new UpstreamExchange(ex, endpoint, this.#config, this.#log, this);
+    this.#current = attempt;
+    attempt.start(perTry, options);
+  }
+
+  /** Whether a new try may be made at all now (whatever the failure). */
+  #mayTryAgain(): boolean {
+    if (this.#over || this.#expired || this.tries > this.#retry.retries) return false;
+    const res = this.#ex.res;
+    if (res.headersSent || res.destroyed) return false;
+    return this.#body === null || this.#body.replayable;
+  }
+
+  /** A try got `status`: true when it is given up for another, which is then scheduled. */
+  retryStatus(status: number): boolean {
+    if (!retriesStatus(this.#retry, status) || !this.#mayTryAgain()) return false;
+    this.#scheduleNext();
+    return true;
+  }
+
+  /** A try failed before a response head: true when another is scheduled. */
+  retryError(err: Error): boolean {
+    if (!retriesFailure(tryFailure(err), this.#ex.method) || !this.#mayTryAgain()) return false;
+    this.#scheduleNext();
+    return true;
+  }
+
+  /** The request is over (answered, or its client gone): let go of everything. */
+  end(): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#current = null;
+    if (this.#deadline !== null) clearTimeout(this.#deadline);
+    if (this.#backoff !== null) clearTimeout(this.#backoff);
+    this.#deadline = this.#backoff = null;
+    if (this.#ex.res.onClose === this.#onClientClose) this.#ex.res.onClose = null;
+    this.#config.release();
+  }
+
+  #scheduleNext(): void {
+    this.#current = null;
+    // While nobody is sending, a client that goes away ends the run.
+    this.#ex.res.onClose = this.#onClientClose;
+    this.#backoff = setTimeout(this.#next, backoffDelay(this.#retry, this.tries));
+  }
+
+  readonly #next = (): void => {
+    this.#backoff = null;
+    const ex = this.#ex;
+    if (ex.res.onClose === this.#onClientClose) ex.res.onClose = null;
+    const endpoint = pickEndpoint(this.#cluster);
+    if (endpoint === undefined) {
+      sendLocalReply(ex.res, 503, { modifiers: ex.responseModifiers, draining: ex.state.draining, close: ex.hasBody });
+      this.end();
+      return;
+    }
+    this.#try(endpoint);
+  };
+
+  readonly #onDeadline = (): void => {
+    this.#deadline = null;
+    this.#expired = true;
+    const ex = this.#ex;
+    if (this.#current !== null) {
+      // The try answers 504 (or cuts a response under way) and ends the run.
+      this.#current.expire();
+    } else if (this.#backoff !== null) {
+      this.#log('warn', 'upstream request failed', {
+        route: ex.routeName, cluster: this.#cluster.name, status: 504, tries: this.tries,
+        limit: LIMIT_OF_CODE.GATEHOUSE_ROUTE_TIMEOUT, error: 'route timeout while waiting to retry',
+      });
+      sendLocalReply(ex.res, 504, { modifiers: ex.responseModifiers, draining: ex.state.draining, close: ex.hasBody });
+      this.end();
+    }
+  };
+
+  readonly #onClientClose = (): void => {
+    this.end();
+  };
 }
 
 /**
  * One upstream request. undici calls exactly one of onResponseEnd or
  * onResponseError at the end, also after an abort; that is where the config
- * (and so the pool) is let go.
+ * (and so the pool) is let go. With a RetryRun it is one try of several.
  */
 class UpstreamExchange implements Dispatcher.DispatchHandler {
   readonly #ex: Exchange;
   readonly #endpoint: UpstreamEndpoint;
   readonly #config: CompiledConfig;
   readonly #log: LogFn;
+  readonly #run: RetryRun | null;
   #controller: Dispatcher.DispatchController | null = null;
   /** Abort asked for before undici handed over a controller. */
   #pendingAbort: Error | null = null;
   #timer: NodeJS.Timeout | null = null;
   #upstreamDone = false;
+  /** Given up for another try: whatever undici still reports is not the client's. */
+  #abandoned = false;
 
-  constructor(ex: Exchange, endpoint: UpstreamEndpoint, config: CompiledConfig, log: LogFn) {
+  constructor(ex: Exchange, endpoint: UpstreamEndpoint, config: CompiledConfig, log: LogFn, run: RetryRun | null) {
     this.#ex = ex;
     this.#endpoint = endpoint;
     this.#config = config;
     this.#log = log;
+    this.#run = run;
   }
 
   start(timeoutMs: number, options: Dispatcher.DispatchOptions): void {
@@ -169,7 +347,13 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       this.#config.release();
       this.#log('error', 'upstream dispatch rejected', { route: this.#ex.routeName, error: String(err) });
       sendLocalReply(res, 500, { modifiers: this.#ex.responseModifiers, draining: this.#ex.state.draining });
+      this.#run?.end();
     }
+  }
+
+  /** The request's deadline (timeouts.request) passed during this try. */
+  expire(): void {
+    this.#timeOut();
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -182,21 +366,29 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     // stripped as hop-by-hop): the WebSocket task takes over here.
     socket.destroy();
     this.#finishUpstream();
+    if (this.#abandoned) return;
     const ex = this.#ex;
     sendLocalReply(ex.res, 502, { modifiers: ex.responseModifiers, draining: ex.state.draining, close: true });
+    this.#run?.end();
   }
 
   onResponseStart(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: IncomingHttpHeaders,
     statusMessage?: string,
   ): void {
     // Interim responses (100, 103) are not relayed.
-    if (statusCode < 200) return;
+    if (statusCode < 200 || this.#abandoned) return;
     const ex = this.#ex;
     const res = ex.res;
     if (res.destroyed) return;
+    if (this.#run !== null && this.#run.retryStatus(statusCode)) {
+      // Its body is not wanted: the connection goes rather than be read to the end.
+      this.#abandoned = true;
+      controller.abort(new RetryingError(`status ${statusCode}, retrying`));
+      return;
+    }
     stripHopByHopFromResponse(headers);
     if (ex.responseModifiers !== null) modifyResponseHeaders(headers, ex.responseModifiers);
     if (ex.state.draining) res.shouldKeepAlive = false;
@@ -205,28 +397,37 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     const res = this.#ex.res;
-    if (res.destroyed) return;
+    if (res.destroyed || this.#abandoned) return;
     if (!res.write(chunk)) controller.pause();
   }
 
   onResponseEnd(): void {
     this.#finishUpstream();
+    if (this.#abandoned) return;
     const res = this.#ex.res;
     if (!res.destroyed) res.end();
+    this.#run?.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.#finishUpstream();
+    if (this.#abandoned) return;
     const ex = this.#ex;
     const res = ex.res;
-    if (err instanceof ClientGoneError) return;
-    // Answered already (route timeout while still connecting).
-    if (res.writableEnded) return;
-    if (res.destroyed || ex.req.destroyed) {
-      // The client side failed first (aborted upload, malformed body, cut
-      // connection): undici only reports that its request body broke.
+    const run = this.#run;
+    if (err instanceof ClientGoneError || res.writableEnded || res.destroyed || ex.req.destroyed) {
+      // Nobody to answer: the client went away; or answered already (route
+      // timeout while still connecting); or the client side failed first
+      // (aborted upload, malformed body, cut connection), and undici only
+      // reports that its request body broke.
+      run?.end();
       return;
     }
+    if (run !== null && !res.headersSent && run.retryError(err)) {
+      this.#abandoned = true;
+      return;
+    }
+    run?.end();
     const code = codeOf(err);
     const limit = code === undefined ? undefined : LIMIT_OF_CODE[code];
     const cluster = this.#endpoint.cluster;
@@ -243,7 +444,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       res.destroy();
       return;
     }
-    const status = statusForUpstreamError(err);
+    const status = run === null ? statusForUpstreamError(err) : statusAfterTries(tryFailure(err));
     if (code === 'GATEHOUSE_UPSTREAM_QUEUE_FULL') {
       // Refusals come in floods: one line a second per cluster, with a count.
       const refused = cluster.admission.noteRefused(Date.now());
@@ -263,6 +464,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
         cluster: cluster.name,
         upstream: this.#endpoint.origin,
         status,
+        ...(run === null ? {} : { tries: run.tries }),
         ...(limit === undefined ? {} : { limit }),
         error: `${code ?? err.name}: ${err.message}`,
       });
@@ -282,9 +484,10 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       clearTimeout(this.#timer);
       this.#timer = null;
     }
+    // Only if still ours: a retry run may have taken over the client's close.
     const res = this.#ex.res;
-    res.onClose = null;
-    res.onDrain = null;
+    if (res.onClose === this.#onClientClose) res.onClose = null;
+    if (res.onDrain === this.#onClientDrain) res.onDrain = null;
   }
 
   #abort(reason: Error): void {
@@ -295,6 +498,13 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   readonly #onTimeout = (): void => {
     this.#timer = null;
+    // A try's own deadline: the try fails as timed out, and its run may try again.
+    if (this.#run !== null) this.#abort(new RouteTimeoutError('backend request timeout'));
+    else this.#timeOut();
+  };
+
+  #timeOut(): void {
+    if (this.#upstreamDone) return;
     const err = new RouteTimeoutError('route timeout');
     const ex = this.#ex;
     if (this.#controller === null && !ex.res.headersSent) {
@@ -302,7 +512,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       sendLocalReply(ex.res, 504, { modifiers: ex.responseModifiers, draining: ex.state.draining, close: ex.hasBody });
     }
     this.#abort(err);
-  };
+  }
 
   readonly #onClientClose = (): void => {
     this.#abort(new ClientGoneError('client closed the connection'));

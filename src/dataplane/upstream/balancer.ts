@@ -3,6 +3,7 @@
 // is one random number and a short scan.
 
 import type { CompiledFilter } from '../http/filters.ts';
+import type { MirrorGate } from '../http/mirror.ts';
 import { ClusterAdmission } from './admission.ts';
 import type { Pool } from './pools.ts';
 
@@ -28,8 +29,10 @@ export interface UpstreamCluster {
    * starts afresh, as Envoy's do.
    */
   readonly admission: ClusterAdmission;
-  /** Round-robin cursor; the one mutable field, shared by all routes of the config. */
+  /** Round-robin cursor; shared by all routes of the config. */
   next: number;
+  /** Copies mirrored to this cluster go through here (mirror.ts); made on first use, kept with the cluster. */
+  mirrorGate?: MirrorGate;
 }
 
 export function upstreamCluster(name: string, origins: readonly PooledOrigin[]): UpstreamCluster {

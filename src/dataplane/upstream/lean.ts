@@ -83,6 +83,16 @@ const KEEP_ALIVE_TIMEOUT = /(?:^|[\s,;])timeout\s*=\s*(\d{1,9})/i;
 /** The connection cap and queue of a cluster, as this client uses them. */
 type Admission = ClusterAdmission<Req>;
 
+/** What dispatch reads besides undici's options. */
+export interface LeanDispatchOptions extends Dispatcher.DispatchOptions {
+  /**
+   * false: a request that meets a keep-alive connection the backend closed
+   * fails like any other try instead of being sent again on a new one; for
+   * a caller that retries by its own policy and counts every try.
+   */
+  resendOnStale?: boolean;
+}
+
 /** Appends one header line, refusing one that would break the request's framing. */
 function appendHeader(head: string, name: string, value: string): string {
   if (!TOKEN.test(name) || UNSAFE_FIELD_VALUE.test(value)) throw new InvalidRequestError(`invalid header ${JSON.stringify(name)}`);
@@ -206,6 +216,7 @@ class Req implements Dispatcher.DispatchController {
    */
   mayResend(): boolean {
     if (this.resent || this.done || !resendable(this.opts.method)) return false;
+    if ((this.opts as LeanDispatchOptions).resendOnStale === false) return false;
     return this.opts.body == null || (!this.bodyStarted && !this.bodyDone);
   }
 }
