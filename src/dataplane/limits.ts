@@ -94,6 +94,38 @@ export interface RequestLimits {
    * for in-flight requests before its remaining connections are cut.
    */
   drainTimeoutMs: number;
+  /**
+   * Streams one HTTP/2 connection may have open at once
+   * (SETTINGS_MAX_CONCURRENT_STREAMS; Envoy's edge recommendation is 100,
+   * nginx's default 128); a stream beyond is refused (RST_STREAM
+   * REFUSED_STREAM), and a client that keeps opening them is sent GOAWAY.
+   * The HTTP/1 limits apply to each stream as to a request: header bytes
+   * (also advertised as SETTINGS_MAX_HEADER_LIST_SIZE) and count, and the
+   * request, body idle and response write timeouts.
+   */
+  http2MaxConcurrentStreams: number;
+  /**
+   * Streams one HTTP/2 connection may reset (RST_STREAM from the client)
+   * before their answer ended, per 10 s; beyond: GOAWAY
+   * ENHANCE_YOUR_CALM and the connection closes. Bounds the "rapid reset"
+   * attack (CVE-2023-44487), where each stream costs the proxy a backend
+   * request and the client nothing. A browser cancels a few streams when
+   * the user navigates away; 200 in 10 s is no browser.
+   */
+  http2MaxStreamResets: number;
+  /**
+   * PING and SETTINGS frames one HTTP/2 connection may send per 10 s;
+   * beyond: GOAWAY ENHANCE_YOUR_CALM. Each one owes an acknowledgement;
+   * a client that does not read them is also cut by nghttp2's own
+   * flood detection (its outbound queue), this bounds one that does.
+   */
+  http2MaxControlFrames: number;
+  /**
+   * Memory nghttp2 may hold for one HTTP/2 connection, MiB (node's
+   * maxSessionMemory: header compression tables, frames queued in and
+   * out); beyond it new streams are refused with ENHANCE_YOUR_CALM.
+   */
+  http2MaxSessionMemoryMiB: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
@@ -114,6 +146,10 @@ export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
   maxUpstreamConnectionsPerCluster: 1024,
   maxPendingRequestsPerCluster: 1024,
   drainTimeoutMs: 30_000,
+  http2MaxConcurrentStreams: 100,
+  http2MaxStreamResets: 200,
+  http2MaxControlFrames: 1000,
+  http2MaxSessionMemoryMiB: 10,
 });
 
 /** How a limit is written on the command line: a duration (`10s`, `1m30s`, `500ms`) or a count. */
@@ -138,6 +174,10 @@ export const LIMIT_FLAGS: readonly { flag: string; field: keyof RequestLimits; k
   { flag: 'max-upstream-connections', field: 'maxUpstreamConnectionsPerCluster', kind: 'count', help: 'connections per backend cluster per worker' },
   { flag: 'max-pending-requests', field: 'maxPendingRequestsPerCluster', kind: 'count', help: 'requests queued per backend cluster per worker (503 beyond)' },
   { flag: 'drain-timeout', field: 'drainTimeoutMs', kind: 'duration', help: 'in-flight requests of a removed listener or at shutdown' },
+  { flag: 'http2-max-concurrent-streams', field: 'http2MaxConcurrentStreams', kind: 'count', help: 'open streams per HTTP/2 connection (refused beyond)' },
+  { flag: 'http2-max-stream-resets', field: 'http2MaxStreamResets', kind: 'count', help: 'streams a client may reset per HTTP/2 connection per 10 s (GOAWAY beyond)' },
+  { flag: 'http2-max-control-frames', field: 'http2MaxControlFrames', kind: 'count', help: 'PING and SETTINGS frames per HTTP/2 connection per 10 s (GOAWAY beyond)' },
+  { flag: 'http2-max-session-memory', field: 'http2MaxSessionMemoryMiB', kind: 'count', help: 'MiB nghttp2 may hold per HTTP/2 connection (new streams refused beyond)' },
 ];
 
 /** Limits that may be 0 to switch them off; the others must be positive. */

@@ -24,6 +24,8 @@ export const SUPPORTED_FEATURES = [
   'HTTPRouteBackendRequestHeaderModification', 'HTTPRouteParentRefPort', 'HTTPRouteDestinationPortMatching',
   'HTTPRouteRequestTimeout', 'HTTPRouteBackendTimeout', 'HTTPRouteNamedRouteRule',
   'HTTPRoute303RedirectStatusCode', 'HTTPRoute307RedirectStatusCode', 'HTTPRoute308RedirectStatusCode',
+  'HTTPRouteRequestMirror', 'HTTPRouteRequestMultipleMirrors', 'HTTPRouteRequestPercentageMirror',
+  'HTTPRouteRetry', 'HTTPRouteRetryBackendTimeout', 'HTTPRouteRetryConnectionError',
 ] as const;
 
 /**
