@@ -161,6 +161,7 @@ export class ListenerSet {
       limits: this.#limits,
       log: this.#log,
       onRequest: (req: DownstreamRequest, res: DownstreamResponse) => this.#handler.handle(slot, req, res),
+      draining: () => slot.draining,
     };
     const server =
       listener.sni === null

@@ -1,5 +1,5 @@
 // HTTPS listeners: certificate selection by SNI (exact, longest wildcard,
-// `*`, first as default), ALPN, certificate changes without a rebind, a
+// `*`, first as default), ALPN (h2 and http/1.1), certificate changes without a rebind, a
 // listener switching protocol, and certificates that cannot be loaded.
 
 import assert from 'node:assert/strict';
@@ -87,8 +87,9 @@ test('tls', async (t) => {
     assert.equal(await cn(port, ''), 'first');
   });
 
-  await t.test('ALPN offers http/1.1 only', async () => {
-    assert.equal((await handshake(port, 'a.example.com', ['h2', 'http/1.1'])).alpn, 'http/1.1');
+  await t.test('ALPN: h2 preferred, http/1.1 for clients that offer only it (HTTP/2 itself: http2.test.ts)', async () => {
+    assert.equal((await handshake(port, 'a.example.com', ['http/1.1', 'h2'])).alpn, 'h2');
+    assert.equal((await handshake(port, 'a.example.com', ['http/1.1'])).alpn, 'http/1.1');
   });
 
   await t.test('requests are proxied with X-Forwarded-Proto https', async () => {

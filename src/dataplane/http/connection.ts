@@ -181,6 +181,15 @@ export class ClientConnection implements DownstreamChannel {
     if (this.idle && now - this.#idleSince > (this.#fresh ? limits.headersTimeoutMs : limits.keepAliveTimeoutMs)) this.destroy();
   }
 
+  /**
+   * Bytes read from the socket before this connection took it (the
+   * listener read them to tell HTTP/1.1 from HTTP/2): parsed before what
+   * the socket reads next.
+   */
+  receive(head: Buffer): void {
+    this.#onData(head);
+  }
+
   /** Closes now if idle, else after the answers in flight. */
   closeWhenIdle(): void {
     this.#ending = true;

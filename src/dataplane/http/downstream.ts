@@ -48,8 +48,9 @@ export interface DownstreamRequest {
 export interface DownstreamResponse {
   /**
    * Keep the connection for more requests once this one is answered. Set
-   * false to ask the client to close: HTTP/1.1 says `Connection: close`,
-   * HTTP/2 sends GOAWAY and lets the other streams finish.
+   * false to ask the client to close: HTTP/1.1 says `Connection: close`.
+   * An HTTP/2 stream ignores it (its framing is never in doubt); its
+   * connection is sent GOAWAY when the listener drains.
    */
   shouldKeepAlive: boolean;
   readonly headersSent: boolean;

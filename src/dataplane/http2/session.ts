@@ -1,0 +1,398 @@
+// One client connection speaking HTTP/2 (h2 by ALPN, or h2c with prior
+// knowledge): node's http2 session (nghttp2) does the framing, flow control
+// and header compression; this class turns each stream into a request for
+// the same pipeline as HTTP/1.1 (stream.ts) and bounds what one client can
+// make the proxy do:
+//
+// - nghttp2 itself: streams beyond SETTINGS_MAX_CONCURRENT_STREAMS are
+//   refused (and a client that keeps opening them gets GOAWAY once node's
+//   count of invalid frames passes the same number), a header block is
+//   followed by at most 8 CONTINUATION frames (CVE-2024-27316 and kin),
+//   header lists beyond SETTINGS_MAX_HEADER_LIST_SIZE or the pair count
+//   reset their stream, a client that does not read what it asks for
+//   (PING and SETTINGS acknowledgements) is cut when its outbound queue
+//   floods, and nghttp2's own reset-rate limit backs ours;
+// - this class: streams reset by the client before their answer
+//   (rapid reset) and PING/SETTINGS frames are counted per 10 s window;
+//   beyond their limits: GOAWAY ENHANCE_YOUR_CALM and the connection
+//   closes. A stream the client reset before we read it is never
+//   dispatched, so a flood of them costs no backend anything. The header
+//   bytes of a stream are checked again here (431, as HTTP/1.1), since
+//   node applies our advertised list size only after the client has
+//   acknowledged our SETTINGS.
+// - the listener's sweep (checkDeadlines): per stream the request, body
+//   idle and response write deadlines of HTTP/1.1; per connection the
+//   first request within the headers timeout, the idle keep-alive, and
+//   a GOAWAY'd connection that does not finish within LINGER_MS of its
+//   last stream.
+
+import http2 from 'node:http2';
+import type net from 'node:net';
+import type { ServerSpec } from '../http/server.ts';
+import { sendLocalReply } from '../http/responses.ts';
+import type { RequestLimits } from '../limits.ts';
+import { H2Request, RESET_CANCEL, type StreamHead, type StreamOwner } from './stream.ts';
+
+const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
+
+/** The counting window of http2MaxStreamResets and http2MaxControlFrames. */
+export const ABUSE_WINDOW_MS = 10_000;
+
+/**
+ * Connection-level receive window: Envoy's edge recommendation (1 MiB).
+ * Streams keep nghttp2's 64 KiB, so one stalled upload holds at most that.
+ */
+const CONNECTION_WINDOW_BYTES = 1024 * 1024;
+
+/** How long a connection that was sent GOAWAY may take to close after its streams are done. */
+const LINGER_MS = 1_000;
+
+/** Pseudo-header fields a request may carry besides its regular ones (RFC 9113 §8.3.1, RFC 8441). */
+const PSEUDO_HEADERS = 5;
+
+/** Options for the node http2 server whose sessions serve one listener. */
+export function sessionOptions(limits: RequestLimits): http2.ServerOptions {
+  return {
+    settings: {
+      maxConcurrentStreams: limits.http2MaxConcurrentStreams,
+      maxHeaderListSize: limits.maxHeaderBytes,
+      enablePush: false,
+      // Extended CONNECT (RFC 8441, WebSockets over HTTP/2) is not served.
+      enableConnectProtocol: false,
+    },
+    // Node counts pseudo-headers and each cookie crumb as pairs.
+    maxHeaderListPairs: limits.maxHeaderCount + PSEUDO_HEADERS,
+    maxSessionMemory: limits.http2MaxSessionMemoryMiB,
+    // A client that keeps opening streams past the limit is sent GOAWAY
+    // after as many refusals as streams it may have.
+    maxSessionInvalidFrames: limits.http2MaxConcurrentStreams,
+    maxSessionRejectedStreams: limits.http2MaxConcurrentStreams,
+    // nghttp2's token bucket for RST_STREAM (it ends the session with
+    // INTERNAL_ERROR when empty): a backstop at twice our own limit, for
+    // a flood that arrives faster than this class sees it.
+    streamResetBurst: 2 * limits.http2MaxStreamResets,
+    streamResetRate: Math.max(1, Math.ceil((2 * limits.http2MaxStreamResets * 1000) / ABUSE_WINDOW_MS)),
+  };
+}
+
+/** The node server object whose 'connection' event turns a socket into a session; it never listens. */
+export function createSessionFactory(limits: RequestLimits): http2.Http2Server {
+  const server = http2.createServer(sessionOptions(limits));
+  // Sessions are taken over in H2Connection; a server-level 'stream' is ignored.
+  server.on('sessionError', noop);
+  return server;
+}
+
+/** The session node just created for `socket` on `factory`. */
+function openSession(factory: http2.Http2Server, socket: net.Socket): http2.ServerHttp2Session {
+  let session: http2.ServerHttp2Session | null = null;
+  const take = (s: http2.ServerHttp2Session): void => {
+    session = s;
+  };
+  factory.once('session', take);
+  factory.emit('connection', socket);
+  factory.off('session', take);
+  if (session === null) throw new Error('http2: no session for the connection');
+  return session;
+}
+
+/** How the stream's head reads, or why it is refused. */
+type HeadResult = StreamHead | { refused: string };
+
+/**
+ * Reads a request's header block (raw: alternating names and values, as
+ * node received them): pseudo-headers out, `:authority` in as Host,
+ * cookie crumbs joined with `; ` (RFC 9113 §8.2.3). nghttp2 has already
+ * refused a malformed block (missing or repeated pseudo-headers,
+ * upper-case or connection-specific fields, a TE other than trailers).
+ * `bodyFollows` without a Content-Length adds `Transfer-Encoding: chunked`,
+ * which is how the HTTP/1.1 pipeline knows a body of unknown length comes
+ * (it is hop-by-hop, so it goes no further).
+ */
+export function readStreamHead(raw: readonly string[], bodyFollows: boolean): HeadResult {
+  let method = '';
+  let path: string | undefined;
+  let authority: string | undefined;
+  let host: string | undefined;
+  let cookie: string | undefined;
+  let hasLength = false;
+  const fields: string[] = ['host', ''];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const value = raw[i + 1];
+    if (name.charCodeAt(0) === 0x3a /* : */) {
+      if (name === ':method') method = value;
+      else if (name === ':path') path = value;
+      else if (name === ':authority') authority = value;
+      continue;
+    }
+    if (name === 'host') {
+      host = value;
+      continue;
+    }
+    if (name === 'cookie') {
+      cookie = cookie === undefined ? value : `${cookie}; ${value}`;
+      continue;
+    }
+    if (name === 'content-length') hasLength = true;
+    fields.push(name, value);
+  }
+  // RFC 9113 §8.3.1: a Host that names another entity than :authority makes the request malformed.
+  if (authority !== undefined && host !== undefined && host !== authority) return { refused: 'Host differs from :authority' };
+  const target = authority ?? host;
+  if (target === undefined) fields.splice(0, 2);
+  else fields[1] = target;
+  if (cookie !== undefined) fields.push('cookie', cookie);
+  if (bodyFollows && !hasLength) fields.push('transfer-encoding', 'chunked');
+  // CONNECT names its target in :authority and has no :path (RFC 9113 §8.5).
+  const url = path ?? (method === 'CONNECT' ? (authority ?? '') : '');
+  return { method, url, rawHeaders: fields };
+}
+
+/** Bytes of a header block as HTTP/1.1's maxHeaderBytes counts them: names and values. */
+function headerBytes(raw: readonly string[]): number {
+  let bytes = 0;
+  for (let i = 0; i < raw.length; i++) bytes += raw[i].length;
+  return bytes;
+}
+
+export class H2Connection implements StreamOwner {
+  readonly socket: net.Socket;
+  readonly session: http2.ServerHttp2Session;
+  readonly #spec: ServerSpec;
+  readonly #limits: RequestLimits;
+  readonly #remoteAddress: string | undefined;
+  readonly #streams = new Set<H2Request>();
+  /** When the connection last had no open stream (ms). */
+  #idleSince: number;
+  /** No stream yet: the first one is owed within the headers timeout. */
+  #fresh = true;
+  /** GOAWAY sent (graceful): when the last stream closed, or 0 while streams remain. */
+  #closingSince = 0;
+  #goawaySent = false;
+  /** Sent GOAWAY ENHANCE_YOUR_CALM: nothing more is counted or logged. */
+  #calmed = false;
+  #windowStart: number;
+  #resets = 0;
+  #controlFrames = 0;
+  closed = false;
+
+  constructor(factory: http2.Http2Server, socket: net.Socket, spec: ServerSpec, now: number) {
+    this.socket = socket;
+    this.#spec = spec;
+    this.#limits = spec.limits;
+    this.#remoteAddress = socket.remoteAddress;
+    this.#idleSince = now;
+    this.#windowStart = now;
+    socket.setNoDelay(true);
+    const session = openSession(factory, socket);
+    this.session = session;
+    session.on('stream', this.#onStream);
+    session.on('ping', this.#onControlFrame);
+    session.on('remoteSettings', this.#onControlFrame);
+    session.on('error', this.#onSessionError);
+    session.on('close', this.#onSessionClose);
+    socket.once('close', this.#onSessionClose);
+    try {
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+    } catch {
+      // The client already went away; 'close' follows.
+    }
+  }
+
+  /** No stream open: safe to close. */
+  get idle(): boolean {
+    return this.#streams.size === 0 && !this.closed;
+  }
+
+  /** Enforces the deadlines; called by the listener's sweep. */
+  checkDeadlines(now: number): void {
+    if (this.closed) return;
+    const limits = this.#limits;
+    for (const request of this.#streams) this.#checkStream(request, now, limits);
+    if (this.#streams.size !== 0) return;
+    if (this.#goawaySent) {
+      if (this.#closingSince === 0) this.#closingSince = now;
+      else if (now - this.#closingSince > LINGER_MS) this.destroy();
+      return;
+    }
+    if (now - this.#idleSince > (this.#fresh ? limits.headersTimeoutMs : limits.keepAliveTimeoutMs)) this.#goaway();
+  }
+
+  /** GOAWAY now: the streams open finish, no new one is taken, and the connection closes after them. */
+  closeWhenIdle(): void {
+    this.#goaway();
+  }
+
+  destroy(): void {
+    if (!this.session.destroyed) this.session.destroy();
+    this.socket.destroy();
+    this.#onSessionClose();
+  }
+
+  // --- StreamOwner
+
+  answered(request: H2Request): void {
+    // The answer is all there is: a body still arriving is not wanted.
+    if (!request.messageComplete) request.stopReceiving();
+    // An HTTP/1.1 answer's `Connection: close` mostly says its framing
+    // cannot be trusted, which is no concern of a stream: only a draining
+    // listener sends its HTTP/2 clients away.
+    if (this.#spec.draining?.() === true) this.#goaway();
+  }
+
+  streamClosed(request: H2Request, resetByClient: boolean): void {
+    this.#streams.delete(request);
+    if (this.#streams.size === 0) this.#idleSince = Date.now();
+    if (resetByClient && !this.session.destroyed) this.#countReset();
+  }
+
+  // --- Session events
+
+  readonly #onStream = (
+    stream: http2.ServerHttp2Stream,
+    _headers: http2.IncomingHttpHeaders,
+    flags: number,
+    rawHeaders: string[],
+  ): void => {
+    this.#fresh = false;
+    if (stream.destroyed || stream.closed) {
+      // Reset before we got to it (HEADERS and RST_STREAM in one read):
+      // nothing was dispatched, but it counts against the client.
+      this.#countReset();
+      return;
+    }
+    const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    const head = readStreamHead(rawHeaders, !endStream);
+    if ('refused' in head) {
+      this.#spec.log('info', 'request refused', { listener: this.#spec.key, status: 'RST_STREAM PROTOCOL_ERROR', reason: head.refused });
+      stream.on('error', noop);
+      stream.close(NGHTTP2_PROTOCOL_ERROR);
+      return;
+    }
+    const now = Date.now();
+    const request = new H2Request(stream, head, endStream, this.#remoteAddress, now, this);
+    this.#streams.add(request);
+    if (headerBytes(rawHeaders) > this.#limits.maxHeaderBytes) {
+      this.#spec.log('info', 'request refused', { listener: this.#spec.key, status: 431, reason: `header fields over ${this.#limits.maxHeaderBytes} bytes` });
+      sendLocalReply(request.response, 431);
+      return;
+    }
+    try {
+      this.#spec.onRequest(request, request.response);
+    } catch (err) {
+      // A pipeline that throws ends this stream, not the worker.
+      this.#spec.log('error', 'request handling failed', { listener: this.#spec.key, error: String(err) });
+      request.reset(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  };
+
+  readonly #onControlFrame = (): void => {
+    if (this.#rollWindow() && ++this.#controlFrames > this.#limits.http2MaxControlFrames) {
+      this.#calm('PING and SETTINGS flood', 'http2MaxControlFrames', this.#controlFrames);
+    }
+  };
+
+  readonly #onSessionError = (err: NodeJS.ErrnoException): void => {
+    if (this.#calmed) return;
+    // nghttp2's own bounds (floods, too many CONTINUATIONs or invalid
+    // frames) end here, after it sent GOAWAY; 'close' follows.
+    this.#spec.log('info', 'HTTP/2 connection error', { listener: this.#spec.key, remote: this.#remoteAddress, error: err.code ?? err.message });
+  };
+
+  readonly #onSessionClose = (): void => {
+    if (this.closed) return;
+    this.closed = true;
+    // Streams still open hear their own 'close' from node.
+    if (!this.socket.destroyed) this.socket.destroy();
+  };
+
+  // --- Internals
+
+  #checkStream(request: H2Request, now: number, limits: RequestLimits): void {
+    if (writeStalled(request, now, limits.responseWriteTimeoutMs)) {
+      this.#spec.log('info', 'client stream cut', { listener: this.#spec.key, reason: 'response write timeout', remote: this.#remoteAddress, unsentBytes: request.response.pendingBytes });
+      request.reset(RESET_CANCEL);
+      return;
+    }
+    if (request.messageComplete) return;
+    if (limits.requestTimeoutMs > 0 && now - request.startedAt > limits.requestTimeoutMs) {
+      this.#timeOut(request, 'request timeout');
+      return;
+    }
+    // Only while we read: a body paused because its backend is slow to take it is not the client's pause.
+    if (request.reading && !request.pausedForBody && now - request.lastReadAt > limits.requestBodyIdleTimeoutMs) {
+      this.#timeOut(request, 'request body idle timeout');
+    }
+  }
+
+  /** A request deadline passed: 408 if nothing was answered yet, else the stream is reset. */
+  #timeOut(request: H2Request, reason: string): void {
+    this.#spec.log('info', 'request refused', { listener: this.#spec.key, status: 408, reason });
+    if (request.response.headersSent) request.reset(RESET_CANCEL);
+    // The pipeline hears the stream close when the 408 ends it (stopReceiving).
+    else sendLocalReply(request.response, 408);
+  }
+
+  /** Starts a new window when the current one is over; true (the caller counts). */
+  #rollWindow(): boolean {
+    const now = Date.now();
+    if (now - this.#windowStart >= ABUSE_WINDOW_MS) {
+      this.#windowStart = now;
+      this.#resets = 0;
+      this.#controlFrames = 0;
+    }
+    return !this.closed && !this.#calmed;
+  }
+
+  #countReset(): void {
+    if (this.#rollWindow() && ++this.#resets > this.#limits.http2MaxStreamResets) {
+      this.#calm('streams reset by the client (rapid reset)', 'http2MaxStreamResets', this.#resets);
+    }
+  }
+
+  /** GOAWAY ENHANCE_YOUR_CALM and close: the client went past an abuse limit. */
+  #calm(what: string, limit: string, count: number): void {
+    if (this.closed || this.#calmed) return;
+    this.#calmed = true;
+    this.#spec.log('warn', 'HTTP/2 client over a limit: connection closed', { listener: this.#spec.key, remote: this.#remoteAddress, what, limit, count, windowMs: ABUSE_WINDOW_MS });
+    this.#goawaySent = true;
+    // node sends the GOAWAY with this code, then closes the socket (the
+    // error is only what its 'error' event carries, ignored once calmed).
+    this.session.destroy(new Error(what), NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+
+  /** Graceful GOAWAY (NO_ERROR, the last stream taken): open streams finish, then the connection closes. */
+  #goaway(): void {
+    if (this.closed || this.#goawaySent) return;
+    this.#goawaySent = true;
+    this.#closingSince = 0;
+    const session = this.session;
+    if (session.closed || session.destroyed) return;
+    session.close();
+  }
+}
+
+/**
+ * Whether the stream's answer has had bytes waiting with none of them
+ * going out for longer than `limitMs` (as HTTP/1.1's send timeout: a
+ * client that reads anything at all keeps its stream). Progress is what
+ * node took from the stream: bytes written less those still queued.
+ */
+function writeStalled(request: H2Request, now: number, limitMs: number): boolean {
+  const response = request.response;
+  const pending = response.pendingBytes;
+  if (pending === 0) {
+    request.writeStalledSince = 0;
+    return false;
+  }
+  const flushed = response.written - pending;
+  if (request.writeStalledSince === 0 || flushed !== request.flushedSeen) {
+    request.flushedSeen = flushed;
+    request.writeStalledSince = now;
+    return false;
+  }
+  return now - request.writeStalledSince > limitMs;
+}
+
+function noop(): void {}
