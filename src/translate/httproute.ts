@@ -69,7 +69,6 @@ const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModif
  * Filters a backendRef may not carry although the CRD lets it: CORS
  * answers preflights for the rule before any backend is chosen, so on one
  * backend of several it would answer for some requests and not others.
- * Envoy Gateway refuses it there too.
  */
 const RULE_ONLY_FILTERS = new Set(['CORS']);
 
