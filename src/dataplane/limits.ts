@@ -126,6 +126,17 @@ export interface RequestLimits {
    * out); beyond it new streams are refused with ENHANCE_YOUR_CALM.
    */
   http2MaxSessionMemoryMiB: number;
+  /**
+   * Longest time a WebSocket (an HTTP/1.1 connection upgraded to a tunnel
+   * between client and backend) may carry no byte either way; then both
+   * sides are closed. 0: none, the tunnel lasts until either side closes
+   * it. Long by default, as nginx's proxy_read_timeout is often raised
+   * for consoles: a browser tab left open on a VNC console or a log stream
+   * may be quiet for many minutes. An open WebSocket counts against
+   * maxClientConnections; at shutdown, or when its listener is removed, it
+   * gets drainTimeoutMs like any connection and is then cut.
+   */
+  websocketIdleTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
@@ -150,6 +161,7 @@ export const DEFAULT_LIMITS: Readonly<RequestLimits> = Object.freeze({
   http2MaxStreamResets: 200,
   http2MaxControlFrames: 1000,
   http2MaxSessionMemoryMiB: 10,
+  websocketIdleTimeoutMs: 3_600_000,
 });
 
 /** How a limit is written on the command line: a duration (`10s`, `1m30s`, `500ms`) or a count. */
@@ -178,10 +190,11 @@ export const LIMIT_FLAGS: readonly { flag: string; field: keyof RequestLimits; k
   { flag: 'http2-max-stream-resets', field: 'http2MaxStreamResets', kind: 'count', help: 'streams a client may reset per HTTP/2 connection per 10 s (GOAWAY beyond)' },
   { flag: 'http2-max-control-frames', field: 'http2MaxControlFrames', kind: 'count', help: 'PING and SETTINGS frames per HTTP/2 connection per 10 s (GOAWAY beyond)' },
   { flag: 'http2-max-session-memory', field: 'http2MaxSessionMemoryMiB', kind: 'count', help: 'MiB nghttp2 may hold per HTTP/2 connection (new streams refused beyond)' },
+  { flag: 'websocket-idle-timeout', field: 'websocketIdleTimeoutMs', kind: 'duration', help: 'an open WebSocket with no byte either way; 0 disables' },
 ];
 
 /** Limits that may be 0 to switch them off; the others must be positive. */
-const MAY_BE_ZERO: ReadonlySet<keyof RequestLimits> = new Set(['requestTimeoutMs', 'drainTimeoutMs', 'maxReplayBodyBytes']);
+const MAY_BE_ZERO: ReadonlySet<keyof RequestLimits> = new Set(['requestTimeoutMs', 'drainTimeoutMs', 'maxReplayBodyBytes', 'websocketIdleTimeoutMs']);
 
 export function resolveLimits(overrides: Partial<RequestLimits> | undefined): RequestLimits {
   const limits: RequestLimits = { ...DEFAULT_LIMITS, ...overrides };
