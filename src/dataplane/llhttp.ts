@@ -13,6 +13,8 @@ export interface Parser {
   close(): void;
   /** Reads from the stream handle in C++ and reports each read through kOnExecute. */
   consume(handle: unknown): void;
+  /** Gives the handle's reads back to the socket's stream (a connection that became a tunnel). */
+  unconsume(): void;
   /** The read being parsed (a copy). */
   getCurrentBuffer(): Buffer;
   [callback: number]: unknown;
