@@ -173,13 +173,24 @@ test('client connections', async (t) => {
     assert.match(moved.head, /\r\nlocation: http:\/\/elsewhere\.example(:\d+)?\/moved/i);
   });
 
-  await t.test('an Upgrade request is served as a plain one, and the connection goes on', async () => {
-    const reply = await rawExchange(port, get('/known/ws', 'Connection: Upgrade\r\nUpgrade: websocket\r\n') + get('/known/next'), 500);
+  await t.test('an Upgrade to anything but websocket is served as a plain request, and the connection goes on', async () => {
+    const reply = await rawExchange(port, get('/known/h2c', 'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n') + get('/known/next'), 500);
     const answers = responses(reply.text);
     assert.deepEqual(answers.map((r) => r.status), [200, 200]);
     const first = JSON.parse(answers[0].body) as { headers: Record<string, string> };
     assert.equal(first.headers.upgrade, undefined);
     assert.equal(JSON.parse(answers[1].body).path, '/known/next');
+  });
+
+  await t.test('a WebSocket handshake the backend answers as a plain request: relayed, then the connection closes', async () => {
+    // What follows a handshake is the WebSocket's, not HTTP: it is not parsed.
+    const reply = await rawExchange(port, get('/known/ws', 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n') + get('/known/next'), 3_000);
+    const answers = responses(reply.text);
+    assert.deepEqual(answers.map((r) => r.status), [200]);
+    assert.match(answers[0].head, /\r\nconnection: close/i);
+    const first = JSON.parse(answers[0].body) as { headers: Record<string, string> };
+    assert.equal(first.headers.upgrade, 'websocket');
+    assert.equal(reply.closed, true);
   });
 
   await t.test('an expectation other than 100-continue: 417', async () => {

@@ -15,13 +15,22 @@
 // from the socket's own byte counters at each sweep, so the hot path pays
 // nothing for them; a deadline fires between its limit and one sweep
 // interval later.
+//
+// A WebSocket handshake (HTTP/1.1 GET with Upgrade: websocket) ends the
+// parsing: what the client sent after its head is held, reading stops, and
+// the request goes through the pipeline like any other. If the backend
+// answers 101, the connection becomes a tunnel (tunnel.ts) and the held
+// bytes go to the backend first; if anything else answers, the answer is
+// sent and the connection closes.
 
 import type net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from './status-text.ts';
 import type { RequestLimits } from '../limits.ts';
 import { consumableHandle, HTTPParser, METHODS, type Parser, type StreamHandle } from '../llhttp.ts';
 import type { LogFn } from '../log.ts';
 import { Http1Request, type DownstreamChannel, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
+import { Tunnel } from './tunnel.ts';
 
 export type RequestListener = (req: DownstreamRequest, res: DownstreamResponse) => void;
 
@@ -58,6 +67,26 @@ function statusForParseError(err: NodeJS.ErrnoException & { reason?: string }): 
     default:
       return 400;
   }
+}
+
+/**
+ * A WebSocket opening handshake (RFC 6455 §4.1) this connection can turn
+ * into a tunnel: HTTP/1.1 GET, `websocket` among the Upgrade tokens, and no
+ * body. llhttp has already found `upgrade` in Connection. Only requests
+ * llhttp flags as upgrades come here: the hot path pays nothing.
+ */
+function isWebSocketHandshake(method: string, major: number, minor: number, raw: string[]): boolean {
+  if (method !== 'GET' || major !== 1 || minor !== 1) return false;
+  let websocket = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (name === 'upgrade') {
+      for (const token of raw[i + 1].split(',')) if (token.trim().toLowerCase() === 'websocket') websocket = true;
+    } else if (name === 'transfer-encoding' || (name === 'content-length' && raw[i + 1].trim() !== '0')) {
+      return false;
+    }
+  }
+  return websocket;
 }
 
 function errorReply(status: number): string {
@@ -109,6 +138,17 @@ export class ClientConnection implements DownstreamChannel {
   readonly #handle: StreamHandle | null;
   /** llhttp stopped after an Upgrade (or CONNECT) head: the rest of that read is still to parse. */
   #afterUpgrade = false;
+  /** The WebSocket handshake whose head ended the parsing, until it is answered or tunnelled. */
+  #handshake: Http1Request | null = null;
+  /**
+   * What the client sent after the handshake's head in the same read (at
+   * most one socket read), for the backend once tunnelled; null until the
+   * read is parsed.
+   */
+  #handshakeRest: Buffer | null = null;
+  /** Set once the connection carries a WebSocket: HTTP is over on it. */
+  #tunnel: Tunnel | null = null;
+  #parserFreed = false;
   closed = false;
 
   constructor(socket: net.Socket, spec: ConnectionSpec, now: number) {
@@ -143,7 +183,7 @@ export class ClientConnection implements DownstreamChannel {
 
   /** Between requests, with nothing in flight: safe to close. */
   get idle(): boolean {
-    return this.#current === null && this.#receiving === null && this.#headStartedAt === 0 && !this.closed;
+    return this.#current === null && this.#receiving === null && this.#headStartedAt === 0 && this.#tunnel === null && !this.closed;
   }
 
   /** Enforces the deadlines; called by the listener's sweep. */
@@ -159,6 +199,12 @@ export class ClientConnection implements DownstreamChannel {
       // The client stopped reading: what is queued for it (bounded by the
       // proxy's backpressure) and its backend exchange are let go.
       this.#cut('response write timeout');
+      return;
+    }
+    const tunnel = this.#tunnel;
+    if (tunnel !== null) {
+      const reason = tunnel.expired(now, limits.websocketIdleTimeoutMs, limits.upstreamIdleTimeoutMs);
+      if (reason !== null) this.#cut(reason);
       return;
     }
     if (this.#headStartedAt !== 0 && now - this.#headStartedAt > limits.headersTimeoutMs) {
@@ -242,11 +288,37 @@ export class ClientConnection implements DownstreamChannel {
     const wasPaused = this.#pausedForBody || this.#pausedForQueue;
     if (reason === 'body') this.#pausedForBody = false;
     else this.#pausedForQueue = false;
-    if (!wasPaused || this.#pausedForBody || this.#pausedForQueue || this.closed) return;
+    // After a WebSocket handshake nothing more is read as HTTP.
+    if (!wasPaused || this.#pausedForBody || this.#pausedForQueue || this.closed || this.#handshake !== null) return;
     // The body idle clock restarts: the pause was ours.
     this.#readProgressAt = Date.now();
     if (this.#handle !== null) this.#handle.readStart();
     else this.socket.resume();
+  }
+
+  tunnel(request: Http1Request, head: string, upstream: Duplex): boolean {
+    if (this.closed || request !== this.#current || request !== this.#handshake || this.#handshakeRest === null) return false;
+    const socket = this.socket;
+    this.#uncork();
+    socket.write(head, 'latin1');
+    const rest = this.#handshakeRest;
+    this.#current = null;
+    this.#handshake = null;
+    this.#handshakeRest = null;
+    socket.off('end', this.#onEnd);
+    socket.off('drain', this.#onDrain);
+    if (this.#handle !== null) {
+      // The socket's stream takes the reads again. Node still counts the
+      // handle as reading (the parser stopped it behind its back), so the
+      // stream would not start it: start it here, before any other tick.
+      this.#parser.unconsume();
+      this.#handle.readStart();
+    } else {
+      socket.off('data', this.#onData);
+    }
+    this.#freeParser();
+    this.#tunnel = new Tunnel(socket, upstream, rest, Date.now());
+    return true;
   }
 
   destroy(): void {
@@ -281,6 +353,7 @@ export class ClientConnection implements DownstreamChannel {
       raw = this.#headers;
       this.#headers = [];
     }
+    const handshake = upgrade && isWebSocketHandshake(METHODS[method], major, minor, raw);
     if (url === undefined) {
       url = this.#url;
       this.#url = '';
@@ -305,7 +378,9 @@ export class ClientConnection implements DownstreamChannel {
       shouldKeepAlive,
       this.#remoteAddress,
       startedAt,
+      handshake ? 'websocket' : null,
     );
+    if (handshake) this.#handshake = request;
     this.#receiving = request;
     if (this.#current === null) {
       this.#current = request;
@@ -314,8 +389,8 @@ export class ClientConnection implements DownstreamChannel {
       this.#waiting.push(request);
       this.pauseReading('queue');
     }
-    // Upgrade requests are served as plain requests (Upgrade is hop-by-hop
-    // and not forwarded); 0 lets llhttp frame the body as usual.
+    // Other upgrade requests are served as plain requests (Upgrade is
+    // hop-by-hop and not forwarded); 0 lets llhttp frame the body as usual.
     return 0;
   };
 
@@ -343,7 +418,8 @@ export class ClientConnection implements DownstreamChannel {
     if (this.#afterUpgrade) {
       this.#afterUpgrade = false;
       const read = this.#parser.getCurrentBuffer();
-      if (r < read.length) this.#onData(read.subarray(r));
+      if (this.#handshake !== null) this.#holdAfterHandshake(read.subarray(r));
+      else if (r < read.length) this.#onData(read.subarray(r));
     }
     this.#dispatchParsed();
   };
@@ -368,6 +444,13 @@ export class ClientConnection implements DownstreamChannel {
         return;
       }
       if (r === 0 || this.closed) break;
+      if (this.#afterUpgrade) {
+        this.#afterUpgrade = false;
+        if (this.#handshake !== null) {
+          this.#holdAfterHandshake(chunk.subarray(offset + r));
+          break;
+        }
+      }
       offset += r;
     }
     this.#dispatchParsed();
@@ -395,6 +478,9 @@ export class ClientConnection implements DownstreamChannel {
   readonly #onClose = (): void => {
     if (this.closed) return;
     this.closed = true;
+    this.#tunnel?.close();
+    this.#handshake = null;
+    this.#handshakeRest = null;
     const current = this.#current;
     this.#current = null;
     if (current !== null) {
@@ -404,9 +490,7 @@ export class ClientConnection implements DownstreamChannel {
     for (const request of this.#waiting) request.discardBody();
     this.#waiting.length = 0;
     this.#receiving = null;
-    // Not while it may be executing: llhttp must not be freed under itself.
-    const parser = this.#parser;
-    setImmediate(() => parser.close());
+    this.#freeParser();
   };
 
   readonly #uncork = (): void => {
@@ -416,6 +500,25 @@ export class ClientConnection implements DownstreamChannel {
   };
 
   // --- Internals.
+
+  #freeParser(): void {
+    if (this.#parserFreed) return;
+    this.#parserFreed = true;
+    // Not while it may be executing: llhttp must not be freed under itself.
+    const parser = this.#parser;
+    setImmediate(() => parser.close());
+  }
+
+  /**
+   * The read that held a WebSocket handshake's head is parsed: the rest of
+   * it is not HTTP (or not ours to parse), and nothing more is read until
+   * the handshake is answered.
+   */
+  #holdAfterHandshake(rest: Buffer): void {
+    this.#handshakeRest = rest;
+    if (this.#handle !== null) this.#handle.readStop();
+    else this.socket.pause();
+  }
 
   /** The read is parsed without error: the request whose head it held goes to the pipeline. */
   #dispatchParsed(): void {

@@ -12,7 +12,7 @@
 // no stream objects unless a body is read, no per-request event emitters,
 // the response head and a small body leave in one write.
 
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { appendField, UNSAFE_FIELD_VALUE } from './headers.ts';
 import { STATUS_CODES } from './status-text.ts';
 
@@ -42,6 +42,13 @@ export interface DownstreamRequest {
   readonly body: Readable;
   /** `Expect: 100-continue`: tell the client to send the body (where its protocol has 1xx answers). */
   sendContinue(): void;
+  /**
+   * `websocket` when the request is a WebSocket handshake this connection
+   * can turn into a tunnel (HTTP/1.1 GET with `Connection: upgrade` and
+   * `Upgrade: websocket`, no body); otherwise null or absent, and any
+   * Upgrade header is dropped as hop-by-hop.
+   */
+  readonly upgrade?: string | null;
 }
 
 /** The answer to a DownstreamRequest, framed by its protocol. */
@@ -69,6 +76,13 @@ export interface DownstreamResponse {
   end(chunk?: Buffer | null): void;
   /** Tells the client this response is incomplete: HTTP/1.1 cuts the connection, HTTP/2 resets the stream. */
   destroy(): void;
+  /**
+   * For a request whose `upgrade` is set: answers 101 with `headers` and
+   * from then on joins the client's connection to `upstream` (the
+   * backend's, after its own 101), bytes both ways, until either closes.
+   * False when the client is gone; `upstream` is then the caller's to close.
+   */
+  switchProtocols?(headers: ResponseHeaders, upstream: Duplex): boolean;
 }
 
 /** What an Http1Request and its response need from their connection. */
@@ -86,6 +100,8 @@ export interface DownstreamChannel {
   destroy(): void;
   pauseReading(reason: 'body'): void;
   resumeReading(reason: 'body'): void;
+  /** Writes `head` (a 101) and hands the connection to a tunnel to `upstream`; false if it cannot (closed, not the current request). */
+  tunnel(request: Http1Request, head: string, upstream: Duplex): boolean;
 }
 
 /**
@@ -124,6 +140,8 @@ export class Http1Request implements DownstreamRequest {
   readonly http2 = false;
   readonly remoteAddress: string | undefined;
   readonly response: Http1Response;
+  /** `websocket` for a handshake the connection can tunnel (see DownstreamRequest). */
+  readonly upgrade: string | null;
   /** The whole message, body included, has been received. */
   messageComplete = false;
   /** When the request's first byte arrived (ms), for the request timeout. */
@@ -145,6 +163,7 @@ export class Http1Request implements DownstreamRequest {
     keepAlive: boolean,
     remoteAddress: string | undefined,
     startedAt: number,
+    upgrade: string | null = null,
   ) {
     this.#channel = channel;
     this.method = method;
@@ -154,7 +173,10 @@ export class Http1Request implements DownstreamRequest {
     this.httpVersionMinor = versionMinor;
     this.remoteAddress = remoteAddress;
     this.startedAt = startedAt;
-    this.response = new Http1Response(channel, this, keepAlive);
+    this.upgrade = upgrade;
+    // A handshake the backend refuses is answered as any request, and the
+    // connection then closes: what the client sent after it was not parsed.
+    this.response = new Http1Response(channel, this, keepAlive && upgrade === null);
   }
 
   /** The connection is gone: nothing more arrives and nothing can be answered. */
@@ -320,6 +342,21 @@ export class Http1Response implements DownstreamResponse {
   /** Cuts the connection: the only way to tell the client this response is incomplete. */
   destroy(): void {
     this.#channel.destroy();
+  }
+
+  switchProtocols(headers: ResponseHeaders, upstream: Duplex): boolean {
+    if (this.headersSent || this.#request.upgrade === null || this.#channel.closed) return false;
+    let head = 'HTTP/1.1 101 Switching Protocols\r\n';
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      if (typeof value === 'string') head = appendResponseField(head, name, value);
+      else if (typeof value === 'number') head = appendField(head, name, String(value));
+      else for (let i = 0; i < value.length; i++) head = appendResponseField(head, name, value[i]);
+    }
+    this.headersSent = true;
+    this.writableEnded = true;
+    return this.#channel.tunnel(this.#request, head + '\r\n', upstream);
   }
 
   #flushHead(flush: boolean): boolean {

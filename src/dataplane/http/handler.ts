@@ -14,6 +14,7 @@ import { FORWARDED_METHODS, isRejection, readRequestHead, refusedRequestLine, ty
 import { forward, prepareUpstreamHeaders } from './proxy.ts';
 import { sendLocalReply } from './responses.ts';
 import { normalizePath, type PathRefusal } from './path.ts';
+import { forwardUpgrade } from './websocket.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
 const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
@@ -164,6 +165,10 @@ export class HttpRequestHandler {
     const endpoint = pickEndpoint(backend.cluster);
     if (endpoint === undefined) {
       sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });
+      return;
+    }
+    if (req.upgrade) {
+      forwardUpgrade(ex, endpoint, route.timeoutMs, this.#log);
       return;
     }
     forward(ex, route, endpoint, this.#log);
