@@ -28,6 +28,12 @@ interface Try {
 async function startFlaky(t: TestContext): Promise<{ port: number; tries: Map<string, Try[]> }> {
   const tries = new Map<string, Try[]>();
   const server = http.createServer((req, res) => {
+    if (req.headers['x-mode'] === 'early' && !(tries.get(String(req.headers['x-key'])) ?? []).length) {
+      // The first try is refused as soon as its head arrives, its body unread.
+      tries.set(String(req.headers['x-key']), [{ at: Date.now(), bodyBytes: -1, sha: '' }]);
+      res.writeHead(503, { 'content-length': '0', connection: 'close' }).end();
+      return;
+    }
     const hash = createHash('sha256');
     let bodyBytes = 0;
     req.on('data', (c: Buffer) => {
@@ -83,11 +89,12 @@ test('backoff: at least the base, doubling, at most ten times the base, plus up 
   assert.equal(backoffDelay(d, 1, () => 0), 25, "Envoy's 25 ms base when none is given");
 });
 
-test('retries', async (t) => {
+test('retries', { timeout: 60_000 }, async (t) => {
   const flaky = await startFlaky(t);
   const deadPort = await freePort();
   const port = await freePort();
-  const dp = await startDataPlane(t, { limits: { maxReplayBodyBytes: 16 * 1024 } });
+  // A try that hangs (a bug sending too little body) ends in seconds, not the default minute.
+  const dp = await startDataPlane(t, { limits: { maxReplayBodyBytes: 16 * 1024, upstreamResponseTimeoutMs: 5_000 } });
   const retry = (p: Partial<RetryPolicy>): RetryPolicy => ({ codes: [], attempts: 2, backoffMs: 10, ...p });
   const result = await dp.apply(
     simpleIR(
@@ -209,6 +216,31 @@ test('retries', async (t) => {
     assert.equal(first.bodyBytes, 10_000);
     assert.equal(second.bodyBytes, 10_000);
     assert.equal(second.sha, first.sha);
+  });
+
+  await t.test('a try refused while the client is still uploading: the next try gets what was sent so far, then the rest', async () => {
+    const key = newKey();
+    const chunks = [Buffer.alloc(3000, 1), Buffer.alloc(3000, 2), Buffer.alloc(3000, 3)];
+    const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({
+        host: '127.0.0.1', port, path: '/body', method: 'POST',
+        headers: { host: 'example.com', 'x-key': key, 'x-mode': 'early', 'content-length': '9000' },
+        agent: false,
+      }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.write(chunks[0]);
+      setTimeout(() => req.write(chunks[1]), 100);
+      setTimeout(() => req.end(chunks[2]), 200);
+    });
+    assert.equal(reply.status, 200);
+    const [first, second] = triesOf(key);
+    assert.equal(first.bodyBytes, -1, 'the first try was refused unread');
+    assert.equal(second.bodyBytes, 9000);
+    assert.equal(second.sha, createHash('sha256').update(Buffer.concat(chunks)).digest('hex'));
   });
 
   await t.test('a body beyond maxReplayBodyBytes is forwarded whole but not retried', async () => {
