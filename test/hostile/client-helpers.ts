@@ -33,6 +33,7 @@ export interface SeenRequest {
  * A backend steered by the request path:
  * - `/big/N` answers N bytes, written as the socket takes them (backpressure);
  * - `/hang` sends a head and a first chunk, then nothing, never reading the body;
+ * - both also at the end of a longer path (`/test-name/1/hang`), so a test can tell its requests apart;
  * - `/slow-sink/MS` stops reading the body for MS after its first chunk, then reads on;
  * - anything else reads the whole body and answers JSON {method, url, bodyBytes}.
  */
@@ -53,8 +54,9 @@ export async function startRecordingBackend(t: TestContext): Promise<RecordingBa
   const server = http.createServer((req, res) => {
     seen.push({ method: req.method ?? '', url: req.url ?? '', socket: req.socket });
     const url = req.url ?? '';
-    if (url.startsWith('/big/')) {
-      let left = Number(url.slice(5));
+    const big = /\/big\/(\d+)$/.exec(url);
+    if (big !== null) {
+      let left = Number(big[1]);
       const piece = Buffer.alloc(64 * 1024, 0x61);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(left) });
       const pump = (): void => {
@@ -71,7 +73,7 @@ export async function startRecordingBackend(t: TestContext): Promise<RecordingBa
       pump();
       return;
     }
-    if (url === '/hang') {
+    if (url.endsWith('/hang')) {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.write('started');
       return;

@@ -47,6 +47,9 @@ const CONNECTION_WINDOW_BYTES = 1024 * 1024;
 /** How long a connection that was sent GOAWAY may take to close after its streams are done. */
 const LINGER_MS = 1_000;
 
+/** How long a client sent GOAWAY ENHANCE_YOUR_CALM has to read it before its connection is cut. */
+const CALM_LINGER_MS = 100;
+
 /** Pseudo-header fields a request may carry besides its regular ones (RFC 9113 §8.3.1, RFC 8441). */
 const PSEUDO_HEADERS = 5;
 
@@ -170,6 +173,8 @@ export class H2Connection implements StreamOwner {
   /** GOAWAY sent (graceful): when the last stream closed, or 0 while streams remain. */
   #closingSince = 0;
   #goawaySent = false;
+  /** The client half-closed: it can grant no more flow-control window. */
+  #peerEnded = false;
   /** Sent GOAWAY ENHANCE_YOUR_CALM: nothing more is counted or logged. */
   #calmed = false;
   #windowStart: number;
@@ -193,6 +198,7 @@ export class H2Connection implements StreamOwner {
     session.on('error', this.#onSessionError);
     session.on('close', this.#onSessionClose);
     socket.once('close', this.#onSessionClose);
+    socket.once('end', this.#onPeerEnd);
     try {
       session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
     } catch {
@@ -256,6 +262,12 @@ export class H2Connection implements StreamOwner {
     rawHeaders: string[],
   ): void => {
     this.#fresh = false;
+    if (this.#calmed) {
+      // Came in the same read as the frame that went past a limit.
+      stream.on('error', noop);
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
     if (stream.destroyed || stream.closed) {
       // Reset before we got to it (HEADERS and RST_STREAM in one read):
       // nothing was dispatched, but it counts against the client.
@@ -300,6 +312,21 @@ export class H2Connection implements StreamOwner {
     this.#spec.log('info', 'HTTP/2 connection error', { listener: this.#spec.key, remote: this.#remoteAddress, error: err.code ?? err.message });
   };
 
+  /**
+   * The client half-closed (or went away with a FIN): it sends nothing
+   * more, no frame and no flow-control window. The listener allows half-open
+   * sockets, for HTTP/1.1's sake, so this is ours to handle: a stream still
+   * receiving a body cannot complete; answers already allowed to go out
+   * still do, and one that waits for window waits for nothing: it is reset
+   * at the first sweep that sees it make no progress. Then the connection
+   * closes (GOAWAY).
+   */
+  readonly #onPeerEnd = (): void => {
+    this.#peerEnded = true;
+    for (const request of this.#streams) if (!request.messageComplete) request.reset(RESET_CANCEL);
+    this.#goaway();
+  };
+
   readonly #onSessionClose = (): void => {
     if (this.closed) return;
     this.closed = true;
@@ -310,8 +337,9 @@ export class H2Connection implements StreamOwner {
   // --- Internals
 
   #checkStream(request: H2Request, now: number, limits: RequestLimits): void {
-    if (writeStalled(request, now, limits.responseWriteTimeoutMs)) {
-      this.#spec.log('info', 'client stream cut', { listener: this.#spec.key, reason: 'response write timeout', remote: this.#remoteAddress, unsentBytes: request.response.pendingBytes });
+    if (writeStalled(request, now, this.#peerEnded ? 0 : limits.responseWriteTimeoutMs)) {
+      const reason = this.#peerEnded ? 'client half-closed with an answer waiting for window' : 'response write timeout';
+      this.#spec.log('info', 'client stream cut', { listener: this.#spec.key, reason, remote: this.#remoteAddress, unsentBytes: request.response.pendingBytes });
       request.reset(RESET_CANCEL);
       return;
     }
@@ -351,15 +379,31 @@ export class H2Connection implements StreamOwner {
     }
   }
 
-  /** GOAWAY ENHANCE_YOUR_CALM and close: the client went past an abuse limit. */
+  /**
+   * GOAWAY ENHANCE_YOUR_CALM and close: the client went past an abuse
+   * limit. No stream after the GOAWAY is taken; the connection is cut
+   * CALM_LINGER_MS later, so that a client still writing reads the GOAWAY
+   * before the close (closing a socket with unread input resets it, and a
+   * reset makes the client's stack drop what it had not read yet).
+   */
   #calm(what: string, limit: string, count: number): void {
     if (this.closed || this.#calmed) return;
     this.#calmed = true;
-    this.#spec.log('warn', 'HTTP/2 client over a limit: connection closed', { listener: this.#spec.key, remote: this.#remoteAddress, what, limit, count, windowMs: ABUSE_WINDOW_MS });
     this.#goawaySent = true;
-    // node sends the GOAWAY with this code, then closes the socket (the
-    // error is only what its 'error' event carries, ignored once calmed).
-    this.session.destroy(new Error(what), NGHTTP2_ENHANCE_YOUR_CALM);
+    this.#spec.log('warn', 'HTTP/2 client over a limit: connection closed', { listener: this.#spec.key, remote: this.#remoteAddress, what, limit, count, windowMs: ABUSE_WINDOW_MS });
+    const session = this.session;
+    try {
+      session.goaway(NGHTTP2_ENHANCE_YOUR_CALM);
+    } catch {
+      // Already torn down.
+    }
+    for (const request of this.#streams) request.reset(RESET_CANCEL);
+    const timer = setTimeout(() => {
+      // The error is only what the session's 'error' event carries, ignored once calmed.
+      if (!session.destroyed) session.destroy(new Error(what), NGHTTP2_ENHANCE_YOUR_CALM);
+      this.destroy();
+    }, CALM_LINGER_MS);
+    timer.unref();
   }
 
   /** Graceful GOAWAY (NO_ERROR, the last stream taken): open streams finish, then the connection closes. */
