@@ -49,9 +49,11 @@ export interface UpstreamPoolOptions extends Partial<UpstreamLimits> {
    * How long an idle upstream connection is kept. Shorter than the usual
    * backend keep-alive (node's 5 s, Apache's 5 s), so that we, not the
    * backend, close an idle connection: a backend that closes first can
-   * meet our next request on the wire.
+   * meet our next request on the wire. Named apart from RequestLimits'
+   * keepAliveTimeoutMs (the client side's, 60 s), which the data plane's
+   * limits object, passed here whole, also carries.
    */
-  keepAliveTimeoutMs?: number;
+  upstreamKeepAliveTimeoutMs?: number;
 }
 
 export class UpstreamPools {
@@ -70,7 +72,7 @@ export class UpstreamPools {
     let entry = this.#entries.get(origin);
     if (entry === undefined) {
       const o = this.#options;
-      const keepAliveTimeout = o.keepAliveTimeoutMs ?? 4_000;
+      const keepAliveTimeout = o.upstreamKeepAliveTimeoutMs ?? 4_000;
       const connectTimeout = o.upstreamConnectTimeoutMs ?? DEFAULT_LIMITS.upstreamConnectTimeoutMs;
       const responseTimeout = o.upstreamResponseTimeoutMs ?? DEFAULT_LIMITS.upstreamResponseTimeoutMs;
       const idleTimeout = o.upstreamIdleTimeoutMs ?? DEFAULT_LIMITS.upstreamIdleTimeoutMs;
