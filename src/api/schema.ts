@@ -2,7 +2,8 @@
 // openAPIV3Schema that does what the Kubernetes API server does with a
 // custom resource on the way in: prune unknown fields, apply defaults
 // (structural defaulting), validate. x-kubernetes-validations (CEL) are not
-// run here: src/api/rules.ts implements them by hand.
+// run here: src/api/rules.ts runs them, when this walker found no blocking
+// error (SchemaCheck).
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -41,7 +42,7 @@ export interface Schema {
   'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
   'x-kubernetes-list-map-keys'?: string[];
   'x-kubernetes-map-type'?: string;
-  'x-kubernetes-validations'?: { rule: string; message?: string }[];
+  'x-kubernetes-validations'?: { rule: string; message?: string; messageExpression?: string; reason?: string; fieldPath?: string; optionalOldSelf?: boolean }[];
 }
 
 /** One CRD: a group/kind and the schema of each version it serves. */
@@ -84,12 +85,27 @@ export function crds(): Map<string, CRD> {
       if (v.storage) crd.storageVersion = v.name;
       if (!v.served) continue;
       crd.versions.push(v.name);
-      crd.schemas.set(v.name, stripDescriptions(v.schema.openAPIV3Schema));
+      crd.schemas.set(v.name, addOlderFields(crd.kind, stripDescriptions(v.schema.openAPIV3Schema)));
     }
     out.set(crd.kind, crd);
   }
   cache = out;
   return out;
+}
+
+/**
+ * Fields of released bundles still in use that the vendored CRDs dropped
+ * without a counterpart, added back so that an object using one keeps it
+ * (compat.ts warns about each use): HTTPRoute and GRPCRoute
+ * `sessionPersistence.idleTimeout` of v1.4 and v1.5, with its schema there.
+ */
+function addOlderFields(kind: string, s: Schema): Schema {
+  if (kind !== 'HTTPRoute' && kind !== 'GRPCRoute') return s;
+  const sp = s.properties?.spec?.properties?.rules?.items?.properties?.sessionPersistence;
+  if (sp?.properties && !Object.hasOwn(sp.properties, 'idleTimeout')) {
+    sp.properties.idleTimeout = { type: 'string', pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$' };
+  }
+  return s;
 }
 
 /**
@@ -152,29 +168,48 @@ function schemaOfProperty(s: Schema, key: string): Schema | undefined {
  * x-kubernetes-preserve-unknown-fields) and every null that is neither
  * nullable nor has a default (defaulting replaces those), as the API server
  * does before defaulting. `skip` names fields of this object not to touch
- * (the root's `metadata`, which is validated by hand).
+ * (the root's `metadata`, which is validated by hand). `dropped`, when
+ * given, collects the path of each unknown field dropped (not the nulls),
+ * up to MAX_DROPPED_REPORTED of them, as the API server's "unknown field"
+ * warnings do; `at` is the path of `value`.
  */
-export function prune(value: unknown, s: Schema, skip?: ReadonlySet<string>): void {
+export function prune(value: unknown, s: Schema, skip?: ReadonlySet<string>, dropped?: Dropped, at = ''): void {
   if (Array.isArray(value)) {
-    if (s.items) for (const item of value) prune(item, s.items);
+    if (s.items) for (let i = 0; i < value.length; i++) prune(value[i], s.items, undefined, dropped, dropped ? indexPath(at, i) : '');
     return;
   }
   if (!isObject(value) || (s.type !== undefined && s.type !== 'object')) return;
   const preserve = s['x-kubernetes-preserve-unknown-fields'] === true;
+  const additional = isObject(s.additionalProperties);
   for (const key of Object.keys(value)) {
     if (skip?.has(key)) continue;
     const child = schemaOfProperty(s, key);
     if (!child) {
-      if (!preserve && s.additionalProperties !== true) delete value[key];
+      if (!preserve && s.additionalProperties !== true) {
+        delete value[key];
+        if (dropped) {
+          if (dropped.paths.length < MAX_DROPPED_REPORTED) dropped.paths.push(fieldPath(at, key));
+          else dropped.more++;
+        }
+      }
       continue;
     }
     if (value[key] === null && child.default === undefined && !child.nullable) {
       delete value[key];
       continue;
     }
-    prune(value[key], child);
+    prune(value[key], child, undefined, dropped, dropped ? (additional && !(s.properties && Object.hasOwn(s.properties, key)) ? keyPath(at, key) : fieldPath(at, key)) : '');
   }
 }
+
+/** Unknown fields prune() dropped: the first MAX_DROPPED_REPORTED paths, and how many more. */
+export interface Dropped {
+  paths: string[];
+  more: number;
+}
+
+/** Unknown fields named one by one; past this many, counted (an object of many unknown fields is not a list of as many warnings). */
+export const MAX_DROPPED_REPORTED = 16;
 
 // ---------------------------------------------------------------- defaulting
 
@@ -298,20 +333,37 @@ function depth(field: string): number {
 }
 
 /**
+ * What the walker found beyond the errors: `blocking` is set by an error
+ * of a kind after which the API server does not run a CRD's CEL rules
+ * (a wrong type or null, a value not in the enum, a required field
+ * missing, a string, list or map over its maximum), as rules may rely on
+ * those; other errors (patterns, minimums, duplicates) leave them to run.
+ */
+export interface SchemaCheck {
+  blocking: boolean;
+}
+
+/**
  * Validates `value` (already pruned and defaulted) against `s`, appending
  * one FieldError per problem, paths from `at`. `skip` names fields of this
- * object not to look into (the root's `metadata`).
+ * object not to look into (the root's `metadata`); `check` learns whether
+ * an error was a blocking one.
  */
-export function validateSchema(value: unknown, s: Schema, at: string, errors: FieldError[], skip?: ReadonlySet<string>): void {
+export function validateSchema(value: unknown, s: Schema, at: string, errors: FieldError[], skip?: ReadonlySet<string>, check?: SchemaCheck): void {
   if (value === null) {
-    if (!s.nullable && s.type !== undefined) errors.push({ field: at, reason: `must be of type ${s.type}, not null` });
+    if (!s.nullable && s.type !== undefined) {
+      errors.push({ field: at, reason: `must be of type ${s.type}, not null` });
+      if (check) check.blocking = true;
+    }
     return;
   }
   if (!typeMatches(s.type, value)) {
     errors.push({ field: at, reason: `must be of type ${s.type}, not ${jsonType(value)}` });
+    if (check) check.blocking = true;
     return;
   }
   if (s.enum && !s.enum.some((e) => canonicalJSON(e) === canonicalJSON(value))) {
+    if (check) check.blocking = true;
     errors.push({ field: at, reason: `unsupported value ${showValue(value)}: must be one of ${s.enum.map((e) => JSON.stringify(e)).join(', ')}` });
   }
   if (typeof value === 'string') {
@@ -320,6 +372,7 @@ export function validateSchema(value: unknown, s: Schema, at: string, errors: Fi
       errors.push({ field: at, reason: s.minLength === 1 ? 'must not be empty' : `must be at least ${plural(s.minLength, 'character')} long` });
     }
     if (s.maxLength !== undefined && n > s.maxLength) {
+      if (check) check.blocking = true;
       errors.push({ field: at, reason: `must be at most ${plural(s.maxLength, 'character')} long (is ${n})` });
     }
     if (s.pattern !== undefined && !patternRegExp(s.pattern).test(value)) {
@@ -338,9 +391,9 @@ export function validateSchema(value: unknown, s: Schema, at: string, errors: Fi
       errors.push({ field: at, reason: s.exclusiveMaximum ? `must be less than ${s.maximum}` : `must be at most ${s.maximum}` });
     }
   }
-  if (Array.isArray(value)) validateArray(value, s, at, errors);
-  if (isObject(value)) validateObjectFields(value, s, at, errors, skip);
-  if (s.allOf) for (const sub of s.allOf) validateSchema(value, sub, at, errors);
+  if (Array.isArray(value)) validateArray(value, s, at, errors, check);
+  if (isObject(value)) validateObjectFields(value, s, at, errors, skip, check);
+  if (s.allOf) for (const sub of s.allOf) validateSchema(value, sub, at, errors, undefined, check);
   if (s.anyOf) {
     const branches = s.anyOf.map((sub) => branchErrors(value, sub, at));
     if (!branches.some((b) => b.length === 0)) errors.push(...mergeBranches(branches, 'or'));
@@ -383,14 +436,15 @@ function mergeBranches(branches: FieldError[][], joiner: string): FieldError[] {
   return [{ field: best[0].field, reason: reasons.join(` ${joiner} `) }];
 }
 
-function validateArray(value: unknown[], s: Schema, at: string, errors: FieldError[]): void {
+function validateArray(value: unknown[], s: Schema, at: string, errors: FieldError[], check?: SchemaCheck): void {
   if (s.minItems !== undefined && value.length < s.minItems) {
     errors.push({ field: at, reason: `must have at least ${plural(s.minItems, 'item')}` });
   }
   if (s.maxItems !== undefined && value.length > s.maxItems) {
+    if (check) check.blocking = true;
     errors.push({ field: at, reason: `must have at most ${plural(s.maxItems, 'item')} (has ${value.length})` });
   }
-  if (s.items) value.forEach((item, i) => validateSchema(item, s.items!, indexPath(at, i), errors));
+  if (s.items) value.forEach((item, i) => validateSchema(item, s.items!, indexPath(at, i), errors, undefined, check));
   const listType = s['x-kubernetes-list-type'];
   if (listType === 'set') {
     const seen = new Set<string>();
@@ -414,22 +468,26 @@ function validateArray(value: unknown[], s: Schema, at: string, errors: FieldErr
   }
 }
 
-function validateObjectFields(value: JSONObject, s: Schema, at: string, errors: FieldError[], skip?: ReadonlySet<string>): void {
+function validateObjectFields(value: JSONObject, s: Schema, at: string, errors: FieldError[], skip?: ReadonlySet<string>, check?: SchemaCheck): void {
   for (const r of s.required ?? []) {
-    if (value[r] === undefined) errors.push({ field: fieldPath(at, r), reason: 'is required' });
+    if (value[r] === undefined) {
+      errors.push({ field: fieldPath(at, r), reason: 'is required' });
+      if (check) check.blocking = true;
+    }
   }
   const count = Object.keys(value).length;
   if (s.minProperties !== undefined && count < s.minProperties) {
     errors.push({ field: at, reason: `must have at least ${plural(s.minProperties, 'entry')}`.replace('entrys', 'entries') });
   }
   if (s.maxProperties !== undefined && count > s.maxProperties) {
+    if (check) check.blocking = true;
     errors.push({ field: at, reason: `must have at most ${plural(s.maxProperties, 'entry')}`.replace('entrys', 'entries') + ` (has ${count})` });
   }
   for (const [key, v] of Object.entries(value)) {
     if (skip?.has(key)) continue;
     const prop = s.properties && Object.hasOwn(s.properties, key) ? s.properties[key] : undefined;
-    if (prop) validateSchema(v, prop, fieldPath(at, key), errors);
-    else if (isObject(s.additionalProperties)) validateSchema(v, s.additionalProperties, keyPath(at, key), errors);
+    if (prop) validateSchema(v, prop, fieldPath(at, key), errors, undefined, check);
+    else if (isObject(s.additionalProperties)) validateSchema(v, s.additionalProperties, keyPath(at, key), errors, undefined, check);
   }
 }
 

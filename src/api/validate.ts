@@ -3,11 +3,16 @@
 // errors for which the API server would have refused it.
 //
 // Gateway API kinds are checked against their CRD schema (schema.ts) and
-// CEL rules (rules.ts); core kinds Gatehouse reads (Namespace, Service,
-// EndpointSlice, Secret, ConfigMap) by the hand-written checks below; every
-// other kind is ignored.
-import { checkRules } from './rules.ts';
-import { applyDefaults, isIPv4, isIPv6, prune, schemaFor, splitAPIVersion, validateSchema } from './schema.ts';
+// the CRD's own CEL rules (rules.ts); core kinds Gatehouse reads
+// (Namespace, Service, EndpointSlice, Secret, ConfigMap) by the
+// hand-written checks below; every other kind is ignored.
+//
+// Warnings are what the object is accepted with but should know about: an
+// older spelling of a field read as the newer one (compat.ts), an unknown
+// field dropped. An object with warnings and no errors is valid.
+import { checkRules, RULES_NOT_CHECKED } from './rules.ts';
+import { readOlderSpellings } from './compat.ts';
+import { applyDefaults, isIPv4, isIPv6, prune, schemaFor, splitAPIVersion, validateSchema, type Dropped, type SchemaCheck } from './schema.ts';
 import { indexPath, jsonType, keyPath, showValue } from './errors.ts';
 import type { FieldError } from './errors.ts';
 import type { KubeObject } from './types.ts';
@@ -18,6 +23,8 @@ export interface ValidationResult {
   /** The defaulted, pruned copy; null when there are errors or the kind is ignored. */
   object: KubeObject | null;
   errors: FieldError[];
+  /** What the object is accepted with but should be told: older spellings read as newer ones, unknown fields dropped. */
+  warnings: FieldError[];
   /** True for an object of a kind Gatehouse does not read (not an error). */
   ignored: boolean;
 }
@@ -63,7 +70,8 @@ export function identityOf(raw: unknown): { kind: string; namespace: string; nam
 
 export function validateObject(raw: unknown): ValidationResult {
   const errors: FieldError[] = [];
-  const fail = (): ValidationResult => ({ object: null, errors, ignored: false });
+  const warnings: FieldError[] = [];
+  const fail = (): ValidationResult => ({ object: null, errors, warnings, ignored: false });
   if (!isObj(raw)) {
     errors.push({ field: '', reason: `must be an object, not ${jsonType(raw)}` });
     return fail();
@@ -84,7 +92,7 @@ export function validateObject(raw: unknown): ValidationResult {
     errors.push({ field: 'apiVersion', reason: lookup.reason });
     return fail();
   }
-  if (!lookup.found && !core) return { object: null, errors, ignored: true };
+  if (!lookup.found && !core) return { object: null, errors, warnings, ignored: true };
   if (core && apiVersion !== core.apiVersion) {
     errors.push({ field: 'apiVersion', reason: `version ${splitAPIVersion(apiVersion).version} of ${kind} is not served (served: ${core.apiVersion})` });
     return fail();
@@ -99,16 +107,24 @@ export function validateObject(raw: unknown): ValidationResult {
     // and the status the CRD defaults (Pending conditions) is left to the
     // status owner to write.
     delete o.status;
+    readOlderSpellings(o, kind, lookup.version, warnings);
     const skip = new Set(['metadata', 'status']);
-    prune(o, lookup.schema, skip);
+    const dropped: Dropped = { paths: [], more: 0 };
+    prune(o, lookup.schema, skip, dropped);
+    for (const field of dropped.paths) warnings.push({ field, reason: `unknown field, ignored: ${apiVersion} ${kind} as Gatehouse implements it has no such field` });
+    if (dropped.more) warnings.push({ field: '', reason: `${dropped.more} more unknown fields, ignored` });
     applyDefaults(o, lookup.schema, skip);
-    validateSchema(o, lookup.schema, '', errors, skip);
-    errors.push(...checkRules(o));
+    const check: SchemaCheck = { blocking: false };
+    validateSchema(o, lookup.schema, '', errors, skip, check);
+    // As the API server: the rules may rely on types, enums, required
+    // fields and maximums, so they run only when those hold.
+    if (check.blocking) errors.push({ field: '', reason: RULES_NOT_CHECKED });
+    else errors.push(...checkRules(o, lookup.schema, skip));
   } else {
     core!.check(o, errors);
   }
   if (errors.length) return fail();
-  return { object: o as KubeObject, errors, ignored: false };
+  return { object: o as KubeObject, errors, warnings, ignored: false };
 }
 
 // ---------------------------------------------------------------- metadata
