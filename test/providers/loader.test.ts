@@ -96,9 +96,9 @@ test('errors name file, document, object and field', (t) => {
     document: 2,
     item: undefined,
     object: 'HTTPRoute team-a/keystone',
-    field: 'spec.rules[0].matches[0].path.value',
-    reason: 'must start with "/"',
-    message: 'routes.yaml document 2 (HTTPRoute team-a/keystone): spec.rules[0].matches[0].path.value: must start with "/"',
+    field: 'spec.rules[0].matches[0].path',
+    reason: "value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']",
+    message: "routes.yaml document 2 (HTTPRoute team-a/keystone): spec.rules[0].matches[0].path: value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']",
   });
 });
 
@@ -166,9 +166,9 @@ test('an invalid object keeps its previous valid version; a new invalid object i
   assert.deepEqual(names(bad), ['HTTPRoute team-a/keystone', 'Service team-a/keystone']);
   assert.equal(((bad.objects[0].object.spec as any).rules[0].matches[0].path.value), '/v3');
   assert.deepEqual(bad.errors.map((e) => e.message), [
-    'routes.yaml document 1 (HTTPRoute team-a/keystone): spec.rules[0].matches[0].path.value: must start with "/"; keeping the previous valid version',
+    "routes.yaml document 1 (HTTPRoute team-a/keystone): spec.rules[0].matches[0].path: value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']; keeping the previous valid version",
     'routes.yaml document 2 (Service team-a/keystone): spec.ports[0].port: must be of type integer, not string; keeping the previous valid version',
-    'routes.yaml document 3 (HTTPRoute team-a/nova): spec.rules[0].matches[0].path.value: must start with "/"',
+    "routes.yaml document 3 (HTTPRoute team-a/nova): spec.rules[0].matches[0].path: value must be an absolute path and start with '/' when type one of ['Exact', 'PathPrefix']",
   ]);
 });
 
