@@ -10,9 +10,10 @@ export interface GatewayClassStatus {
 /**
  * Upstream feature names (sigs.k8s.io/gateway-api pkg/features) that
  * Gatehouse implements and passes conformance for. GatewayStaticAddresses
- * is implemented (translate/addresses.ts) but not listed: the standalone
- * conformance runner rewrites patched spec.addresses to [] (see the note on
- * issue 2), so its test cannot pass there.
+ * and GatewayAddressEmpty (translate/addresses.ts) are listed since the
+ * standalone conformance runner keeps patched spec.addresses (issue 10):
+ * a static address in --address-pool is used, one outside it is
+ * AddressNotUsable, and an IPAddress without a value asks for any.
  */
 export const SUPPORTED_FEATURES = [
   'Gateway',
@@ -26,7 +27,7 @@ export const SUPPORTED_FEATURES = [
   'HTTPRoute303RedirectStatusCode', 'HTTPRoute307RedirectStatusCode', 'HTTPRoute308RedirectStatusCode',
   'HTTPRouteRequestMirror', 'HTTPRouteRequestMultipleMirrors', 'HTTPRouteRequestPercentageMirror',
   'HTTPRouteRetry', 'HTTPRouteRetryBackendTimeout', 'HTTPRouteRetryConnectionError',
-  'HTTPRouteBackendProtocolWebSocket',
+  'HTTPRouteBackendProtocolWebSocket', 'GatewayStaticAddresses', 'GatewayAddressEmpty',
 ] as const;
 
 /**
