@@ -185,7 +185,11 @@ export async function startController(opts: ControllerOptions): Promise<Controll
       currentIR = result.ir;
       config.publish();
       const found = [...read.problems, ...listenerReferenceProblems(read.objects, result.statuses)];
-      for (const p of found) if (!problems.some((x) => x.message === p.message)) log.error({ object: p.object }, p.message);
+      for (const p of found) {
+        if (problems.some((x) => x.message === p.message)) continue;
+        if (p.severity === 'warning') log.warn({ object: p.object }, p.message);
+        else log.error({ object: p.object }, p.message);
+      }
       problems = found;
       store.update(objects, result.statuses);
       const t1 = performance.now();
@@ -202,7 +206,7 @@ export async function startController(opts: ControllerOptions): Promise<Controll
         }
       }
       log.info({
-        objects: objects.length, gateways: plan.wanted.size, errors: problems.length, leader: leading,
+        objects: objects.length, gateways: plan.wanted.size, errors: problems.filter((p) => p.severity !== 'warning').length, leader: leading,
         statusWrites: writes.written, statusWritesFailed: writes.failed,
         ms: { translate: ms(t1 - t0), write: ms(performance.now() - t1) },
       }, 'configuration translated');

@@ -25,6 +25,8 @@ export interface Problem {
   reason: string;
   /** All of the above in one line. */
   message: string;
+  /** 'warning': the object was accepted, and this is what it should know (an older field spelling read, an unknown field dropped). Absent: an error. */
+  severity?: 'warning';
 }
 
 /** An object as a provider read it, with where it came from when that is a file. */

@@ -142,7 +142,11 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     assigned = result.assignedAddresses;
     lastGoodCertificates = result.lastGoodCertificates;
     const found = [...read.problems, ...listenerReferenceProblems(read.objects, result.statuses)];
-    for (const p of found) if (!problems.some((x) => x.message === p.message)) log.error({ file: p.file, object: p.object }, p.message);
+    for (const p of found) {
+      if (problems.some((x) => x.message === p.message)) continue;
+      if (p.severity === 'warning') log.warn({ file: p.file, object: p.object }, p.message);
+      else log.error({ file: p.file, object: p.object }, p.message);
+    }
     problems = found;
     const t2 = performance.now();
     const applied = await dataPlane.apply(result.ir);
@@ -154,7 +158,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     portSharing.check(result.ir.listeners);
     const t4 = performance.now();
     log.info({
-      objects: objects.length, listeners: result.ir.listeners.length, errors: problems.length,
+      objects: objects.length, listeners: result.ir.listeners.length, errors: problems.filter((p) => p.severity !== 'warning').length,
       ms: { load: readMs, translate: ms(t2 - t1), apply: ms(t3 - t2), status: ms(t4 - t3), total: ms(readMs + t4 - t1) },
     }, 'configuration applied');
   }

@@ -40,6 +40,8 @@ export interface ConfigError {
   reason: string;
   /** All of the above in one line: `routes.yaml document 2 (HTTPRoute team-a/keystone): spec.rules[0]...: must start with "/"`. */
   message: string;
+  /** 'warning': the object was loaded, and this is what it should know (validate.ts's warnings). Absent: an error. */
+  severity?: 'warning';
 }
 
 export interface LoadResult {
@@ -283,6 +285,10 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       if (result.ignored) continue;
       if (result.object) {
         add({ object: result.object, source }, file);
+        const meta = result.object.metadata;
+        for (const w of result.warnings) {
+          report({ file, document: entry.document, item: entry.item, object: describeObject(result.object.kind, meta.namespace, meta.name), field: w.field || undefined, reason: w.reason, severity: 'warning' });
+        }
         continue;
       }
       const id = entry.identity;

@@ -373,13 +373,16 @@ export class KubernetesProvider implements Provider {
         const namespace = raw.metadata?.namespace;
         const name = raw.metadata?.name ?? '';
         const key = `${kind}|${namespace ?? ''}|${name}`;
+        const object = describeObject(kind, namespace, name);
         if (result.object) {
           objects.push({ object: result.object });
           lastValid.set(key, result.object);
+          for (const w of result.warnings) {
+            problems.push({ object, field: w.field || undefined, reason: w.reason, message: w.field ? `${object}: ${w.field}: ${w.reason}` : `${object}: ${w.reason}`, severity: 'warning' });
+          }
           continue;
         }
         const last = this.#lastValid.get(key);
-        const object = describeObject(kind, namespace, name);
         for (const fe of result.errors) {
           const reason = fe.reason + (last ? '; keeping the previous valid version' : '');
           problems.push({ object, field: fe.field || undefined, reason, message: fe.field ? `${object}: ${fe.field}: ${reason}` : `${object}: ${reason}` });
