@@ -53,6 +53,10 @@ test('HTTP/2 at the front', { timeout: 60_000 }, async (t) => {
       ],
     }),
     route('dead', match('/dead'), [backend('dead')]),
+    // A response modifier may add fields HTTP/2 forbids (RFC 9113 §8.2.2).
+    route('hop-mod', match('/hop-mod'), [backend('a')], {
+      filters: [{ type: 'ResponseHeaderModifier', set: [header('keep-alive', 'timeout=5'), header('upgrade', 'h2c')], add: [], remove: [] }],
+    }),
     route('slow', match('/slow'), [backend('a')], { timeouts: { requestMs: 200 } }),
     route('none', match('/none'), []),
     route('all', match('/'), [backend('a')]),
@@ -126,6 +130,10 @@ test('HTTP/2 at the front', { timeout: 60_000 }, async (t) => {
     assert.equal(reply.headers['x-kept'], 'yes');
     for (const name of ['connection', 'keep-alive', 'x-hop', 'transfer-encoding']) assert.equal(reply.headers[name], undefined, name);
     assert.ok(reply.headers.date, 'a Date field');
+    const modified = await h2request(h2c, '/hop-mod');
+    assert.equal(modified.status, 200);
+    assert.equal(modified.headers['keep-alive'], undefined);
+    assert.equal(modified.headers.upgrade, undefined);
   });
 
   await t.test('a Host that differs from :authority: the stream is refused (malformed, RFC 9113 §8.3.1)', async () => {

@@ -261,11 +261,15 @@ test('HTTP/2 abuse', { timeout: 90_000 }, async (t) => {
     const session = await h2connect(fx.port);
     const stream = session.request({ ':method': 'POST', ':path': '/stall', ':authority': 'example.com', 'content-length': '100' });
     stream.write('only ten b');
+    const started = Date.now();
     const status = await new Promise<number>((resolve, reject) => {
       stream.once('response', (h) => resolve(Number(h[':status'])));
       stream.once('error', reject);
     });
     assert.equal(status, 408);
+    // The body idle timeout, not the (longer) request timeout.
+    assert.ok(Date.now() - started < (LIMITS.requestTimeoutMs as number), 'answered at the body idle timeout');
+    assert.ok(fx.logs.some((l) => l.msg === 'request refused' && l.fields.reason === 'request body idle timeout'));
     stream.on('error', () => {});
     assert.equal((await h2request(session, '/after-stall')).status, 200);
     session.destroy();
