@@ -186,7 +186,7 @@ export const LIMIT_FLAGS: readonly { flag: string; field: keyof RequestLimits; k
   { flag: 'max-upstream-connections', field: 'maxUpstreamConnectionsPerCluster', kind: 'count', help: 'connections per backend cluster per worker' },
   { flag: 'max-pending-requests', field: 'maxPendingRequestsPerCluster', kind: 'count', help: 'requests queued per backend cluster per worker (503 beyond)' },
   { flag: 'drain-timeout', field: 'drainTimeoutMs', kind: 'duration', help: 'in-flight requests of a removed listener or at shutdown' },
-  { flag: 'http2-max-concurrent-streams', field: 'http2MaxConcurrentStreams', kind: 'count', help: 'open streams per HTTP/2 connection (refused beyond)' },
+  { flag: 'http2-max-streams', field: 'http2MaxConcurrentStreams', kind: 'count', help: 'concurrent streams per HTTP/2 connection (refused beyond)' },
   { flag: 'http2-max-stream-resets', field: 'http2MaxStreamResets', kind: 'count', help: 'streams a client may reset per HTTP/2 connection per 10 s (GOAWAY beyond)' },
   { flag: 'http2-max-control-frames', field: 'http2MaxControlFrames', kind: 'count', help: 'PING and SETTINGS frames per HTTP/2 connection per 10 s (GOAWAY beyond)' },
   { flag: 'http2-max-session-memory', field: 'http2MaxSessionMemoryMiB', kind: 'count', help: 'MiB nghttp2 may hold per HTTP/2 connection (new streams refused beyond)' },
