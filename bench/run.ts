@@ -1,21 +1,27 @@
 // npm run bench: Gatehouse and nginx (the reference reverse proxy) side by
-// side against the same nginx backend, proxy pinned to one core, wrk and
-// the backend on the other; the two proxies alternate, each scenario is
-// repeated, and medians and ratios are printed (and saved in
-// bench/results/). Environment: BENCH_SECONDS (10), BENCH_REPS (3),
-// BENCH_SCENARIOS (comma list), BENCH_CONNECTIONS (50).
+// side against the same nginx backend, proxy pinned to one core, the load
+// generator (wrk for HTTP/1.1, h2load for HTTP/2) and the backend on the
+// other; the two proxies alternate, each scenario is repeated, and medians
+// and ratios are printed (and saved in bench/results/). Environment:
+// BENCH_SECONDS (10), BENCH_REPS (3), BENCH_SCENARIOS (comma list),
+// BENCH_CONNECTIONS (50), and for HTTP/2 BENCH_H2_CONNECTIONS (10) x
+// BENCH_H2_STREAMS (5) in flight.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
+import { h2Ok, runH2load } from './lib/h2load.ts';
 import { httpOk, machineBusy, startPinned, stop, treeCpuSeconds, treeRssMiB, waitUntil } from './lib/procs.ts';
 import { backendConf, gatehouseConfigDir, nginxProxyConf, prepareFiles, PORTS, type Paths } from './lib/configs.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const REPS = Number(process.env.BENCH_REPS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+/** HTTP/2: fewer connections, several streams in flight on each (as many requests in flight as HTTP/1.1's 50). */
+const H2_CONNECTIONS = Number(process.env.BENCH_H2_CONNECTIONS ?? 10);
+const H2_STREAMS = Number(process.env.BENCH_H2_STREAMS ?? 5);
 const WARMUP_SECONDS = 3;
 /** The load generator and the backend share core 0; the proxy has core 1. */
 const LOAD_CPU = '0';
@@ -33,6 +39,8 @@ interface Scenario {
   /** Proxy workers, and the CPUs the proxy is pinned to. */
   workers: number;
   proxyCpus: string;
+  /** HTTP/2 from the client (h2 by ALPN when https, else h2c with prior knowledge); HTTP/1.1 otherwise. */
+  h2?: boolean;
 }
 
 const SCENARIOS: Scenario[] = [
@@ -42,6 +50,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'routes1k', what: '64 B body, 1,000 HTTPRoutes x 10 rules, host+path lookup', config: 'routes1k', https: false, path: '/p9/x', headers: ['Host: r777.bench.test'], workers: 1, proxyCpus: PROXY_CPU },
   { name: 'headers', what: '64 B body, 10 header-match rules, last one matches', config: 'base', https: false, path: '/', headers: ['Host: headers.bench.test', 'x-bench-tenant: tenant-9'], workers: 1, proxyCpus: PROXY_CPU },
   { name: 'small-2w', what: '64 B body, 2 proxy workers on both cores (shared with wrk and backend)', config: 'base', https: false, path: '/', headers: [], workers: 2, proxyCpus: '0,1' },
+  { name: 'h2', what: `64 B body, HTTP/2 over TLS (ALPN), ${H2_CONNECTIONS} connections x ${H2_STREAMS} streams`, config: 'base', https: true, path: '/', headers: [], workers: 1, proxyCpus: PROXY_CPU, h2: true },
+  { name: 'h2c', what: `64 B body, cleartext HTTP/2 (prior knowledge), ${H2_CONNECTIONS} connections x ${H2_STREAMS} streams`, config: 'base', https: false, path: '/', headers: [], workers: 1, proxyCpus: PROXY_CPU, h2: true },
 ];
 
 type ProxyName = 'gatehouse' | 'nginx';
@@ -49,6 +59,8 @@ interface Sample extends WrkResult {
   rssMiB: number | null;
   /** Proxy CPU use during the measurement, in cores (1.0 = one core busy). */
   cpu: number;
+  /** The load generator's CPU use, in cores, where measured (h2load). */
+  loadCpu: number | null;
 }
 
 /** Whether this revision of gatehouse has `serve --workers` (so the bench also runs on older ones). */
@@ -71,8 +83,16 @@ async function startNginx(p: Paths, s: Scenario): Promise<ChildProcess> {
 }
 
 function url(proxy: ProxyName, s: Scenario): string {
-  const port = proxy === 'gatehouse' ? (s.https ? PORTS.ghHttps : PORTS.ghHttp) : (s.https ? PORTS.ngHttps : PORTS.ngHttp);
+  const port = proxy === 'gatehouse'
+    ? (s.https ? PORTS.ghHttps : PORTS.ghHttp)
+    : s.h2 ? (s.https ? PORTS.ngH2 : PORTS.ngH2c) : (s.https ? PORTS.ngHttps : PORTS.ngHttp);
   return `${s.https ? 'https' : 'http'}://127.0.0.1:${port}${s.path}`;
+}
+
+/** One measurement's load: wrk for HTTP/1.1, h2load for HTTP/2. */
+async function load(s: Scenario, target: string, seconds: number): Promise<WrkResult & { loadCpu: number | null }> {
+  if (s.h2) return runH2load({ url: target, seconds, connections: H2_CONNECTIONS, streams: H2_STREAMS, headers: s.headers, cpus: LOAD_CPU });
+  return { ...(await runWrk({ url: target, seconds, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU })), loadCpu: null };
 }
 
 async function measure(p: Paths, proxy: ProxyName, s: Scenario): Promise<Sample> {
@@ -81,12 +101,12 @@ async function measure(p: Paths, proxy: ProxyName, s: Scenario): Promise<Sample>
     const target = url(proxy, s);
     const headers = Object.fromEntries(s.headers.map((h) => { const i = h.indexOf(':'); return [h.slice(0, i), h.slice(i + 1).trim()]; }));
     if (s.https) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
-    await waitUntil(`${proxy} serving ${target}`, () => httpOk(target, headers), 30_000);
-    await runWrk({ url: target, seconds: WARMUP_SECONDS, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU });
+    await waitUntil(`${proxy} serving ${target}`, () => (s.h2 ? h2Ok(target, headers) : httpOk(target, headers)), 30_000);
+    await load(s, target, WARMUP_SECONDS);
     // The proxy's CPU over the run says whether it or the load side was the limit.
     const cpuBefore = treeCpuSeconds(child.pid as number);
     const t0 = performance.now();
-    const result = await runWrk({ url: target, seconds: SECONDS, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU });
+    const result = await load(s, target, SECONDS);
     const cpu = (treeCpuSeconds(child.pid as number) - cpuBefore) / ((performance.now() - t0) / 1000);
     const rssMiB = proxy === 'gatehouse' ? treeRssMiB(child.pid as number) : null;
     return { ...result, rssMiB, cpu };
@@ -120,7 +140,7 @@ async function main(): Promise<void> {
           const key = `${s.name}/${proxy}`;
           samples.set(key, [...(samples.get(key) ?? []), r]);
           process.stdout.write(`  run ${rep + 1} ${s.name.padEnd(9)} ${proxy.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99ms.toFixed(2).padStart(7)} ms` +
-            `  cpu ${r.cpu.toFixed(2)}${r.errors ? `  errors ${r.errors}` : ''}${r.rssMiB !== null ? `  rss ${r.rssMiB.toFixed(0)} MiB` : ''}\n`);
+            `  cpu ${r.cpu.toFixed(2)}${r.loadCpu !== null ? `  load cpu ${r.loadCpu.toFixed(2)}` : ''}${r.errors ? `  errors ${r.errors}` : ''}${r.rssMiB !== null ? `  rss ${r.rssMiB.toFixed(0)} MiB` : ''}\n`);
         }
       }
     }
@@ -137,6 +157,7 @@ async function main(): Promise<void> {
       gatehouseCpu: median(g.map((x) => x.cpu)), nginxCpu: median(n.map((x) => x.cpu)),
       // Requests per CPU-second: what each proxy gets out of the core it used.
       gatehouseRpsPerCore: median(g.map((x) => x.rps / x.cpu)), nginxRpsPerCore: median(n.map((x) => x.rps / x.cpu)),
+      loadCpu: s.h2 ? { gatehouse: median(g.map((x) => x.loadCpu ?? 0)), nginx: median(n.map((x) => x.loadCpu ?? 0)) } : null,
       errors: [...g, ...n].reduce((a, x) => a + x.errors, 0) };
   });
   const lines = [
@@ -145,6 +166,11 @@ async function main(): Promise<void> {
     ...rows.map((r) => `| ${r.scenario} | ${r.gatehouseRps} | ${r.nginxRps} | ${r.rpsRatio.toFixed(2)} | ${r.gatehouseP99Ms.toFixed(2)} ms | ${r.nginxP99Ms.toFixed(2)} ms | ${r.p99Ratio.toFixed(2)} | ${r.gatehouseRssMiB} MiB | ${r.gatehouseCpu.toFixed(2)} / ${r.nginxCpu.toFixed(2)} | ${r.gatehouseRpsPerCore.toFixed(0)} / ${r.nginxRpsPerCore.toFixed(0)} | ${(r.gatehouseRpsPerCore / r.nginxRpsPerCore).toFixed(2)} |`),
     '', 'CPU used: cores the proxy process tree kept busy during the run. Below 1.0 on one pinned core means the load side (wrk + backend on the other core) was the limit, not the proxy; then req per CPU-s compares the proxies\' efficiency.',
   ];
+  const h2Rows = rows.filter((r) => r.loadCpu !== null);
+  if (h2Rows.length !== 0) {
+    lines.push('', `HTTP/2 rows: h2load, ${H2_CONNECTIONS} connections x ${H2_STREAMS} streams; p99 from its request log. Its CPU (cores, on the core it shares with the backend), with Gatehouse / with nginx: ` +
+      h2Rows.map((r) => `${r.scenario} ${r.loadCpu?.gatehouse.toFixed(2)} / ${r.loadCpu?.nginx.toFixed(2)}`).join(', ') + '. Near 1.0 less the backend\'s share means the load side was the limit.');
+  }
   const small = rows.find((r) => r.scenario === 'small'), k = rows.find((r) => r.scenario === 'routes1k');
   if (small && k) lines.push('', `1,000 routes vs 1 route (Gatehouse req/s): ${(k.gatehouseRps / small.gatehouseRps).toFixed(2)}`);
   const two = rows.find((r) => r.scenario === 'small-2w');
@@ -155,7 +181,7 @@ async function main(): Promise<void> {
   const out = path.join(REPO, 'bench/results');
   fs.mkdirSync(out, { recursive: true });
   const file = path.join(out, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, seconds: SECONDS, reps: REPS, connections: CONNECTIONS, rows, samples: Object.fromEntries(samples) }, null, 2) + '\n');
+  fs.writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, seconds: SECONDS, reps: REPS, connections: CONNECTIONS, h2Connections: H2_CONNECTIONS, h2Streams: H2_STREAMS, rows, samples: Object.fromEntries(samples) }, null, 2) + '\n');
   process.stdout.write(`saved ${path.relative(REPO, file)}\n`);
 }
 

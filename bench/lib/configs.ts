@@ -4,7 +4,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
-export const PORTS = { backend: 28080, ghHttp: 28081, ghHttps: 28443, ghAdmin: 29901, ngHttp: 28082, ngHttps: 28444 };
+/**
+ * nginx serves HTTP/2 on ports of its own: `http2` on a plain listener
+ * makes it HTTP/2 only (prior knowledge), and the HTTP/1.1 scenarios keep
+ * their listeners exactly as they were. Gatehouse serves both protocols on
+ * each of its listeners.
+ */
+export const PORTS = { backend: 28080, ghHttp: 28081, ghHttps: 28443, ghAdmin: 29901, ngHttp: 28082, ngHttps: 28444, ngH2c: 28083, ngH2: 28445 };
 export const SMALL_BODY = 'x'.repeat(64);
 export const BIG_BODY_BYTES = 16 * 1024;
 export const ROUTES_1K = 1000;
@@ -70,8 +76,11 @@ export function nginxProxyConf(p: Paths, name: string, routes1k: boolean, worker
   const listenOn = (def: string) => `listen 127.0.0.1:${PORTS.ngHttp}${def}; listen 127.0.0.1:${PORTS.ngHttps} ssl${def};
     ssl_certificate ${p.cert}; ssl_certificate_key ${p.key};`;
   const listen = listenOn('');
+  // nginx 1.22 spells it on the listen line (1.25 has `http2 on;`).
   let servers = `  server {
     ${listenOn(' default_server backlog=4096')}
+    listen 127.0.0.1:${PORTS.ngH2c} http2 default_server backlog=4096;
+    listen 127.0.0.1:${PORTS.ngH2} ssl http2 default_server backlog=4096;
     location / { ${proxy} }
   }
   map $http_x_bench_tenant $bench_tenant {

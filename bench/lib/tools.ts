@@ -1,8 +1,8 @@
-// Finds nginx, wrk, taskset and openssl; installs the Debian packages when
+// Finds nginx, wrk, h2load, taskset and openssl; installs the Debian packages when
 // running as root, otherwise says which command would.
 import { execFileSync, spawnSync } from 'node:child_process';
 
-const PACKAGES: Record<string, string> = { nginx: 'nginx', wrk: 'wrk', taskset: 'util-linux', openssl: 'openssl' };
+const PACKAGES: Record<string, string> = { nginx: 'nginx', wrk: 'wrk', h2load: 'nghttp2-client', taskset: 'util-linux', openssl: 'openssl' };
 
 export function which(cmd: string): string | null {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
