@@ -1,5 +1,6 @@
 // HTTPS listeners: certificate selection by SNI (exact, longest wildcard,
-// `*`, first as default), ALPN (h2 and http/1.1), certificate changes without a rebind, a
+// `*`; a name nothing covers refused with unrecognized_name, and so is a
+// client without SNI unless `*` exists), ALPN (h2 and http/1.1), certificate changes without a rebind, a
 // listener switching protocol, and certificates that cannot be loaded.
 
 import assert from 'node:assert/strict';
@@ -82,9 +83,9 @@ test('tls', async (t) => {
     assert.equal(await cn(port, 'b.example.com'), 'wild');
   });
 
-  await t.test('SNI: `*` for any other name; no SNI gets the first certificate', async () => {
+  await t.test('SNI: `*` for any other name, and for clients without SNI', async () => {
     assert.equal(await cn(port, 'other.test'), 'any');
-    assert.equal(await cn(port, ''), 'first');
+    assert.equal(await cn(port, ''), 'any');
   });
 
   await t.test('ALPN: h2 preferred, http/1.1 for clients that offer only it (HTTP/2 itself: http2.test.ts)', async () => {
@@ -112,9 +113,10 @@ test('tls', async (t) => {
     );
     assert.deepEqual(again.listenerErrors, {});
     assert.equal(await cn(port, 'a.example.com'), 'exact-rotated');
-    // No `*` any more: an unknown name gets the (new) first certificate, as does no SNI.
-    assert.equal(await cn(port, 'other.test'), 'first-rotated');
-    assert.equal(await cn(port, ''), 'first-rotated');
+    assert.equal(await cn(port, 'first.example.com'), 'first-rotated');
+    // No `*` any more: an unknown name is refused, as is no SNI.
+    await assert.rejects(handshake(port, 'other.test'), { code: 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME' });
+    await assert.rejects(handshake(port, ''), { code: 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME' });
 
     let reused = false;
     const after = await new Promise<number>((resolve, reject) => {
@@ -134,13 +136,13 @@ test('tls', async (t) => {
   });
 
   await t.test('a certificate that cannot be loaded is reported; the others serve', async () => {
-    const broken: TLSCertificate = { serverNames: ['broken.example.com'], certChain: 'not a cert', privateKey: 'nope' };
+    const broken: TLSCertificate = { serverNames: ['broken.test'], certChain: 'not a cert', privateKey: 'nope' };
     const res = await dp.apply(ir([httpsListener([broken, certs.exact, certs.wild])], [cluster('a', a)]));
     assert.deepEqual(res.listenerErrors, {});
-    assert.match(res.certificateErrors[`127.0.0.1:${port}`] ?? '', /certificate 0 \(broken\.example\.com\)/);
+    assert.match(res.certificateErrors[`127.0.0.1:${port}`] ?? '', /certificate 0 \(broken\.test\)/);
     assert.equal(await cn(port, 'a.example.com'), 'exact');
-    // The first loadable certificate is the default.
-    assert.equal(await cn(port, ''), 'exact');
+    // Its name is not served by another certificate.
+    await assert.rejects(handshake(port, 'broken.test'), { code: 'ERR_SSL_TLSV1_UNRECOGNIZED_NAME' });
   });
 
   await t.test('an HTTPS listener with no loadable certificate is not served', async () => {

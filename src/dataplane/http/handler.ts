@@ -2,7 +2,7 @@
 // host and route, run filters, choose a backend and an endpoint, forward.
 // Each stage either hands on or answers; nothing here throws to node.
 
-import type { CompiledListener } from '../config.ts';
+import type { CompiledGatewayListener, CompiledListener } from '../config.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import { hostFromAuthority } from '../hostnames.ts';
 import type { RequestLimits } from '../limits.ts';
@@ -60,6 +60,17 @@ function parseTarget(url: string, host: string | undefined): RequestTarget | Pat
   return { path, query: q === -1 ? '' : pathAndQuery.slice(q), authority };
 }
 
+/**
+ * The Gateway listener a TLS connection's certificate was chosen for: the
+ * one whose hostname matches its SNI, most specific first, as the SNI
+ * table chose (the same patterns, ../tls/sni.ts); without SNI, the
+ * listener without hostname (the only one such clients are served by).
+ */
+function negotiatedListener(listener: CompiledListener, serverName: string | null): CompiledGatewayListener | undefined {
+  // '' matches no exact name nor wildcard: only the listener without hostname.
+  return listener.gatewayListeners.match(serverName === null ? '' : hostFromAuthority(serverName));
+}
+
 export class HttpRequestHandler {
   readonly #limits: RequestLimits;
   readonly #log: LogFn;
@@ -71,19 +82,23 @@ export class HttpRequestHandler {
     this.#log = log;
   }
 
-  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse): void {
+  /**
+   * `serverName`: on a TLS connection, the SNI its client sent (null:
+   * none); undefined for plain HTTP.
+   */
+  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse, serverName?: string | null): void {
     // The one read of the config reference: this request lives on it to the end.
     const listener = state.current;
     this.requests++;
     try {
-      this.#handle(state, listener, req, res);
+      this.#handle(state, listener, req, res, serverName);
     } catch (err) {
       this.#log('error', 'request handling failed', { listener: listener.key, error: String(err) });
       sendLocalReply(res, 500, { close: true });
     }
   }
 
-  #handle(state: ServingState, listener: CompiledListener, req: DownstreamRequest, res: DownstreamResponse): void {
+  #handle(state: ServingState, listener: CompiledListener, req: DownstreamRequest, res: DownstreamResponse, serverName: string | null | undefined): void {
     const draining = state.draining;
     const line = refusedRequestLine(req);
     if (line !== null) {
@@ -115,6 +130,14 @@ export class HttpRequestHandler {
     }
     const host = hostFromAuthority(target.authority);
     const gatewayListener = listener.gatewayListeners.match(host);
+    if (serverName !== undefined && gatewayListener !== undefined && gatewayListener !== negotiatedListener(listener, serverName)) {
+      // The Host belongs to another listener than the one whose certificate
+      // this connection negotiated (a reused HTTP/1.1 connection, HTTP/2
+      // coalescing): RFC 9110 §15.5.20, the client retries on a connection
+      // of its own. GEP-3567.
+      sendLocalReply(res, 421, { draining });
+      return;
+    }
     const virtualHost = gatewayListener?.virtualHosts.match(host);
     if (virtualHost === undefined) {
       sendLocalReply(res, 404, { draining });

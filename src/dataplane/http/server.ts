@@ -9,7 +9,9 @@
 // first bytes of a connection to tell cleartext HTTP/2 with prior
 // knowledge from HTTP/1.1 (../http2/preface.ts), within the headers
 // timeout. TLS handshakes have their own timeout, and a failed one is
-// logged and closed.
+// logged and closed. Before node's TLS sees a connection, its ClientHello
+// is read (../tls/client-hello.ts) so that a server name no listener on
+// the socket serves is refused with the unrecognized_name alert.
 
 import type http2 from 'node:http2';
 import net from 'node:net';
@@ -18,9 +20,11 @@ import type { RequestLimits } from '../limits.ts';
 import type { LogFn } from '../log.ts';
 import type { SniTable } from '../tls/sni.ts';
 import { MIN_TLS_VERSION } from '../tls/sni.ts';
+import { readClientHello, UNRECOGNIZED_NAME_ALERT } from '../tls/client-hello.ts';
 import { sniff, type FrontProtocol } from '../http2/preface.ts';
 import { createSessionFactory, H2Connection } from '../http2/session.ts';
 import { ClientConnection, type ConnectionSpec } from './connection.ts';
+import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 
 export interface ServerSpec extends ConnectionSpec {
   /**
@@ -36,6 +40,13 @@ export interface HttpsServerSpec extends ServerSpec {
   /** Read at each handshake, so a new config changes certificates without a rebind. */
   readonly sni: () => SniTable;
   readonly defaultCertificate: { cert: string; key: string };
+  /**
+   * Takes the requests of a TLS connection instead of onRequest, with the
+   * server name its client sent (null: none): the Gateway listener whose
+   * certificate the connection negotiated, for the misdirected request
+   * check (421).
+   */
+  readonly onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, serverName: string | null) => void;
 }
 
 /**
@@ -80,7 +91,8 @@ export class ClientServer {
   /** Plain connections whose first bytes have not yet told HTTP/1.1 from HTTP/2, with when they were accepted (ms). */
   readonly #sniffing = new Map<net.Socket, number>();
   readonly #spec: ServerSpec;
-  readonly #secure: boolean;
+  /** Set for TLS listeners. */
+  readonly #secure: HttpsServerSpec | null;
   /** Turns sockets into HTTP/2 sessions; made at the first HTTP/2 client. */
   #h2: http2.Http2Server | null = null;
   #sweep: NodeJS.Timeout | null = null;
@@ -88,14 +100,14 @@ export class ClientServer {
   #dropped = 0;
   #droppedLoggedAt = 0;
 
-  constructor(server: net.Server, spec: ServerSpec, secure: boolean) {
+  constructor(server: net.Server, spec: ServerSpec, secure: HttpsServerSpec | null) {
     this.server = server;
     this.#spec = spec;
     this.#secure = secure;
     // Counted by node on the raw sockets, TLS handshakes in progress included.
     server.maxConnections = spec.limits.maxClientConnections;
     server.on('drop', this.#onDrop);
-    server.on(secure ? 'secureConnection' : 'connection', this.#accept);
+    server.on(secure !== null ? 'secureConnection' : 'connection', this.#accept);
     server.on('listening', () => {
       this.#sweep ??= setInterval(this.#checkDeadlines, sweepInterval(spec.limits));
       this.#sweep.unref();
@@ -123,8 +135,13 @@ export class ClientServer {
 
   readonly #accept = (socket: net.Socket): void => {
     const now = Date.now();
-    if (this.#secure) {
-      this.#serve(socket, (socket as tls.TLSSocket).alpnProtocol === 'h2' ? 'h2' : 'http/1.1', null, now);
+    const secure = this.#secure;
+    if (secure !== null) {
+      const tlsSocket = socket as tls.TLSSocket;
+      // `servername` is false without SNI.
+      const serverName = typeof tlsSocket.servername === 'string' ? tlsSocket.servername : null;
+      const spec = { ...secure, onRequest: (req: DownstreamRequest, res: DownstreamResponse) => secure.onSecureRequest(req, res, serverName) };
+      this.#serve(socket, tlsSocket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1', null, now, spec);
       return;
     }
     this.#sniffing.set(socket, now);
@@ -138,7 +155,7 @@ export class ClientServer {
   };
 
   /** `head`: bytes already read from the socket, to be parsed first. */
-  #serve(socket: net.Socket, protocol: FrontProtocol, head: Buffer | null, now: number): void {
+  #serve(socket: net.Socket, protocol: FrontProtocol, head: Buffer | null, now: number, spec: ServerSpec = this.#spec): void {
     let conn: ClientSide;
     if (protocol === 'h2') {
       // The session reads the preface from the socket again.
@@ -147,14 +164,14 @@ export class ClientServer {
         socket.unshift(head);
       }
       try {
-        conn = new H2Connection((this.#h2 ??= createSessionFactory(this.#spec.limits)), socket, this.#spec, now);
+        conn = new H2Connection((this.#h2 ??= createSessionFactory(spec.limits)), socket, spec, now);
       } catch (err) {
         this.#spec.log('error', 'HTTP/2 session failed to start', { listener: this.#spec.key, error: String(err) });
         socket.destroy();
         return;
       }
     } else {
-      const http1 = new ClientConnection(socket, this.#spec, now);
+      const http1 = new ClientConnection(socket, spec, now);
       conn = http1;
       if (head !== null) http1.receive(head);
     }
@@ -194,7 +211,7 @@ export class ClientServer {
 function noop(): void {}
 
 export function createPlainServer(spec: ServerSpec): ClientServer {
-  return new ClientServer(net.createServer(SOCKET_OPTIONS), spec, false);
+  return new ClientServer(net.createServer(SOCKET_OPTIONS), spec, null);
 }
 
 export function createTlsServer(spec: HttpsServerSpec): ClientServer {
@@ -206,16 +223,68 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
     handshakeTimeout: spec.limits.tlsHandshakeTimeoutMs,
     ...SOCKET_OPTIONS,
     SNICallback: (serverName, callback) => {
-      try {
-        callback(null, spec.sni().contextFor(serverName));
-      } catch (err) {
-        callback(err as Error, undefined);
-      }
+      // The hello was screened already; a config applied since may have dropped the name.
+      const context = spec.sni().contextFor(serverName);
+      if (context === undefined) callback(new Error(`no listener serves server name ${serverName}`), undefined);
+      else callback(null, context);
     },
   });
   server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
     spec.log('info', 'TLS handshake failed', { listener: spec.key, error: err.message, remote: socket.remoteAddress });
     socket.destroy();
   });
-  return new ClientServer(server, spec, true);
+  // node's TLS takes each accepted socket through the server's own
+  // 'connection' listener; the hello is screened before it gets there.
+  const [startTls] = server.listeners('connection') as ((socket: net.Socket) => void)[];
+  server.removeListener('connection', startTls);
+  server.on('connection', (socket: net.Socket) => screenClientHello(socket, spec, () => startTls.call(server, socket)));
+  return new ClientServer(server, spec, spec);
+}
+
+/** How long a refused client is given to read the alert before its socket is cut. */
+const ALERT_LINGER_MS = 1_000;
+
+/**
+ * Reads the ClientHello (bounded by MAX_CLIENT_HELLO_BYTES and the TLS
+ * handshake timeout), refuses a server name no listener serves with the
+ * unrecognized_name alert, and otherwise puts the bytes back and calls
+ * `startTls`. What is not a well-formed hello goes to node's TLS, which
+ * answers it with its own alert.
+ */
+function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: () => void): void {
+  let received: Buffer | null = null;
+  const onTimeout = () => socket.destroy();
+  const onData = (chunk: Buffer) => {
+    received = received === null ? chunk : Buffer.concat([received, chunk]);
+    const hello = readClientHello(received);
+    if (hello.kind === 'partial') return;
+    socket.off('data', onData);
+    socket.pause();
+    if (hello.kind === 'too-long') {
+      spec.log('info', 'TLS ClientHello too long: connection closed', { listener: spec.key, remote: socket.remoteAddress });
+      socket.destroy();
+      return;
+    }
+    if (hello.kind === 'hello' && !spec.sni().serves(hello.serverName)) {
+      spec.log('info', 'TLS handshake refused: unrecognized server name', {
+        listener: spec.key,
+        serverName: hello.serverName ?? '(none)',
+        remote: socket.remoteAddress,
+      });
+      socket.setTimeout(ALERT_LINGER_MS);
+      socket.end(UNRECOGNIZED_NAME_ALERT);
+      return;
+    }
+    socket.setTimeout(0);
+    socket.off('timeout', onTimeout);
+    socket.off('error', noop);
+    // node's TLS reads what is buffered on the socket before the socket itself.
+    socket.unshift(received);
+    startTls();
+  };
+  socket.setTimeout(spec.limits.tlsHandshakeTimeoutMs);
+  socket.once('timeout', onTimeout);
+  // Until TLS takes it: a reset while we read must not throw.
+  socket.on('error', noop);
+  socket.on('data', onData);
 }

@@ -54,10 +54,23 @@ export interface SniCompileResult {
   readonly errors: string[];
 }
 
+/**
+ * A listener's certificates by server name. A name no certificate covers
+ * is refused at the handshake (unrecognized_name), as Envoy Gateway does,
+ * unless a certificate for any name (`*`: a Gateway listener without
+ * hostname) exists; that one also serves clients that send no SNI, who
+ * are refused when there is none. Serving some other listener's
+ * certificate instead would only move the failure to the client's name
+ * check, or worse, let it reach a listener it did not ask for.
+ */
 export class SniTable {
-  /** The first loadable certificate: for clients without SNI or with an unknown name. */
+  /**
+   * What node's server context is set from, since node answers clients
+   * without SNI from it without asking: the `*` certificate, or the first
+   * loadable one when there is none (such clients are refused before the
+   * handshake reaches node, see ../http/server.ts).
+   */
   readonly defaultMaterial: CertificateMaterial;
-  readonly #default: SecureContext;
   readonly #exact = new Map<string, SecureContext>();
   readonly #wildcards = new Map<string, SecureContext>();
   readonly #any: SecureContext | undefined;
@@ -78,14 +91,16 @@ export class SniTable {
   }
 
   private constructor(loaded: { names: string[]; material: CertificateMaterial; context: SecureContext }[]) {
-    this.defaultMaterial = loaded[0].material;
-    this.#default = loaded[0].context;
     let any: SecureContext | undefined;
-    for (const { names, context } of loaded) {
+    let anyMaterial: CertificateMaterial | undefined;
+    for (const { names, context, material } of loaded) {
       for (const raw of names) {
         const name = normalizeServerName(raw);
         if (name === '*') {
-          any ??= context;
+          if (any === undefined) {
+            any = context;
+            anyMaterial = material;
+          }
         } else if (name.startsWith('*.')) {
           const suffix = name.slice(1);
           if (!this.#wildcards.has(suffix)) this.#wildcards.set(suffix, context);
@@ -95,11 +110,20 @@ export class SniTable {
       }
     }
     this.#any = any;
+    this.defaultMaterial = anyMaterial ?? loaded[0].material;
   }
 
-  /** Exact name first, then the wildcard with the longest suffix, then `*`, then the default. */
-  contextFor(serverName: string | undefined): SecureContext {
-    if (!serverName) return this.#default;
+  /** Whether a ClientHello with this SNI (null: none) is served; see the class comment. */
+  serves(serverName: string | null): boolean {
+    return this.contextFor(serverName) !== undefined;
+  }
+
+  /**
+   * Exact name first, then the wildcard with the longest suffix, then `*`;
+   * undefined: refuse the handshake.
+   */
+  contextFor(serverName: string | null | undefined): SecureContext | undefined {
+    if (!serverName) return this.#any;
     const name = normalizeServerName(serverName);
     const exact = this.#exact.get(name);
     if (exact !== undefined) return exact;
@@ -110,7 +134,7 @@ export class SniTable {
         if (context !== undefined) return context;
       }
     }
-    return this.#any ?? this.#default;
+    return this.#any;
   }
 }
 
