@@ -169,6 +169,8 @@ export class ListenerSet {
         : createTlsServer({
             ...spec,
             sni: () => slot.current.sni as SniTable,
+            onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, serverName: string | null) =>
+              this.#handler.handle(slot, req, res, serverName),
             defaultCertificate: listener.sni.defaultMaterial,
           });
     slot = new ListenerSlot(listener, server);
