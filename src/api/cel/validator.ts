@@ -22,7 +22,7 @@ import type { Schema } from '../schema.ts';
 import type { FieldError } from '../errors.ts';
 import { fieldPath, indexPath, keyPath } from '../errors.ts';
 import { compile, evaluationError, type Compiled } from './program.ts';
-import { COST_EXCEEDED, PER_OBJECT_COST_BUDGET, PER_RULE_COST_LIMIT, metered } from './cost.ts';
+import { COST_EXCEEDED, DEFAULT_COST_LIMITS, metered, type CostLimits } from './cost.ts';
 import { rootToCel, toCel } from './value.ts';
 
 type Obj = Record<string, unknown>;
@@ -189,7 +189,11 @@ export function uncompilableRules(s: Schema): { rule: string; error: string }[] 
 interface Run {
   errors: FieldError[];
   memo: WeakMap<object, CelInput>;
+  limits: CostLimits;
+  /** What is left of the object's cost budget. */
   budget: number;
+  /** The cost of the costliest rule evaluated (reset per kept subtree, see walk). */
+  costliest: number;
   /** Set once a rule ran out of cost: nothing more is evaluated. */
   stopped: boolean;
 }
@@ -209,7 +213,7 @@ function messageOf(r: CompiledRule): string {
 function failureMessage(r: CompiledRule, self: CelInput, run: Run): string {
   const me = r.messageExpression;
   if (me?.ok) {
-    const m = metered(Math.max(0, Math.min(PER_RULE_COST_LIMIT, run.budget)), () => me.program.run({ self }));
+    const m = metered(Math.max(0, Math.min(run.limits.perRule, run.budget)), () => me.program.run({ self }));
     run.budget -= m.used;
     const v = m.result;
     if (!m.exceeded && typeof v === 'string' && v.trim() !== '' && !/[\r\n]/.test(v)) {
@@ -227,14 +231,15 @@ function evaluate(r: CompiledRule, self: CelInput, run: Run): Failure | null {
     return { rule: r, reason: `the CRD's rule for this field cannot be run (${why}): ${messageOf(r)}`, atNode: true };
   }
   const program = r.compiled.program;
-  const limit = Math.max(0, Math.min(PER_RULE_COST_LIMIT, run.budget));
+  const limit = Math.max(0, Math.min(run.limits.perRule, run.budget));
   const m = metered(limit, () => program.run({ self }));
   run.budget -= m.used;
+  if (m.used > run.costliest) run.costliest = m.used;
   if (m.exceeded) {
     run.stopped = true;
-    const which = limit < PER_RULE_COST_LIMIT
-      ? `the object's rules went over their cost budget (${PER_OBJECT_COST_BUDGET} units)`
-      : `the rule went over its cost limit (${PER_RULE_COST_LIMIT} units)`;
+    const which = limit < run.limits.perRule
+      ? `the object's rules went over their cost budget (${run.limits.perObject} units)`
+      : `the rule went over its cost limit (${run.limits.perRule} units)`;
     return { rule: r, reason: `${COST_EXCEEDED}: ${which}; no further validation rules are run: ${messageOf(r)}`, atNode: true };
   }
   const result = m.result;
@@ -274,6 +279,8 @@ interface Kept {
   errors: { rel: string; reason: string }[];
   /** The cost they took, charged again to the object that reuses them. */
   cost: number;
+  /** The cost of the costliest rule among them: reused only under a per-rule limit at least that high. */
+  costliest: number;
 }
 
 function keep(n: Node, key: string, k: Kept): void {
@@ -335,14 +342,17 @@ function walk(v: unknown, n: Node, s: Schema, at: string, run: Run): void {
     const json = n.typed ? JSON.stringify(v) : valueKey(v, MAX_KEPT_KEY_CHARS);
     key = json !== null && json.length <= MAX_KEPT_KEY_CHARS ? json : null;
     const hit = key === null ? undefined : n.kept.get(key);
-    if (hit && hit.cost <= run.budget) {
+    if (hit && hit.cost <= run.budget && hit.costliest <= run.limits.perRule) {
       run.budget -= hit.cost;
+      if (hit.costliest > run.costliest) run.costliest = hit.costliest;
       for (const e of hit.errors) run.errors.push({ field: at + e.rel, reason: e.reason });
       return;
     }
   }
   const errorsBefore = run.errors.length;
   const budgetBefore = run.budget;
+  const costliestBefore = run.costliest;
+  run.costliest = 0;
   if (n.rules.length) {
     const self = toCel(v, s, run.memo);
     for (const r of n.rules) {
@@ -364,19 +374,21 @@ function walk(v: unknown, n: Node, s: Schema, at: string, run: Run): void {
   }
   if (key !== null && !run.stopped) {
     const errors = run.errors.slice(errorsBefore).map((e) => ({ rel: e.field.slice(at.length), reason: e.reason }));
-    keep(n, key, { errors, cost: budgetBefore - run.budget });
+    keep(n, key, { errors, cost: budgetBefore - run.budget, costliest: run.costliest });
   }
+  run.costliest = Math.max(run.costliest, costliestBefore);
 }
 
 /**
  * Runs every rule of schema `s` (the root of a CRD version) on `o`, which
  * has been pruned, defaulted and found structurally valid.
- * `skip` names root fields not to look into (metadata, validated by hand).
+ * `skip` names root fields not to look into (metadata, validated by hand);
+ * `limits` are the cost limits (cost.ts).
  */
-export function runRules(o: Obj, s: Schema, skip?: ReadonlySet<string>): FieldError[] {
+export function runRules(o: Obj, s: Schema, skip?: ReadonlySet<string>, limits: CostLimits = DEFAULT_COST_LIMITS): FieldError[] {
   const n = compiledRules(s);
   if (!n.any) return [];
-  const run: Run = { errors: [], memo: new WeakMap(), budget: PER_OBJECT_COST_BUDGET, stopped: false };
+  const run: Run = { errors: [], memo: new WeakMap(), limits, budget: limits.perObject, costliest: 0, stopped: false };
   if (n.rules.length) {
     // Not kept: the root's value is the whole object, its metadata too.
     const self = rootToCel(o, s, run.memo);
