@@ -154,9 +154,30 @@ export interface WeightedBackend {
 
 export interface Cluster {
   name: string;
-  /** `http1` today; `h2c` and TLS arrive with BackendTLSPolicy and appProtocol. */
-  protocol: 'http1';
+  /**
+   * `http1`: HTTP/1.1; `h2c`: cleartext HTTP/2 with prior knowledge (a
+   * Service port with appProtocol `kubernetes.io/h2c`).
+   */
+  protocol: 'http1' | 'h2c';
   endpoints: Endpoint[];
+  /** Set when the backend is reached over TLS (a BackendTLSPolicy targets it). */
+  tls?: UpstreamTLS;
+}
+
+/**
+ * TLS to a backend (BackendTLSPolicy, GEP-1897). The data plane sends
+ * `serverName` as SNI and verifies the backend's certificate chain against
+ * `caCertificates` (or the system's roots when absent); the name verified
+ * is `serverName` unless `subjectAltNames` is given, then any one of those.
+ */
+export interface UpstreamTLS {
+  serverName: string;
+  /** PEM bundle of trusted CA certificates; absent: the system's roots. */
+  caCertificates?: string;
+  /** Hostname: a DNS name (`*.` wildcards allowed as in RFC 6125); URI: an exact URI SAN. */
+  subjectAltNames: { type: 'Hostname' | 'URI'; value: string }[];
+  /** Presented to the backend when it asks (Gateway `spec.tls.backend.clientCertificateRef`). */
+  clientCertificate?: { certChain: string; privateKey: string };
 }
 
 export interface Endpoint { address: string; port: number }

@@ -14,6 +14,7 @@
 // the handler's onRequestUpgrade, as undici does.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { appendField, UNSAFE_FIELD_VALUE, type HeaderTable } from '../http/headers.ts';
@@ -282,7 +283,12 @@ class Conn {
   constructor(pool: LeanPool, admission: Admission) {
     this.pool = pool;
     this.admission = admission;
-    const socket = net.connect({ host: pool.host, port: pool.port, noDelay: true });
+    const tlsOptions = pool.tls;
+    // Over TLS the connection counts as open once the handshake (and the certificate checks) passed.
+    const socket = tlsOptions === undefined
+      ? net.connect({ host: pool.host, port: pool.port, noDelay: true })
+      : tls.connect({ ...tlsOptions, host: pool.host, port: pool.port });
+    if (tlsOptions !== undefined) socket.setNoDelay(true);
     this.socket = socket;
     const parser = new HTTPParser();
     parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
@@ -291,7 +297,7 @@ class Conn {
     parser[kOnBody] = this.#onBody;
     parser[kOnMessageComplete] = this.#onMessageComplete;
     this.parser = parser;
-    socket.once('connect', () => {
+    socket.once(tlsOptions === undefined ? 'connect' : 'secureConnect', () => {
       this.connected = true;
       const handle = consumableHandle(socket);
       if (handle !== null) {
@@ -488,7 +494,9 @@ class Conn {
     if (this.dead) return;
     if (!this.connected) {
       const code = (err as NodeJS.ErrnoException).code;
-      this.#fatal(new ConnectError(`cannot connect to ${this.pool.hostHeader}: ${code ?? err.message}`));
+      // A refused certificate says why (issuer unknown, name mismatch); no key material is in these messages.
+      const why = this.pool.tls !== undefined ? `${code ?? 'TLS'}: ${err.message}` : code ?? err.message;
+      this.#fatal(new ConnectError(`cannot connect to ${this.pool.hostHeader}: ${why}`));
       return;
     }
     const req = this.req;
@@ -682,6 +690,8 @@ export interface LeanPoolOptions {
   maxConnections?: number;
   /** Requests waiting for a connection, per cluster. */
   maxPending?: number;
+  /** Connect with TLS (BackendTLSPolicy): tls.connect() options without host and port. */
+  tls?: tls.ConnectionOptions;
 }
 
 export class LeanPool {
@@ -694,6 +704,7 @@ export class LeanPool {
   readonly idleTimeoutMs: number;
   readonly maxConnections: number;
   readonly maxPending: number;
+  readonly tls: tls.ConnectionOptions | undefined;
   /** Idle connections; used from the end, so the longest idle are at the front. */
   readonly #idle: Conn[] = [];
   readonly #all = new Set<Conn>();
@@ -716,7 +727,8 @@ export class LeanPool {
   constructor(origin: string, opts: LeanPoolOptions) {
     const url = new URL(origin);
     this.host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-    this.port = Number(url.port || 80);
+    this.port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
+    this.tls = opts.tls;
     this.hostHeader = url.host;
     this.keepAliveTimeoutMs = opts.keepAliveTimeout;
     this.connectTimeoutMs = opts.connectTimeout;

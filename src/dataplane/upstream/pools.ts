@@ -5,11 +5,14 @@
 // finish) when the last reference is released.
 
 import type { Dispatcher } from 'undici';
-import type { Endpoint } from '../../ir/types.ts';
+import { createHash } from 'node:crypto';
+import type { Cluster, Endpoint } from '../../ir/types.ts';
 import { DEFAULT_LIMITS, type RequestLimits } from '../limits.ts';
 import type { LogFn } from '../log.ts';
 import type { UpstreamCluster } from './balancer.ts';
 import { LeanPool } from './lean.ts';
+import { H2cPool } from './h2c.ts';
+import { upstreamTLSOptions } from './tls.ts';
 
 export interface Pool {
   /** `cluster`: whose connection cap and queue apply (the lean client; undici's Pool caps per endpoint). */
@@ -24,8 +27,23 @@ const LEAN = process.env.GATEHOUSE_UPSTREAM !== 'undici';
 // thread that imports it.
 const undici = LEAN ? null : await import('undici');
 
-export function endpointOrigin(endpoint: Endpoint): string {
+/** How a cluster's endpoints are spoken to: the part of a Cluster that pools depend on. */
+export type UpstreamTransport = Pick<Cluster, 'protocol' | 'tls'>;
+
+/**
+ * The pool key of an endpoint: `http://host:port`; `h2c://host:port` for
+ * cleartext HTTP/2; over TLS `https://host:port#` and a digest of the TLS
+ * settings, so clusters that reach one endpoint with different policies
+ * (another CA, SNI, client certificate) never share a connection. The
+ * digest keeps key material out of the key, which is logged.
+ */
+export function endpointOrigin(endpoint: Endpoint, transport?: UpstreamTransport): string {
   const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
+  if (transport?.tls !== undefined) {
+    const digest = createHash('sha256').update(JSON.stringify(transport.tls)).digest('hex').slice(0, 16);
+    return `https://${host}:${endpoint.port}#${digest}`;
+  }
+  if (transport?.protocol === 'h2c') return `h2c://${host}:${endpoint.port}`;
   return `http://${host}:${endpoint.port}`;
 }
 
@@ -67,8 +85,12 @@ export class UpstreamPools {
     this.#options = options;
   }
 
-  /** The pool for `origin`, created if needed; pair every call with release(). */
-  acquire(origin: string): Pool {
+  /**
+   * The pool for `origin` (endpointOrigin of the endpoint and `transport`),
+   * created if needed; pair every call with release(). Throws when the TLS
+   * settings cannot be used (bad PEM); nothing is acquired then.
+   */
+  acquire(origin: string, transport?: UpstreamTransport): Pool {
     let entry = this.#entries.get(origin);
     if (entry === undefined) {
       const o = this.#options;
@@ -77,8 +99,12 @@ export class UpstreamPools {
       const responseTimeout = o.upstreamResponseTimeoutMs ?? DEFAULT_LIMITS.upstreamResponseTimeoutMs;
       const idleTimeout = o.upstreamIdleTimeoutMs ?? DEFAULT_LIMITS.upstreamIdleTimeoutMs;
       const maxConnections = o.maxUpstreamConnectionsPerCluster ?? DEFAULT_LIMITS.maxUpstreamConnectionsPerCluster;
-      const pool: Pool = LEAN
+      const tls = transport?.tls === undefined ? undefined : upstreamTLSOptions(transport.tls);
+      const pool: Pool = transport?.protocol === 'h2c' && tls === undefined
+        ? new H2cPool(origin, { connectTimeout, responseTimeout, idleTimeout, keepAliveTimeout, maxPending: o.maxPendingRequestsPerCluster ?? DEFAULT_LIMITS.maxPendingRequestsPerCluster })
+        : LEAN || tls !== undefined
         ? new LeanPool(origin, {
+            tls,
             keepAliveTimeout,
             connectTimeout,
             responseTimeout,
