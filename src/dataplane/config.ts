@@ -17,7 +17,7 @@ import { DEFAULT_LIMITS, type RequestLimits } from './limits.ts';
 import { RouteTable } from './http/router.ts';
 import { SniTable, type SecureContextCache } from './tls/sni.ts';
 import { upstreamCluster, WeightedBackends, type PooledOrigin, type UpstreamCluster } from './upstream/balancer.ts';
-import { endpointOrigin, type UpstreamPools } from './upstream/pools.ts';
+import { endpointOrigin, type UpstreamPools, type UpstreamTransport } from './upstream/pools.ts';
 
 export interface CompiledRoute {
   readonly name: string;
@@ -90,9 +90,10 @@ export class CompiledConfig {
   }
 
   /** Called only while compiling. */
-  useOrigin(origin: string): PooledOrigin {
+  useOrigin(origin: string, transport?: UpstreamTransport): PooledOrigin {
+    const pool = this.#pools.acquire(origin, transport);
     this.#origins.push(origin);
-    return { origin, pool: this.#pools.acquire(origin) };
+    return { origin, pool };
   }
 
   retain(): void {
@@ -386,7 +387,13 @@ class ConfigCompiler {
         error = `invalid endpoint ${JSON.stringify(endpoint)}`;
         continue;
       }
-      endpoints.push(this.#config.useOrigin(endpointOrigin(endpoint)));
+      try {
+        endpoints.push(this.#config.useOrigin(endpointOrigin(endpoint, spec), spec));
+      } catch (err) {
+        // Unusable TLS material: the cluster serves nothing rather than talk to the backend without it.
+        error = `TLS settings cannot be used: ${(err as Error).message}`;
+        break;
+      }
     }
     return { cluster: upstreamCluster(name, endpoints), error };
   }
