@@ -28,6 +28,7 @@ export const SUPPORTED_FEATURES = [
   'HTTPRouteRequestMirror', 'HTTPRouteRequestMultipleMirrors', 'HTTPRouteRequestPercentageMirror',
   'HTTPRouteRetry', 'HTTPRouteRetryBackendTimeout', 'HTTPRouteRetryConnectionError',
   'HTTPRouteBackendProtocolWebSocket', 'GatewayStaticAddresses', 'GatewayAddressEmpty',
+  'GatewayHTTPSListenerDetectMisdirectedRequests',
 ] as const;
 
 /**
