@@ -77,6 +77,31 @@ export interface RouteEntry {
   timeouts?: { requestMs?: number; backendRequestMs?: number };
   /** Set when the rule asks for retries (HTTPRoute `retry`). */
   retry?: RetryPolicy;
+  /** Set when the rule asks for session persistence (HTTPRoute `sessionPersistence`). */
+  sessionPersistence?: SessionPersistence;
+}
+
+/**
+ * HTTPRoute `sessionPersistence` (GEP-1619). The data plane hands the
+ * client an opaque token naming the endpoint it chose, in a cookie or a
+ * response header, and sends requests that bring it back to that endpoint
+ * while the endpoint is still in the cluster and the token has not timed
+ * out (src/dataplane/upstream/sticky.ts).
+ */
+export interface SessionPersistence {
+  type: 'Cookie' | 'Header';
+  /** The cookie's or header's name. */
+  name: string;
+  /** Tokens of one scope are not honoured in another: `namespace/route/rule`. */
+  scope: string;
+  /** Cookie: its Path attribute. */
+  path?: string;
+  /** Cookie: Permanent sends Max-Age (absoluteTimeoutMs); Session sends none. */
+  lifetime?: 'Session' | 'Permanent';
+  /** A session ends this long after it began, ms. */
+  absoluteTimeoutMs?: number;
+  /** A session ends after this long without a request, ms. */
+  idleTimeoutMs?: number;
 }
 
 /**

@@ -7,6 +7,7 @@ import { resolveBackend, type BackendIndex, type BackendProblemReason } from './
 import { parseDuration } from '../api/durations.ts';
 import { corsProblem, toCORSFilter } from './cors.ts';
 import { retryProblem, toRetryPolicy } from './retry.ts';
+import { sessionPersistenceProblem, toSessionPersistence } from './session-persistence.ts';
 
 export interface TranslatedHTTPRoute {
   /** One per match of each rule kept, in rule then match order: the order of the last precedence tie-break. */
@@ -105,6 +106,8 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
     const matches: HTTPRouteMatch[] = rule.matches?.length ? rule.matches : [{ path: { type: 'PathPrefix', value: '/' } }];
     const ruleLabel = rule.name ?? String(ruleIndex);
     const retry = toRetryPolicy(rule.retry);
+    // One scope per rule, whatever its matches: a session begun on one of them continues on the others.
+    const session = toSessionPersistence(rule.sessionPersistence, [routeName, ruleLabel].join('/'));
     // Backend filters may depend on the match (ReplacePrefixMatch); without any, every match sends the same way.
     const plain = (rule.backendRefs ?? []).every((b) => !b.filters?.length) ? sharedBackends(weighted, shared) : null;
     matches.forEach((m, matchIndex) => {
@@ -119,6 +122,7 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
       const timeouts = toTimeouts(rule);
       if (timeouts) entry.timeouts = timeouts;
       if (retry) entry.retry = retry;
+      if (session) entry.sessionPersistence = session;
       out.entries.push(entry);
     });
   });
@@ -145,6 +149,8 @@ function ruleProblem(rule: HTTPRouteRule): string | null {
     const problem = retryProblem(rule.retry);
     if (problem) return problem;
   }
+  const sessionProblem = sessionPersistenceProblem(rule.sessionPersistence);
+  if (sessionProblem) return sessionProblem;
   for (const m of rule.matches ?? []) {
     const regexes = [
       m.path?.type === 'RegularExpression' ? m.path.value : undefined,
