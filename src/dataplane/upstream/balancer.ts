@@ -73,6 +73,11 @@ export class WeightedBackends {
     this.#total = total;
   }
 
+  /** The backends that can be chosen (weight above 0), for session persistence to look its endpoint up in. */
+  get all(): readonly CompiledBackend[] {
+    return this.#backends;
+  }
+
   /** undefined when nothing can be chosen (no backends, or all weight 0). */
   pick(random: () => number = Math.random): CompiledBackend | undefined {
     const n = this.#backends.length;
