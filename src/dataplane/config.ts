@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS, type RequestLimits } from './limits.ts';
 import { RouteTable } from './http/router.ts';
 import { SniTable, type SecureContextCache } from './tls/sni.ts';
 import { upstreamCluster, WeightedBackends, type PooledOrigin, type UpstreamCluster } from './upstream/balancer.ts';
+import { SessionAffinity } from './upstream/sticky.ts';
 import { endpointOrigin, type UpstreamPools, type UpstreamTransport } from './upstream/pools.ts';
 
 export interface CompiledRoute {
@@ -30,6 +31,8 @@ export interface CompiledRoute {
   readonly retry: CompiledRetry | null;
   /** Why the route cannot be served (bad filter); such a route answers 500. */
   readonly invalid: string | null;
+  /** The rule's session persistence; null: every request balanced afresh. */
+  readonly session: SessionAffinity | null;
 }
 
 export interface CompiledVirtualHost {
@@ -338,6 +341,7 @@ class ConfigCompiler {
       timeoutMs: tightest(entry.timeouts?.requestMs, entry.timeouts?.backendRequestMs),
       retry,
       invalid,
+      session: entry.sessionPersistence === undefined ? null : new SessionAffinity(entry.sessionPersistence),
     };
   }
 
