@@ -169,7 +169,10 @@ export class HttpRequestHandler {
       sendLocalReply(res, answer.statusCode, { location: answer.location, empty: true, modifiers: ex.responseModifiers, draining });
       return;
     }
-    const backend = route.backends.pick();
+    // A session's endpoint, when the request brings a valid token for one the route still has.
+    const session = route.session;
+    const sticky = session === null ? null : session.find(ex.requestHeaders, route.backends, Date.now());
+    const backend = sticky !== null ? sticky.backend : route.backends.pick();
     if (backend === undefined) {
       sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
       return;
@@ -185,10 +188,14 @@ export class HttpRequestHandler {
       sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
       return;
     }
-    const endpoint = pickEndpoint(backend.cluster);
+    const endpoint = sticky !== null ? sticky.endpoint : pickEndpoint(backend.cluster);
     if (endpoint === undefined) {
       sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });
       return;
+    }
+    if (session !== null) {
+      const mod = session.responseModifier(sticky, endpoint, Date.now(), listener.scheme === 'https');
+      if (mod !== null) (ex.responseModifiers ??= []).push(mod);
     }
     if (req.upgrade) {
       forwardUpgrade(ex, endpoint, route.timeoutMs, this.#log);
