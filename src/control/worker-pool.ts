@@ -9,6 +9,9 @@
 // shutdown, beginDrain() has every worker's answers ask clients to close,
 // and close() asks every worker to drain and waits for them.
 import { Worker } from 'node:worker_threads';
+// Loaded for its effect: it puts the session persistence key in the
+// environment before any worker starts, so all workers share it.
+import '../dataplane/upstream/sticky.ts';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { asText, IRDeltaEncoder } from '../ir/delta.ts';
 import type { IR } from '../ir/types.ts';
