@@ -4,6 +4,7 @@
 // endpoint goes; forged, stale and foreign tokens are balanced as usual.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
 import type { SessionPersistence } from '../../src/ir/types.ts';
 import { backend, cluster, freePort, match, request, route, simpleIR, sleep, startBackend, startDataPlane, type Reply } from './helpers.ts';
@@ -191,4 +192,16 @@ test('session persistence picks the backend too: a session stays with one of two
     const cookie = pair(setCookie(first.reply, 'sticky')!);
     for (let i = 0; i < 10; i++) assert.equal((await served(port, '/', { cookie })).backend, first.backend);
   }
+});
+
+test('a GATEHOUSE_SESSION_KEY too short to be safe is refused at load, naming the variable and the length, not the value', () => {
+  const secret = 'c2hvcnQtc2VjcmV0';
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(new URL('../../src/dataplane/upstream/sticky.ts', import.meta.url).href)})`], {
+    env: { ...process.env, GATEHOUSE_SESSION_KEY: secret },
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /GATEHOUSE_SESSION_KEY: expected at least 32 bytes in base64url, got 12/);
+  assert.ok(!r.stderr.includes(secret), 'the key is not echoed');
 });
