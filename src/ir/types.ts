@@ -28,8 +28,8 @@ export interface IRListener {
   address: string;
   port: number;
   protocol: 'HTTP' | 'HTTPS';
-  /** HTTPS: certificates chosen by SNI. */
-  tls?: { certificates: TLSCertificate[] };
+  /** HTTPS: certificates chosen by SNI; clientValidation when clients must (or may) present a certificate. */
+  tls?: { certificates: TLSCertificate[]; clientValidation?: ClientValidation };
   /**
    * The Gateway listeners on this socket, most specific hostname first
    * (exact, then wildcards longest first, then no hostname). A request is
@@ -44,6 +44,18 @@ export interface TLSCertificate {
   serverNames: string[];
   certChain: string;
   privateKey: string;
+}
+
+/**
+ * Client certificates on an HTTPS socket (Gateway `tls.frontend`, GEP-91).
+ * AllowValidOnly: the handshake fails without a certificate that chains to
+ * `caCertificates`; AllowInsecureFallback: one is asked for, and any or
+ * none is let through.
+ */
+export interface ClientValidation {
+  /** PEM, one or more CA certificates. */
+  caCertificates: string;
+  mode: 'AllowValidOnly' | 'AllowInsecureFallback';
 }
 
 export interface GatewayListenerIR {

@@ -1,13 +1,14 @@
 // Gateway listeners: protocol and route-kind support, TLS certificate
 // references, conflicts between listeners on the same port, and the
 // Gateway's own Accepted/Programmed conditions.
-import type { Gateway, Listener, ReferenceGrant, RouteGroupKind, Secret } from '../api/types.ts';
+import type { ConfigMap, Gateway, Listener, ReferenceGrant, RouteGroupKind, Secret } from '../api/types.ts';
 import { GATEWAY_GROUP } from '../api/types.ts';
 import { nameOf } from '../api/snapshot.ts';
-import type { TLSCertificate } from '../ir/types.ts';
+import type { ClientValidation, TLSCertificate } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { describeCertificate, resolveCertificateRef, type GoodCertificate, type LastGoodCertificates } from './certificates.ts';
 import type { GatewayAddressing } from './addresses.ts';
+import { allowsInsecureFallback, validationForPort } from './frontend-tls.ts';
 
 /** Route kinds each listener protocol can carry. */
 const KINDS_BY_PROTOCOL: Record<string, string[]> = {
@@ -25,6 +26,8 @@ export interface ResolvedListener {
   /** Accepted and not conflicted: it gets a socket and carries routes. */
   serving: boolean;
   certificates: TLSCertificate[];
+  /** HTTPS: client certificate validation of its port (Gateway tls.frontend), or null. */
+  clientValidation: ClientValidation | null;
   attachedRoutes: number;
   // The facts from which the conditions are written at the end.
   acceptedProblem: { reason: string; message: string } | null;
@@ -52,17 +55,26 @@ export interface CertificateHistory {
   current: LastGoodCertificates;
 }
 
-/** The listener checks that need nothing beyond the Gateway itself, its Secrets and the grants. */
-export function resolveListeners(gateway: Gateway, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory): ResolvedListener[] {
-  const out = gateway.spec.listeners.map((l) => resolveListener(gateway, l, secrets, grants, history));
+/**
+ * The listener checks that need nothing beyond the Gateway itself, its
+ * Secrets, the ConfigMaps of its CA certificates and the grants.
+ */
+export function resolveListeners(
+  gateway: Gateway, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory,
+  configMaps: Map<string, ConfigMap> = new Map(),
+): ResolvedListener[] {
+  const out = gateway.spec.listeners.map((l) => resolveListener(gateway, l, secrets, grants, history, configMaps));
   markConflicts(out);
   return out;
 }
 
-function resolveListener(gateway: Gateway, l: Listener, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory): ResolvedListener {
+function resolveListener(
+  gateway: Gateway, l: Listener, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory,
+  configMaps: Map<string, ConfigMap>,
+): ResolvedListener {
   const r: ResolvedListener = {
     gateway, spec: l, name: `${nameOf(gateway)}/${l.name}`, hostname: l.hostname ? l.hostname.toLowerCase() : null,
-    supportedKinds: [], serving: false, certificates: [], attachedRoutes: 0,
+    supportedKinds: [], serving: false, certificates: [], clientValidation: null, attachedRoutes: 0,
     acceptedProblem: null, conflict: null, refsProblem: null, programmedProblem: null,
   };
   const carried = KINDS_BY_PROTOCOL[l.protocol];
@@ -121,6 +133,15 @@ function resolveListener(gateway: Gateway, l: Listener, secrets: Map<string, Sec
     }
     if (r.certificates.length === 0) {
       r.programmedProblem = { reason: 'Invalid', message: unserved ?? 'no valid certificate to serve' };
+    }
+    const frontend = validationForPort(gateway, l.port, { configMaps, secrets, grants });
+    if (frontend !== null) {
+      r.clientValidation = frontend.validation;
+      if (frontend.problem && (!r.refsProblem || r.refsProblem.reason === 'InvalidRouteKinds')) r.refsProblem = frontend.problem;
+      if (frontend.validation === null) {
+        // Fail closed: serving without the validation asked for would let any client in.
+        r.acceptedProblem = { reason: 'NoValidCACertificate', message: `no usable CA certificate for client certificate validation on port ${l.port}: ${frontend.problem?.message ?? 'none given'}` };
+      }
     }
   }
   return r;
@@ -181,6 +202,15 @@ export function listenerConditions(l: ResolvedListener, gen: number | undefined)
 }
 
 export function gatewayConditions(g: ResolvedGateway): PlainCondition[] {
+  const out = baseGatewayConditions(g);
+  if (allowsInsecureFallback(g.gateway)) {
+    out.push(condition('InsecureFrontendValidationMode', true, 'ConfigurationChanged',
+      'tls.frontend allows clients without a valid certificate (mode AllowInsecureFallback): authorising them is left to the backends', g.gateway.metadata.generation));
+  }
+  return out;
+}
+
+function baseGatewayConditions(g: ResolvedGateway): PlainCondition[] {
   const gen = g.gateway.metadata.generation;
   const a = g.addressing;
   if (a.unsupported.length) {
