@@ -2,7 +2,7 @@
 // every object and the IR. All Gateway API semantics live below this file;
 // it only orders the passes: classes, gateways and their listeners,
 // addresses and port claims, routes and their attachment, then the IR.
-import type { Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
+import type { ConfigMap, Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
 import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
@@ -109,6 +109,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const ourGateways = snap.gateways.filter((g) => ourClasses.has(g.spec.gatewayClassName)).sort(byAge);
   const addressing = assignAddresses(ourGateways.map((g) => ({ key: nameOf(g), addresses: g.spec.addresses ?? [] })), input.addressing);
   const secrets = new Map<string, Secret>(snap.secrets.map((s) => [nameOf(s), s]));
+  const configMaps = new Map<string, ConfigMap>(snap.configMaps.map((c) => [nameOf(c), c]));
   const gateways = new Map<string, ResolvedGateway>();
   const portClaims = new Map<number, { address: string; gateway: string }[]>();
   const assignedAddresses: Record<string, string> = {};
@@ -121,7 +122,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     }
     const a = addressing.get(key)!;
     if (a.bind && !(gw.spec.addresses ?? []).some((x) => x.value === a.bind)) assignedAddresses[key] = a.bind;
-    const listeners = resolveListeners(gw, secrets, snap.referenceGrants, certificates);
+    const listeners = resolveListeners(gw, secrets, snap.referenceGrants, certificates, configMaps);
     const parametersProblem = (input.parameters ?? NO_PARAMETERS).gateway(gw);
     const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners, parametersProblem };
     gateways.set(key, resolved);
@@ -325,6 +326,8 @@ function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedList
         sockets.set(key, sock);
       }
       if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
+      // Per port and Gateway (tls.frontend), so every listener of the socket has the same.
+      if (l.clientValidation !== null) sock.tls!.clientValidation = l.clientValidation;
       const byHost = hosts.get(l) ?? new Map<string, HostRoutes>();
       const virtualHosts: VirtualHost[] = [...byHost.entries()]
         .sort(([a], [b]) => bySpecificity(a, b))
