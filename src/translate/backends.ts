@@ -20,6 +20,10 @@ import { namespaceOf } from '../api/snapshot.ts';
 import type { Cluster, Endpoint } from '../ir/types.ts';
 import { checkEndpoint, checkHostname, hostPort, type EndpointPolicy, type EndpointRefusal } from '../net/endpoint-policy.ts';
 import { isReferenceAllowed, normGroup } from './referencegrant.ts';
+import type { BackendTLSPolicies } from './backendtlspolicy.ts';
+
+/** The appProtocol of a Service port reached with cleartext HTTP/2 (prior knowledge). */
+const H2C_APP_PROTOCOL = 'kubernetes.io/h2c';
 
 export type BackendProblemReason = 'InvalidKind' | 'RefNotPermitted' | 'BackendNotFound' | 'UnsupportedProtocol' | 'EndpointNotPermitted';
 
@@ -47,9 +51,13 @@ export interface BackendIndex {
   refusals: Map<string, string>;
   /** The endpoint policy the clusters were made under. */
   policy: EndpointPolicy;
+  /** Which Service ports are reached over TLS (BackendTLSPolicy); null: none. */
+  tlsPolicies: BackendTLSPolicies | null;
 }
 
-export function indexBackends(services: Service[], slices: EndpointSlice[], grants: ReferenceGrant[], policy: EndpointPolicy): BackendIndex {
+export function indexBackends(
+  services: Service[], slices: EndpointSlice[], grants: ReferenceGrant[], policy: EndpointPolicy, tlsPolicies: BackendTLSPolicies | null = null,
+): BackendIndex {
   const byService = new Map<string, EndpointSlice[]>();
   for (const s of slices) {
     const svc = s.metadata.labels?.['kubernetes.io/service-name'];
@@ -58,7 +66,7 @@ export function indexBackends(services: Service[], slices: EndpointSlice[], gran
     if (!byService.has(key)) byService.set(key, []);
     byService.get(key)!.push(s);
   }
-  return { services: new Map(services.map((s) => [`${namespaceOf(s)}/${s.metadata.name}`, s])), slices: byService, grants, clusters: new Map(), refusals: new Map(), policy };
+  return { services: new Map(services.map((s) => [`${namespaceOf(s)}/${s.metadata.name}`, s])), slices: byService, grants, clusters: new Map(), refusals: new Map(), policy, tlsPolicies };
 }
 
 export function resolveBackend(route: KubeObject, ref: BackendObjectReference, index: BackendIndex): BackendResult {
@@ -111,7 +119,17 @@ function makeCluster(name: string, svc: Service, serviceKey: string, port: numbe
     endpoints = endpointsOf(index.slices.get(serviceKey) ?? [], svcPort.name ?? '', index.policy, refused);
   }
   if (refused.length) index.refusals.set(name, refusalMessage(refused, endpoints.length));
-  return { name, protocol: 'http1', endpoints };
+  const svcPort = (svc.spec.ports ?? []).find((p) => p.port === port);
+  const cluster: Cluster = { name, protocol: svcPort?.appProtocol === H2C_APP_PROTOCOL ? 'h2c' : 'http1', endpoints };
+  const tls = index.tlsPolicies?.forPort(serviceKey, svcPort?.name ?? '');
+  if (tls !== undefined) {
+    // Over TLS the lean client speaks HTTP/1.1 (ALPN http/1.1), whatever the appProtocol.
+    cluster.protocol = 'http1';
+    // A policy that cannot be used fails closed: no endpoint, so a 503, never cleartext.
+    if ('invalid' in tls) cluster.endpoints = [];
+    else cluster.tls = tls.tls;
+  }
+  return cluster;
 }
 
 /**
