@@ -13,6 +13,7 @@ import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
 import { attachToParent } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
+import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
 import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence, type RankedEntry } from './precedence.ts';
@@ -143,7 +144,10 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
   const memo = input.memo;
   const endpointPolicy = compileEndpointPolicy(input.endpoints ?? STANDALONE_ENDPOINT_DEFAULTS, ownSockets(gateways));
-  const backendIndex = backendIndexFor(snap, endpointPolicy, memo);
+  const tlsPolicies = resolveBackendTLSPolicies(snap.other.filter((o) => o.kind === 'BackendTLSPolicy'), snap.configMaps, input.controllerName);
+  const backendIndex = backendIndexFor(snap, endpointPolicy, memo, tlsPolicies);
+  /** Cluster name -> the Gateways whose routes send to it: the ancestors of the policies on its Service. */
+  const clusterGateways = new Map<string, Set<string>>();
   const hosts = new Map<ResolvedListener, Map<string, HostRoutes>>();
   // Every host that one route alone serves (the usual case) holds that
   // route's one list; a second route on a host gets the host a list of its own.
@@ -179,6 +183,11 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
           att.listener.attachedRoutes++;
           if (!att.listener.serving) continue;
           used = true;
+          for (const c of t.clusters) {
+            const set = clusterGateways.get(c.name);
+            if (set === undefined) clusterGateways.set(c.name, new Set([nameOf(att.listener.gateway)]));
+            else set.add(nameOf(att.listener.gateway));
+          }
           let byHost = hosts.get(att.listener);
           if (!byHost) hosts.set(att.listener, byHost = new Map());
           for (const h of att.hostnames) {
@@ -204,7 +213,22 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     statuses.set(statusKey(route), { parents });
   }
 
-  // 4. Gateway status, now that attachedRoutes are counted.
+  // 4. BackendTLSPolicy status, per Gateway its Services are reached through.
+  for (const [policy, status] of tlsPolicies.statuses((serviceKey, section) => {
+    const out = new Set<string>();
+    for (const [name, gws] of clusterGateways) {
+      const colon = name.lastIndexOf(':');
+      if (name.slice(0, colon) !== serviceKey) continue;
+      if (section !== null) {
+        const svc = backendIndex.services.get(serviceKey);
+        if (svc === undefined || portNameOf(svc, Number(name.slice(colon + 1))) !== section) continue;
+      }
+      for (const g of gws) out.add(g);
+    }
+    return out;
+  })) statuses.set(statusKey(policy), status);
+
+  // 5. Gateway status, now that attachedRoutes are counted.
   for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g));
 
   return { ir: buildIR(gateways, hosts, clusters, memo), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
@@ -217,13 +241,14 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
  * so routes translated now get the very cluster objects the memoized ones
  * hold; when any of them changes, the memoized routes are dropped with it.
  */
-function backendIndexFor(snap: Snapshot, policy: EndpointPolicy, memo: TranslateMemo | undefined): BackendIndex {
-  if (!memo) return indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants, policy);
-  const backendObjects = [...snap.services, ...snap.endpointSlices, ...snap.referenceGrants];
+function backendIndexFor(snap: Snapshot, policy: EndpointPolicy, memo: TranslateMemo | undefined, tls: BackendTLSPolicies): BackendIndex {
+  if (!memo) return indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants, policy, tls);
+  // BackendTLSPolicies and the ConfigMaps holding their CAs shape clusters too.
+  const backendObjects = [...snap.services, ...snap.endpointSlices, ...snap.referenceGrants, ...tls.objects, ...snap.configMaps];
   if (memo.backendIndex === null || memo.backendIndex.policy.key !== policy.key || !sameElements(backendObjects, memo.backendObjects)) {
     memo.routes = new WeakMap();
     memo.backendObjects = backendObjects;
-    memo.backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants, policy);
+    memo.backendIndex = indexBackends(snap.services, snap.endpointSlices, snap.referenceGrants, policy, tls);
   }
   return memo.backendIndex;
 }
