@@ -39,7 +39,7 @@ export interface ServerSpec extends ConnectionSpec {
 export interface HttpsServerSpec extends ServerSpec {
   /** Read at each handshake, so a new config changes certificates without a rebind. */
   readonly sni: () => SniTable;
-  readonly defaultCertificate: { cert: string; key: string };
+  readonly defaultCertificate: { cert: string; key: string; ca?: string };
   /**
    * Takes the requests of a TLS connection instead of onRequest, with the
    * server name its client sent (null: none): the Gateway listener whose
@@ -218,6 +218,7 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
   const server = tls.createServer({
     cert: spec.defaultCertificate.cert,
     key: spec.defaultCertificate.key,
+    ca: spec.defaultCertificate.ca,
     minVersion: MIN_TLS_VERSION,
     ALPNProtocols: ALPN_PROTOCOLS,
     handshakeTimeout: spec.limits.tlsHandshakeTimeoutMs,
@@ -237,7 +238,17 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
   // 'connection' listener; the hello is screened before it gets there.
   const [startTls] = server.listeners('connection') as ((socket: net.Socket) => void)[];
   server.removeListener('connection', startTls);
-  server.on('connection', (socket: net.Socket) => screenClientHello(socket, spec, () => startTls.call(server, socket)));
+  server.on('connection', (socket: net.Socket) =>
+    screenClientHello(socket, spec, () => {
+      // node reads both when it wraps the socket: set from the config of
+      // this moment, so a change of tls.frontend needs no rebind.
+      // (Both are node's own fields of tls.Server, missing from its types.)
+      const validation = spec.sni().clientValidation;
+      const options = server as tls.Server & { requestCert: boolean; rejectUnauthorized: boolean };
+      options.requestCert = validation !== null;
+      options.rejectUnauthorized = validation === 'AllowValidOnly';
+      startTls.call(server, socket);
+    }));
   return new ClientServer(server, spec, spec);
 }
 

@@ -3,7 +3,7 @@
 // certificate and key stay the same (parsing keys is the expensive part).
 
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { TLSCertificate } from '../../ir/types.ts';
+import type { ClientValidation, TLSCertificate } from '../../ir/types.ts';
 
 export const MIN_TLS_VERSION = 'TLSv1.2';
 
@@ -11,6 +11,8 @@ export const MIN_TLS_VERSION = 'TLSv1.2';
 export interface CertificateMaterial {
   readonly cert: string;
   readonly key: string;
+  /** CA certificates client certificates are verified against (tls.frontend); absent when none are asked for. */
+  readonly ca?: string;
   /** Equal for equal material: tells whether a server's default must change. */
   readonly identity: string;
 }
@@ -32,18 +34,24 @@ export class SecureContextCache {
   get(material: CertificateMaterial): SecureContext {
     let context = this.#current.get(material.identity) ?? this.#previous.get(material.identity);
     if (context === undefined) {
-      context = createSecureContext({ cert: material.cert, key: material.key, minVersion: MIN_TLS_VERSION });
+      context = createSecureContext({ cert: material.cert, key: material.key, ca: material.ca, minVersion: MIN_TLS_VERSION });
     }
     this.#current.set(material.identity, context);
     return context;
   }
 }
 
-export function certificateMaterial(certificate: TLSCertificate): CertificateMaterial {
+/**
+ * `ca`: the socket's client validation CAs. They live in each certificate's
+ * context, since node verifies a client against the CAs of the context
+ * its SNI chose.
+ */
+export function certificateMaterial(certificate: TLSCertificate, ca?: string): CertificateMaterial {
   return {
     cert: certificate.certChain,
     key: certificate.privateKey,
-    identity: `${certificate.certChain}\0${certificate.privateKey}`,
+    ...(ca !== undefined ? { ca } : {}),
+    identity: `${certificate.certChain}\0${certificate.privateKey}\0${ca ?? ''}`,
   };
 }
 
@@ -75,11 +83,11 @@ export class SniTable {
   readonly #wildcards = new Map<string, SecureContext>();
   readonly #any: SecureContext | undefined;
 
-  static compile(certificates: readonly TLSCertificate[], cache: SecureContextCache): SniCompileResult {
+  static compile(certificates: readonly TLSCertificate[], cache: SecureContextCache, clientValidation?: ClientValidation): SniCompileResult {
     const errors: string[] = [];
     const loaded: { names: string[]; material: CertificateMaterial; context: SecureContext }[] = [];
     certificates.forEach((certificate, index) => {
-      const material = certificateMaterial(certificate);
+      const material = certificateMaterial(certificate, clientValidation?.caCertificates);
       try {
         loaded.push({ names: certificate.serverNames, material, context: cache.get(material) });
       } catch (err) {
@@ -87,10 +95,18 @@ export class SniTable {
         errors.push(`certificate ${index} (${names}): ${(err as Error).message}`);
       }
     });
-    return { table: loaded.length === 0 ? null : new SniTable(loaded), errors };
+    return { table: loaded.length === 0 ? null : new SniTable(loaded, clientValidation?.mode ?? null), errors };
   }
 
-  private constructor(loaded: { names: string[]; material: CertificateMaterial; context: SecureContext }[]) {
+  /**
+   * Whether clients are asked for a certificate, and whether one that is
+   * missing or does not verify fails the handshake (AllowValidOnly) or is
+   * let through (AllowInsecureFallback); null: none is asked for.
+   */
+  readonly clientValidation: ClientValidation['mode'] | null;
+
+  private constructor(loaded: { names: string[]; material: CertificateMaterial; context: SecureContext }[], clientValidation: ClientValidation['mode'] | null) {
+    this.clientValidation = clientValidation;
     let any: SecureContext | undefined;
     let anyMaterial: CertificateMaterial | undefined;
     for (const { names, context, material } of loaded) {
