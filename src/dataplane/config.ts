@@ -237,7 +237,7 @@ class ConfigCompiler {
     }
     let sni: SniTable | null = null;
     if (listener.protocol === 'HTTPS') {
-      const result = SniTable.compile(listener.tls?.certificates ?? [], this.#deps.secureContexts);
+      const result = SniTable.compile(listener.tls?.certificates ?? [], this.#deps.secureContexts, listener.tls?.clientValidation);
       if (result.table === null) {
         errors[listener.key] = result.errors.length === 0 ? 'no certificates' : result.errors.join('; ');
         return null;

@@ -146,6 +146,7 @@ export class ListenerSet {
       (slot.server.server as tls.Server).setSecureContext({
         cert: material.cert,
         key: material.key,
+        ca: material.ca,
         minVersion: MIN_TLS_VERSION,
       });
       slot.defaultCertificate = material.identity;
