@@ -35,7 +35,10 @@ export function irForGateway(ir: IR, gateway: string): IR {
     if (listeners.some((l) => l.key === key)) continue;
     for (const gl of own) collectClusters(gl, clusterNames);
     const rebound: IRListener = { key, address: PROXY_BIND_ADDRESS, port: socket.port, protocol: socket.protocol, gatewayListeners: own };
-    if (socket.tls !== undefined) rebound.tls = { certificates: ownCertificates(socket, own) };
+    if (socket.tls !== undefined) {
+      rebound.tls = { certificates: ownCertificates(socket, own) };
+      if (socket.tls.clientValidation !== undefined) rebound.tls.clientValidation = socket.tls.clientValidation;
+    }
     listeners.push(rebound);
   }
   const clusters: Record<string, Cluster> = {};
