@@ -118,3 +118,11 @@ test('clusters a route only mirrors to, from its filters or its backends\' filte
   ], [cluster('primary', { port: 1 }), cluster('shadow-a', { port: 2 }), cluster('shadow-b', { port: 3 }), cluster('unused', { port: 4 })]);
   assert.deepEqual(Object.keys(irForGateway(full, 'infra/a').clusters), ['primary', 'shadow-a', 'shadow-b']);
 });
+
+test("a socket's client validation (tls.frontend) goes to the Gateway's proxies with it", () => {
+  const full = twoGateways();
+  const validation = { caCertificates: pem('CERTIFICATE', 'client CA of a'), mode: 'AllowValidOnly' as const };
+  full.listeners[1]!.tls!.clientValidation = validation;
+  assert.deepEqual(irForGateway(full, 'infra/a').listeners[1]!.tls!.clientValidation, validation);
+  assert.equal(irForGateway(full, 'infra/b').listeners[1]!.tls!.clientValidation, undefined);
+});
