@@ -29,6 +29,7 @@ export const SUPPORTED_FEATURES = [
   'HTTPRouteRetry', 'HTTPRouteRetryBackendTimeout', 'HTTPRouteRetryConnectionError',
   'HTTPRouteBackendProtocolWebSocket', 'GatewayStaticAddresses', 'GatewayAddressEmpty',
   'GatewayHTTPSListenerDetectMisdirectedRequests',
+  'GatewayFrontendClientCertificateValidation', 'GatewayFrontendClientCertificateValidationInsecureFallback',
   'BackendTLSPolicy', 'BackendTLSPolicySANValidation', 'HTTPRouteBackendProtocolH2C',
 ] as const;
 
