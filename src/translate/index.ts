@@ -14,6 +14,7 @@ import type { LastGoodCertificates } from './certificates.ts';
 import { attachToParent } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
+import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
 import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence, type RankedEntry } from './precedence.ts';
@@ -112,6 +113,8 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const secrets = new Map<string, Secret>(snap.secrets.map((s) => [nameOf(s), s]));
   const configMaps = new Map<string, ConfigMap>(snap.configMaps.map((c) => [nameOf(c), c]));
   const gateways = new Map<string, ResolvedGateway>();
+  /** Gateway key -> its spec.tls.backend client certificate (null: none named). */
+  const clientCerts = new Map<string, BackendClientCertificate | null>();
   const portClaims = new Map<number, { address: string; gateway: string }[]>();
   const assignedAddresses: Record<string, string> = {};
   const certificates = { previous: input.lastGoodCertificates ?? {}, current: {} as LastGoodCertificates };
@@ -127,6 +130,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     const parametersProblem = (input.parameters ?? NO_PARAMETERS).gateway(gw);
     const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners, parametersProblem };
     gateways.set(key, resolved);
+    clientCerts.set(key, resolveBackendClientCertificate(gw, secrets, snap.referenceGrants));
     if (parametersProblem !== null) {
       // Parameters that cannot be used are refused rather than ignored: the Gateway is not served.
       for (const l of listeners) finishListener(l, false);
@@ -229,9 +233,9 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   })) statuses.set(statusKey(policy), status);
 
   // 5. Gateway status, now that attachedRoutes are counted.
-  for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g));
+  for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g, clientCerts.get(g.key) ?? null));
 
-  return { ir: buildIR(gateways, hosts, clusters, memo), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
+  return { ir: buildIR(gateways, hosts, clusters, memo, clientCerts), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
 }
 
 /**
@@ -282,12 +286,18 @@ function droppedMessage(dropped: { index: number; message: string }[]): string {
   return `Dropped Rule(s): ${dropped.map((d) => `rule ${d.index}: ${d.message}`).join('; ')}`;
 }
 
-function gatewayStatus(g: ResolvedGateway): unknown {
+function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate | null): unknown {
   const gen = g.gateway.metadata.generation;
   let conditions = gatewayConditions(g);
   if (g.parametersProblem !== null) {
     const msg = g.parametersProblem;
     conditions = [condition('Accepted', false, 'InvalidParameters', msg, gen), condition('Programmed', false, 'Invalid', msg, gen)];
+  } else {
+    const refs = clientCertificateCondition(clientCert, gen);
+    // Another reference's ResolvedRefs=False (if any) stands; a bad client certificate overrides a True one.
+    const existing = conditions.find((c) => c.type === 'ResolvedRefs');
+    if (refs !== null && existing === undefined) conditions = [...conditions, refs];
+    else if (refs !== null && refs.status === 'False' && existing!.status === 'True') conditions = conditions.map((c) => (c === existing ? refs : c));
   }
   return {
     addresses: [
@@ -320,25 +330,39 @@ function byPrecedence(routes: HostRoutes): RouteEntry[] {
   return ranked.sort(comparePrecedence).map((r) => r.entry);
 }
 
-function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>, memo: TranslateMemo | undefined): IR {
+function buildIR(
+  gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>,
+  memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
+): IR {
+  /** Copies of TLS clusters that present a Gateway's client certificate, added to the IR's. */
+  const copies: Record<string, Cluster> = {};
   const sockets = new Map<string, IRListener>();
   const built = new Map<string, { routes: HostRoutes; vh: VirtualHost }>();
   // The listeners a route attaches to (HTTP and HTTPS, say) are given the
   // same route list for a host, and then share one VirtualHost.
   const byRoutes = new Map<HostRoutes, VirtualHost[]>();
-  const virtualHost = (listener: string, hostname: string, routes: HostRoutes): VirtualHost => {
-    const key = `${listener}\u0000${hostname}`;
+  const virtualHost = (listener: string, hostname: string, routes: HostRoutes, variant: ClientCertificateVariant | null): VirtualHost => {
+    // A Gateway's client certificate gives its hosts entries of their own: never shared with another Gateway's.
+    const key = variant === null ? `${listener}\u0000${hostname}` : `${listener}\u0000${hostname}\u0000${variant.key}`;
     const before = memo?.virtualHosts.get(key);
     let vh = before !== undefined && sameElements(before.routes, routes) ? before.vh
-      : byRoutes.get(routes)?.find((v) => v.hostname === hostname);
-    vh ??= { hostname, routes: byPrecedence(routes) };
-    const same = byRoutes.get(routes);
-    if (same === undefined) byRoutes.set(routes, [vh]);
-    else if (!same.includes(vh)) same.push(vh);
+      : variant === null ? byRoutes.get(routes)?.find((v) => v.hostname === hostname) : undefined;
+    if (variant !== null) {
+      vh ??= { hostname, routes: byPrecedence(routes).map((e) => variant.entry(e)) };
+      // A kept host still needs its copies in this IR.
+      for (const e of vh.routes) variant.entry(e);
+    } else {
+      vh ??= { hostname, routes: byPrecedence(routes) };
+      const same = byRoutes.get(routes);
+      if (same === undefined) byRoutes.set(routes, [vh]);
+      else if (!same.includes(vh)) same.push(vh);
+    }
     built.set(key, { routes, vh });
     return vh;
   };
   for (const g of gateways.values()) {
+    const cert = clientCerts.get(g.key);
+    const variant = cert?.ok ? new ClientCertificateVariant(g.key, cert.certificate, clusters, copies) : null;
     for (const l of g.listeners) {
       if (!l.serving) continue;
       const address = g.addressing.bind!;
@@ -356,13 +380,14 @@ function buildIR(gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedList
       const byHost = hosts.get(l) ?? new Map<string, HostRoutes>();
       const virtualHosts: VirtualHost[] = [...byHost.entries()]
         .sort(([a], [b]) => bySpecificity(a, b))
-        .map(([hostname, routes]) => virtualHost(l.name, hostname, routes));
+        .map(([hostname, routes]) => virtualHost(l.name, hostname, routes, variant));
       const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
       sock.gatewayListeners.push(gl);
     }
   }
   if (memo) memo.virtualHosts = built;
   for (const s of sockets.values()) s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+  Object.assign(clusters, copies);
   return { version: IR_VERSION, listeners: [...sockets.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)), clusters };
 }
 
