@@ -73,6 +73,8 @@ test('backends over TLS: SNI, CA, hostname and SAN checks, client certificate', 
     tlsCluster('system-roots', be.port, { serverName: 'abc.example.com', subjectAltNames: [] }),
     tlsCluster('san-dns', be.port, { ...base, serverName: 'other.example.com', subjectAltNames: [{ type: 'Hostname', value: 'abc.example.com' }] }),
     tlsCluster('san-dns-wrong', be.port, { ...base, subjectAltNames: [{ type: 'Hostname', value: 'xyz.example.com' }] }),
+    tlsCluster('san-wildcard', be.port, { ...base, subjectAltNames: [{ type: 'Hostname', value: '*.example.com' }] }),
+    tlsCluster('san-wildcard-wrong', be.port, { ...base, subjectAltNames: [{ type: 'Hostname', value: '*.example.org' }] }),
     tlsCluster('san-uri', be.port, { ...base, subjectAltNames: [{ type: 'URI', value: 'spiffe://abc.example.com/id' }] }),
     tlsCluster('san-uri-wrong', be.port, { ...base, subjectAltNames: [{ type: 'URI', value: 'spiffe://abc.example.com/other' }] }),
     tlsCluster('client-cert', be.port, { ...base, clientCertificate: { certChain: pki.clientCert, privateKey: pki.clientKey } }),
@@ -85,7 +87,7 @@ test('backends over TLS: SNI, CA, hostname and SAN checks, client certificate', 
   assert.deepEqual(JSON.parse(ok.text), { sni: 'abc.example.com', clientCN: '' });
 
   // The name checked is the SNI sent: a certificate for another name is refused; so is one from another CA.
-  for (const name of ['wrong-host', 'wrong-ca', 'system-roots', 'san-dns-wrong', 'san-uri-wrong']) {
+  for (const name of ['wrong-host', 'wrong-ca', 'system-roots', 'san-dns-wrong', 'san-wildcard-wrong', 'san-uri-wrong']) {
     const r = await request(port, `/${name}`);
     assert.equal(r.status, 503, `${name}: ${r.text}`);
   }
@@ -97,6 +99,7 @@ test('backends over TLS: SNI, CA, hostname and SAN checks, client certificate', 
   assert.equal(sanDns.status, 200, sanDns.text);
   assert.equal(JSON.parse(sanDns.text).sni, 'other.example.com');
   assert.equal((await request(port, '/san-uri')).status, 200);
+  assert.equal((await request(port, '/san-wildcard')).status, 200);
 
   const withCert = await request(port, '/client-cert');
   assert.equal(withCert.status, 200);
@@ -154,4 +157,23 @@ test('h2c backends: cleartext HTTP/2 with prior knowledge, bodies both ways, con
   const gone: Cluster = { name: 'gone', protocol: 'h2c', endpoints: [{ address: '127.0.0.1', port: closedPort }] };
   await dp.apply(simpleIR(port, [route('r', match('/'), [backend('gone')])], [gone]));
   assert.equal((await request(port, '/')).status, 503);
+});
+
+test('h2c backends: a backend that never answers meets the response timeout (504); a reset stream is a 502', async (t) => {
+  const server = http2.createServer((req, res) => {
+    if (req.url === '/reset') req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    else if (req.url !== '/hang') res.end('ok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => { server.close(); });
+  const port = await freePort();
+  const dp = await startDataPlane(t, { limits: { upstreamResponseTimeoutMs: 300 } });
+  const c: Cluster = { name: 'h2c', protocol: 'h2c', endpoints: [{ address: '127.0.0.1', port: (server.address() as net.AddressInfo).port }] };
+  await dp.apply(simpleIR(port, [route('r', match('/'), [backend('h2c')])], [c]));
+  const started = Date.now();
+  assert.equal((await request(port, '/hang')).status, 504);
+  assert.ok(Date.now() - started < 2_000, 'bounded by the response timeout');
+  assert.equal((await request(port, '/reset')).status, 502);
+  // The session survives a reset stream.
+  assert.equal((await request(port, '/ok')).text, 'ok');
 });

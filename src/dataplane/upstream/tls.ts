@@ -59,7 +59,9 @@ export function checkSubjectAltNames(sans: UpstreamTLS['subjectAltNames'], cert:
     else if (part.startsWith('URI:')) uris.push(part.slice(4));
   }
   for (const san of sans) {
-    if (san.type === 'URI' ? uris.includes(san.value) : dns.some((d) => dnsMatches(d, san.value.toLowerCase()))) return undefined;
+    // A wildcard may be on either side: the certificate's (`*.example.com` covers abc.example.com) or the policy's.
+    const want = san.value.toLowerCase();
+    if (san.type === 'URI' ? uris.includes(san.value) : dns.some((d) => dnsMatches(d, want) || dnsMatches(want, d))) return undefined;
   }
   const err = new Error(`the backend's certificate has none of the subjectAltNames asked for (${sans.map((s) => `${s.type} ${s.value}`).join(', ')})`) as NodeJS.ErrnoException;
   err.code = 'ERR_TLS_CERT_ALTNAME_INVALID';
