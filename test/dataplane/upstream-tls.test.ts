@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type tls from 'node:tls';
 import type { Cluster, UpstreamTLS } from '../../src/ir/types.ts';
-import { backend, freePort, match, request, route, simpleIR, startDataPlane } from './helpers.ts';
+import { backend, freePort, match, rawExchange, request, route, simpleIR, startDataPlane, statusOf } from './helpers.ts';
 
 interface Pki { ca: string; otherCa: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string }
 
@@ -176,4 +176,7 @@ test('h2c backends: a backend that never answers meets the response timeout (504
   assert.equal((await request(port, '/reset')).status, 502);
   // The session survives a reset stream.
   assert.equal((await request(port, '/ok')).text, 'ok');
+  // A WebSocket handshake cannot be carried over h2c: refused with a 502, not sent as a plain GET.
+  const ws = await rawExchange(port, 'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n');
+  assert.equal(statusOf(ws.text), 502);
 });

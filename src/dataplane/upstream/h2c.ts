@@ -229,6 +229,11 @@ export class H2cPool {
       s.fail(new SocketError('upstream pool closed'));
       return true;
     }
+    if (opts.upgrade != null) {
+      // An HTTP/1.1 Upgrade has no meaning on an HTTP/2 stream, and RFC 8441 (extended CONNECT) to backends is not done yet.
+      s.fail(new InvalidRequestError(`${this.authority} is an h2c backend: an Upgrade (WebSocket) cannot be carried to it`));
+      return true;
+    }
     const session = this.#ready();
     if (session !== null && this.#active < this.#limit(session)) {
       this.#run(s, session);
