@@ -6,14 +6,15 @@
 // listener has stays with the SNI's listener (404 there). Without a
 // listener for any name, an unknown SNI and a missing SNI are refused
 // with unrecognized_name. The ClientHello is read however it arrives:
-// byte by byte, fragmented over records, oversized, or not TLS at all.
+// byte by byte, fragmented over records (a few, or too many), oversized,
+// or not TLS at all.
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test, type TestContext } from 'node:test';
 import tls from 'node:tls';
 import type { TLSCertificate } from '../../src/ir/types.ts';
-import { MAX_CLIENT_HELLO_BYTES, readClientHello } from '../../src/dataplane/tls/client-hello.ts';
+import { MAX_CLIENT_HELLO_BYTES, MAX_CLIENT_HELLO_RECORDS, readClientHello } from '../../src/dataplane/tls/client-hello.ts';
 import { h2connect, h2request } from './h2-helpers.ts';
 import {
   backend,
@@ -241,8 +242,14 @@ test('SNI that no listener serves is refused at the handshake', async (t) => {
     const unknown = await captureClientHello('unknown.test');
     assert.deepEqual(await rawHello(port, known, 1), serverHello);
     assert.deepEqual(await rawHello(port, unknown, 1), refused);
-    assert.deepEqual(await rawHello(port, fragment(known, 100)), serverHello);
-    assert.deepEqual(await rawHello(port, fragment(unknown, 100), 7), refused);
+    const records = (hello: Buffer, size: number) => Math.ceil((hello.length - 5) / size);
+    const size = Math.ceil((known.length - 5) / 4);
+    assert.equal(records(known, size), 4);
+    assert.deepEqual(await rawHello(port, fragment(known, size)), serverHello);
+    assert.deepEqual(await rawHello(port, fragment(unknown, size), 7), refused);
+    // Cut into more records than MAX_CLIENT_HELLO_RECORDS: closed without an answer.
+    assert.ok(records(known, 8) > MAX_CLIENT_HELLO_RECORDS);
+    assert.deepEqual(await rawHello(port, fragment(known, 8)), { kind: 'closed' });
   });
 
   await t.test('a hello past the bound is closed; bytes that are not TLS are left to node\'s TLS', async () => {
@@ -268,7 +275,8 @@ test('SNI that no listener serves is refused at the handshake', async (t) => {
 });
 
 test('readClientHello', () => {
-  assert.deepEqual(readClientHello(Buffer.from([0x16, 0x03])), { kind: 'partial' });
+  assert.deepEqual(readClientHello(Buffer.from([0x16, 0x03])), { kind: 'partial', need: 5 });
+  assert.deepEqual(readClientHello(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])), { kind: 'partial', need: 5 + 512 });
   assert.deepEqual(readClientHello(Buffer.from('GET / HTTP/1.1\r\n')), { kind: 'not-a-hello' });
   // A handshake record that holds a ServerHello (type 2), not a ClientHello.
   assert.deepEqual(readClientHello(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00])), { kind: 'not-a-hello' });

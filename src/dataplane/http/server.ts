@@ -226,7 +226,7 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
     SNICallback: (serverName, callback) => {
       // The hello was screened already; a config applied since may have dropped the name.
       const context = spec.sni().contextFor(serverName);
-      if (context === undefined) callback(new Error(`no listener serves server name ${serverName}`), undefined);
+      if (context === undefined) callback(new Error(`no listener serves server name ${JSON.stringify(serverName.slice(0, 253))}`), undefined);
       else callback(null, context);
     },
   });
@@ -263,12 +263,24 @@ const ALERT_LINGER_MS = 1_000;
  * answers it with its own alert.
  */
 function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: () => void): void {
-  let received: Buffer | null = null;
+  // Chunks are joined and parsed only once enough has arrived to make
+  // progress (`need`): a client sending a byte at a time costs no more.
+  const chunks: Buffer[] = [];
+  let length = 0;
+  let need = 1;
   const onTimeout = () => socket.destroy();
   const onData = (chunk: Buffer) => {
-    received = received === null ? chunk : Buffer.concat([received, chunk]);
+    chunks.push(chunk);
+    length += chunk.length;
+    if (length < need) return;
+    const received = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length);
+    chunks.length = 0;
+    chunks.push(received);
     const hello = readClientHello(received);
-    if (hello.kind === 'partial') return;
+    if (hello.kind === 'partial') {
+      need = hello.need;
+      return;
+    }
     socket.off('data', onData);
     socket.pause();
     if (hello.kind === 'too-long') {
@@ -279,11 +291,14 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
     if (hello.kind === 'hello' && !spec.sni().serves(hello.serverName)) {
       spec.log('info', 'TLS handshake refused: unrecognized server name', {
         listener: spec.key,
-        serverName: hello.serverName ?? '(none)',
+        // The client's bytes: a DNS name is at most 253 characters.
+        serverName: hello.serverName === null ? '(none)' : JSON.stringify(hello.serverName.slice(0, 253)),
         remote: socket.remoteAddress,
       });
       socket.setTimeout(ALERT_LINGER_MS);
       socket.end(UNRECOGNIZED_NAME_ALERT);
+      // Read (and drop) until the client closes, so the socket goes then rather than at the linger timeout.
+      socket.resume();
       return;
     }
     socket.setTimeout(0);

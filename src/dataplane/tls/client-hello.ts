@@ -22,14 +22,21 @@ const RECORD_HEADER = 5;
  */
 export const MAX_CLIENT_HELLO_BYTES = 16 * 1024 + RECORD_HEADER;
 
+/**
+ * The most records a hello may be cut into. Clients send one (two for a
+ * hello past 16 KiB); a hello in many tiny records only costs the reader
+ * work, so it is treated as too long.
+ */
+export const MAX_CLIENT_HELLO_RECORDS = 16;
+
 export type HelloResult =
-  /** More bytes are needed. */
-  | { kind: 'partial' }
+  /** More bytes are needed: nothing changes before `need` bytes in all have arrived. */
+  | { kind: 'partial'; need: number }
   /** `serverName`: the host_name of the SNI extension, or null when the client sent none. */
   | { kind: 'hello'; serverName: string | null }
   /** Not a TLS handshake, or a malformed hello: OpenSSL is left to answer it. */
   | { kind: 'not-a-hello' }
-  /** A hello longer than MAX_CLIENT_HELLO_BYTES. */
+  /** A hello longer than MAX_CLIENT_HELLO_BYTES, or in more than MAX_CLIENT_HELLO_RECORDS records. */
   | { kind: 'too-long' };
 
 /**
@@ -44,11 +51,12 @@ export function readClientHello(data: Buffer): HelloResult {
   let offset = 0;
   let needed = -1;
   while (needed === -1 || have < needed) {
-    if (data.length - offset < RECORD_HEADER) return partial(data);
+    if (fragments.length === MAX_CLIENT_HELLO_RECORDS) return { kind: 'too-long' };
+    if (data.length - offset < RECORD_HEADER) return partial(data, offset + RECORD_HEADER);
     if (data[offset] !== HANDSHAKE_RECORD || data[offset + 1] !== 3) return { kind: 'not-a-hello' };
     const length = data.readUInt16BE(offset + 3);
     if (length === 0) return { kind: 'not-a-hello' };
-    if (data.length - offset - RECORD_HEADER < length) return partial(data);
+    if (data.length - offset - RECORD_HEADER < length) return partial(data, offset + RECORD_HEADER + length);
     fragments.push(data.subarray(offset + RECORD_HEADER, offset + RECORD_HEADER + length));
     have += length;
     offset += RECORD_HEADER + length;
@@ -64,8 +72,8 @@ export function readClientHello(data: Buffer): HelloResult {
   return serverName === undefined ? { kind: 'not-a-hello' } : { kind: 'hello', serverName };
 }
 
-function partial(data: Buffer): HelloResult {
-  return data.length >= MAX_CLIENT_HELLO_BYTES ? { kind: 'too-long' } : { kind: 'partial' };
+function partial(data: Buffer, need: number): HelloResult {
+  return data.length >= MAX_CLIENT_HELLO_BYTES || need > MAX_CLIENT_HELLO_BYTES ? { kind: 'too-long' } : { kind: 'partial', need };
 }
 
 /** The SNI host_name of a ClientHello body; null without one; undefined when the body is malformed. */
