@@ -77,9 +77,26 @@ async function startGatehouse(p: Paths, s: Scenario): Promise<ChildProcess> {
   return child;
 }
 
+/**
+ * nginx pinned like Gatehouse. On a loaded machine the previous run's
+ * ports are now and then not yet free (nginx gives up binding after about
+ * 2.5 s and exits): it is started again, up to 5 times.
+ */
 async function startNginx(p: Paths, s: Scenario): Promise<ChildProcess> {
   const conf = nginxProxyConf(p, `${s.config}-${s.workers}`, s.config === 'routes1k', s.workers);
-  return startPinned(s.proxyCpus, 'nginx', ['-c', conf, '-g', 'daemon off;'], process.env, path.join(p.root, 'nginx.log'));
+  for (let attempt = 1; ; attempt++) {
+    const child = startPinned(s.proxyCpus, 'nginx', ['-c', conf, '-g', 'daemon off;'], process.env, path.join(p.root, 'nginx.log'));
+    const exited = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 3_000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    if (!exited) return child;
+    if (attempt === 5) throw new Error(`nginx exited at start ${attempt} times; see ${path.join(p.root, 'nginx.log')}`);
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
 }
 
 function url(proxy: ProxyName, s: Scenario): string {
