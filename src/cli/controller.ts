@@ -5,6 +5,7 @@
 import * as k8s from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
 import { startController, type Controller } from '../control/kubernetes.ts';
+import { shutDownOnSignal } from '../control/shutdown.ts';
 import { controllerIdentity } from '../providers/kubernetes/leader-election.ts';
 import { readAdminTokenFile } from '../admin/token.ts';
 import type { ControllerCommand } from './controller-args.ts';
@@ -18,8 +19,8 @@ export function loadKubeConfig(file: string | null): k8s.KubeConfig {
   return kc;
 }
 
-/** How long the controller waits for its parts to stop after a signal before it exits anyway. */
-const STOP_TIMEOUT_MS = 15_000;
+/** The controller's drain: its parts stop within it; shutDownOnSignal exits anyway 10 s later. */
+const STOP_GRACE_MS = 5_000;
 
 /** Returns -1: the process lives on until a signal ends it. */
 export async function controller(cmd: ControllerCommand): Promise<number> {
@@ -48,29 +49,11 @@ export async function controller(cmd: ControllerCommand): Promise<number> {
     renewDeadlineMs: Math.round(lease * 2 / 3),
     retryPeriodMs: Math.round(lease * 2 / 15),
   });
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      log.error({ signal }, 'shutdown: second signal, exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal }, 'shutdown: giving up the lease and closing the proxies\' streams');
-    running.startDraining();
-    setTimeout(() => {
-      log.error({ waitedMs: STOP_TIMEOUT_MS }, 'shutdown: not finished in time; exiting now');
-      process.exit(1);
-    }, STOP_TIMEOUT_MS).unref();
-    running.close().then(() => {
-      log.info('shutdown: complete; exiting');
-      process.exit(0);
-    }, (err: unknown) => {
-      log.error({ err }, 'shutdown: failed; exiting');
-      process.exit(1);
-    });
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  // No delay: the controller serves no client traffic, and giving up the
+  // lease at once lets another replica lead without waiting for it to expire.
+  // Its close() ends streams and watches; STOP_GRACE_MS bounds it (the last
+  // resort exits 10 s after that).
+  shutDownOnSignal(running, log, 0, STOP_GRACE_MS);
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
   return -1;
