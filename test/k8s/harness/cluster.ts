@@ -33,6 +33,15 @@ export interface ClusterOptions {
   controllerManager?: boolean;                      // also run kube-controller-manager (Deployments->ReplicaSets->Pods, EndpointSlices, GC)
   crds?: 'experimental' | 'standard' | 'none';      // Gateway API channel to install; default 'experimental'
   gatehouseCrds?: boolean;                          // deploy/crds/gatehouse.dev_*.yaml; default true
+  /**
+   * Serve the API on this address (the node's address on a pod bridge)
+   * instead of 127.0.0.1, so that pods reach it: the `kubernetes` Service's
+   * endpoints point there, pods get service account tokens mounted (the
+   * ServiceAccount admission plugin on), and the API server asks nodes'
+   * kubelets at their InternalIP (pod logs). For a cluster whose pods run
+   * (tools/cluster/), not for the tests that bind pods themselves.
+   */
+  apiServerAddress?: string;
 }
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -285,7 +294,7 @@ function sweepStaleDirs(): void {
   }
 }
 
-async function makeCertificates(dir: string): Promise<void> {
+async function makeCertificates(dir: string, extraIP?: string): Promise<void> {
   // ECDSA P-256 throughout: keys are generated in milliseconds, and the
   // API server accepts them for serving and for signing tokens (ES256).
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -294,7 +303,7 @@ async function makeCertificates(dir: string): Promise<void> {
       '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'),
     openssl(dir, 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'sa.key'),
   ]);
-  const sans = ['IP:127.0.0.1', 'IP:10.96.0.1', 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local'];
+  const sans = [...(extraIP ? [`IP:${extraIP}`] : []), 'IP:127.0.0.1', 'IP:10.96.0.1', 'DNS:localhost', 'DNS:kubernetes', 'DNS:kubernetes.default', 'DNS:kubernetes.default.svc', 'DNS:kubernetes.default.svc.cluster.local'];
   await Promise.all([
     openssl(dir, 'req', '-x509', ...ec, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-keyout', 'apiserver.key', '-out', 'apiserver.crt', '-days', '3',
       '-subj', '/CN=kube-apiserver', '-addext', `subjectAltName=${sans.join(',')}`, '-addext', 'extendedKeyUsage=serverAuth',
@@ -375,17 +384,27 @@ async function startEtcd(bin: string, dir: string, procs: Proc[]): Promise<strin
   }
 }
 
-async function startApiServer(bin: string, dir: string, etcdUrl: string, token: string, procs: Proc[], fixedPort?: number): Promise<{ proc: Proc; server: string }> {
+async function startApiServer(bin: string, dir: string, etcdUrl: string, token: string, procs: Proc[], fixedPort?: number, address?: string): Promise<{ proc: Proc; server: string }> {
   const ca = fs.readFileSync(path.join(dir, 'ca.crt'));
+  const host = address ?? '127.0.0.1';
   for (let attempt = 1; ; attempt++) {
     const [port] = fixedPort === undefined ? await freePorts(1) : [fixedPort];
-    const server = `https://127.0.0.1:${port}`;
+    const server = `https://${host}:${port}`;
     const proc = startProcess(dir, 'kube-apiserver', path.join(bin, 'kube-apiserver'), [
       `--etcd-servers=${etcdUrl}`,
-      '--bind-address=127.0.0.1', `--secure-port=${port}`, '--advertise-address=127.0.0.1',
-      // The `kubernetes` Service's endpoints would be 127.0.0.1, which
-      // endpoint validation refuses; nothing here needs them.
-      '--endpoint-reconciler-type=none',
+      `--bind-address=${host}`, `--secure-port=${port}`, `--advertise-address=${host}`,
+      ...(address ? [
+        // Pods reach the API through the `kubernetes` Service, with the
+        // token the ServiceAccount admission plugin mounts; logs come from
+        // the node's kubelet at its InternalIP (no DNS for node names).
+        '--kubelet-preferred-address-types=InternalIP',
+      ] : [
+        // The `kubernetes` Service's endpoints would be 127.0.0.1, which
+        // endpoint validation refuses; nothing here needs them.
+        '--endpoint-reconciler-type=none',
+        // No pod gets a token volume injected: there is no kubelet to mount it.
+        '--disable-admission-plugins=ServiceAccount',
+      ]),
       `--cert-dir=${dir}`,
       `--tls-cert-file=${path.join(dir, 'apiserver.crt')}`, `--tls-private-key-file=${path.join(dir, 'apiserver.key')}`,
       `--client-ca-file=${path.join(dir, 'ca.crt')}`,
@@ -395,8 +414,6 @@ async function startApiServer(bin: string, dir: string, etcdUrl: string, token: 
       `--service-account-signing-key-file=${path.join(dir, 'sa.key')}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       '--service-cluster-ip-range=10.96.0.0/16',
-      // No pod gets a token volume injected: there is no kubelet to mount it.
-      '--disable-admission-plugins=ServiceAccount',
       '--allow-privileged=true',
       '--profiling=false',
       '--v=1',
@@ -496,11 +513,11 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
   try {
     const token = randomBytes(32).toString('hex');
     fs.writeFileSync(path.join(dir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
-    await makeCertificates(dir);
+    await makeCertificates(dir, opts.apiServerAddress);
     const caFile = path.join(dir, 'ca.crt');
 
     const etcdUrl = await startEtcd(bin, dir, procs);
-    const { server } = await startApiServer(bin, dir, etcdUrl, token, procs);
+    const { server } = await startApiServer(bin, dir, etcdUrl, token, procs, undefined, opts.apiServerAddress);
 
     const kubeconfigPath = path.join(dir, 'kubeconfig');
     fs.writeFileSync(kubeconfigPath, kubeconfigYaml(server, caFile, token), { mode: 0o600 });
@@ -567,7 +584,7 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
           procs.splice(procs.indexOf(old), 1);
         }
         try {
-          await startApiServer(bin, dir, etcdUrl, token, procs, Number(new URL(server).port));
+          await startApiServer(bin, dir, etcdUrl, token, procs, Number(new URL(server).port), opts.apiServerAddress);
         } catch (err) {
           throw new Error(`restarting kube-apiserver failed: ${(err as Error).message}\n${tails(procs)}`, { cause: err });
         }
