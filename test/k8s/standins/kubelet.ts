@@ -51,6 +51,8 @@ const RESTART_BACKOFF_MS = [1_000, 2_000, 4_000, 8_000, 16_000, 30_000];
 const START_RETRY_MS = 2_000;
 /** Kept from a probe's answer: the status is all that counts. */
 const PROBE_BODY_LIMIT = 10 * 1024;
+/** A container's log line longer than this is written as several (the container runtime cuts at 16 KiB). */
+const LOG_LINE_LIMIT = 16 * 1024;
 
 export interface KubeletOptions {
   api: Api;
@@ -67,6 +69,19 @@ export interface KubeletOptions {
   podCidr?: string;
   bridge?: string;
   log?: (msg: string) => void;
+  /**
+   * What the kubelet gives pods in a cluster whose pods talk to the API
+   * (tools/cluster/): an /etc/resolv.conf naming the cluster DNS with the
+   * pod's search path, and the `kubernetes` Service's environment variables.
+   */
+  cluster?: { dnsServer: string; domain: string; apiServiceHost: string; apiServicePort: number };
+  /**
+   * The kubelet's port, serving containers' logs to the API server
+   * (`kubectl logs`, with sinceTime, tailLines, timestamps): HTTPS with this
+   * certificate on the node's address, published in the Node's
+   * daemonEndpoints. Without it, no log endpoint.
+   */
+  server?: { port: number; cert: string; key: string };
 }
 
 export interface RunningPod {
@@ -168,8 +183,10 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       addresses: [{ type: 'InternalIP', address: gateway }, { type: 'Hostname', address: nodeName }],
       capacity: { cpu: '2', memory: '8Gi', pods: '110' },
       allocatable: { cpu: '2', memory: '8Gi', pods: '110' },
+      ...(opts.server ? { daemonEndpoints: { kubeletEndpoint: { Port: opts.server.port } } } : {}),
     },
   });
+  const logServer = opts.server ? await serveLogs(opts.server) : null;
 
   // ---------------------------------------------------------------- helpers
 
@@ -404,6 +421,13 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       await sh('nsenter', ['-t', pid, '-m', '--', 'mount', '--bind', source, m.mountPath]);
       if (m.readOnly) await sh('nsenter', ['-t', pid, '-m', '--', 'mount', '-o', 'remount,bind,ro', m.mountPath]);
     }
+    if (opts.cluster && (rt.pod.spec.dnsPolicy ?? 'ClusterFirst') === 'ClusterFirst') {
+      // The pod's resolv.conf, as the kubelet writes it for dnsPolicy ClusterFirst.
+      const d = opts.cluster.domain;
+      const file = path.join(podsDir, rt.uid, 'resolv.conf');
+      fs.writeFileSync(file, `search ${rt.namespace}.svc.${d} svc.${d} ${d}\nnameserver ${opts.cluster.dnsServer}\noptions ndots:5\n`, { mode: 0o644 });
+      await sh('nsenter', ['-t', pid, '-m', '--', 'mount', '--bind', file, '/etc/resolv.conf']);
+    }
     if (container(rt).securityContext?.readOnlyRootFilesystem) {
       // Per mount, in the pod's namespace only: the host's root stays writable.
       await sh('nsenter', ['-t', pid, '-m', '--', 'mount', '-o', 'remount,bind,ro', '/']);
@@ -414,6 +438,15 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
 
   async function envOf(rt: Runtime): Promise<Record<string, string>> {
     const env: Record<string, string> = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', HOSTNAME: rt.name };
+    if (opts.cluster) {
+      // The `kubernetes` Service's variables, as the kubelet sets them in every pod (in-cluster clients read them).
+      const { apiServiceHost: h, apiServicePort: p } = opts.cluster;
+      Object.assign(env, {
+        KUBERNETES_SERVICE_HOST: h, KUBERNETES_SERVICE_PORT: String(p), KUBERNETES_SERVICE_PORT_HTTPS: String(p),
+        KUBERNETES_PORT: `tcp://${h}:${p}`, [`KUBERNETES_PORT_${p}_TCP`]: `tcp://${h}:${p}`,
+        [`KUBERNETES_PORT_${p}_TCP_PROTO`]: 'tcp', [`KUBERNETES_PORT_${p}_TCP_PORT`]: String(p), [`KUBERNETES_PORT_${p}_TCP_ADDR`]: h,
+      });
+    }
     const c = container(rt);
     for (const from of c.envFrom ?? []) {
       const kind = from.configMapRef ? 'configmaps' : 'secrets';
@@ -458,7 +491,11 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     const out: string[] = [SETPRIV, '--reuid', String(uid ?? 0), '--regid', String(gid ?? 0)];
     out.push(...(groups.length ? ['--groups', [...new Set(groups)].join(',')] : ['--clear-groups']));
     // Dropping ALL empties the bounding set: no capability even for uid 0, none to regain by exec.
-    if ((c.capabilities?.drop ?? []).includes('ALL')) out.push('--bounding-set', '-all', '--inh-caps', '-all');
+    if ((c.capabilities?.drop ?? []).includes('ALL')) {
+      // What `add` names stays in the bounding set (NET_BIND_SERVICE for a DNS server on port 53).
+      const add = ((c.capabilities?.add ?? []) as string[]).map((x) => `,+${x.toLowerCase().replace(/^cap_/, '')}`).join('');
+      out.push('--bounding-set', `-all${add}`, '--inh-caps', '-all');
+    }
     if (c.allowPrivilegeEscalation === false) out.push('--no-new-privs');
     out.push('--');
     return out;
@@ -481,10 +518,13 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     const fd = fs.openSync(rt.logFile, 'a', 0o600);
     fs.writeSync(fd, `--- ${now()} start #${rt.restartCount}: ${argv.join(' ')}\n`);
     // nsenter and setpriv exec in place: the pid is the container's own process.
+    // With a log endpoint, each line is stamped with the time it came (as
+    // the container runtime's log files are), so that sinceTime can filter.
     const child = spawn('nsenter', ['-t', String(rt.sandbox!.pid), '-n', '-m', '--', ...who, ...argv], {
-      env, cwd: c.workingDir ?? '/', stdio: ['ignore', fd, fd],
+      env, cwd: c.workingDir ?? '/', stdio: opts.server ? ['ignore', 'pipe', 'pipe'] : ['ignore', fd, fd],
     });
-    fs.closeSync(fd);
+    if (opts.server) stampLines(child, fd);
+    else fs.closeSync(fd);
     rt.child = child;
     rt.startedAt = now();
     rt.waiting = null;
@@ -528,6 +568,58 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
       });
     });
     log(`kubelet: ${rt.namespace}/${rt.name}: started pid ${child.pid} at ${rt.ip}`);
+  }
+
+  /** Copies the child's output to `fd` a line at a time, each line after an RFC 3339 time; a line longer than LOG_LINE_LIMIT is cut into several. */
+  function stampLines(child: ChildProcess, fd: number): void {
+    let open = 2;
+    for (const stream of [child.stdout!, child.stderr!]) {
+      let partial = '';
+      const emit = (line: string) => { try { fs.writeSync(fd, `${new Date().toISOString()} ${line}\n`); } catch { /* closed */ } };
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        partial += chunk;
+        let i: number;
+        while ((i = partial.indexOf('\n')) >= 0) { emit(partial.slice(0, i)); partial = partial.slice(i + 1); }
+        while (partial.length > LOG_LINE_LIMIT) { emit(partial.slice(0, LOG_LINE_LIMIT)); partial = partial.slice(LOG_LINE_LIMIT); }
+      });
+      stream.on('close', () => {
+        if (partial) emit(partial);
+        if (--open === 0) fs.closeSync(fd);
+      });
+    }
+  }
+
+  /**
+   * The kubelet's /containerLogs endpoint, which the API server proxies
+   * `pods/log` to: the pod's log lines (those of its current container
+   * start), filtered by sinceTime/sinceSeconds, tailLines, limitBytes, with
+   * or without their times. No follow: the answer ends with what is there.
+   */
+  function serveLogs(o: { port: number; cert: string; key: string }): Promise<https.Server> {
+    const server = https.createServer({ cert: o.cert, key: o.key }, (req, res) => {
+      const url = new URL(req.url ?? '/', 'https://node');
+      const m = /^\/containerLogs\/([^/]+)\/([^/]+)\/([^/]+)$/.exec(url.pathname);
+      const rt = m ? [...runtimes.values()].find((r) => r.namespace === m[1] && r.name === m[2] && !r.done) : undefined;
+      if (!m || !rt) { res.writeHead(404).end('not found\n'); return; }
+      let text = '';
+      try { text = fs.readFileSync(rt.logFile, 'utf8'); } catch { /* none yet */ }
+      let lines = text.split('\n').filter((l) => l && !l.startsWith('--- '));
+      const q = url.searchParams;
+      const since = q.get('sinceTime') ? Date.parse(q.get('sinceTime')!) : q.get('sinceSeconds') ? Date.now() - Number(q.get('sinceSeconds')) * 1000 : NaN;
+      if (!Number.isNaN(since)) lines = lines.filter((l) => Date.parse(l.slice(0, l.indexOf(' '))) >= since);
+      const tailLines = Number(q.get('tailLines'));
+      if (q.get('tailLines') !== null && tailLines >= 0) lines = lines.slice(Math.max(0, lines.length - tailLines));
+      const withTimes = q.get('timestamps') === 'true';
+      let body = lines.map((l) => (withTimes ? l : l.slice(l.indexOf(' ') + 1)) + '\n').join('');
+      const limit = Number(q.get('limitBytes'));
+      if (limit > 0) body = Buffer.from(body).subarray(0, limit).toString('utf8');
+      res.writeHead(200, { 'content-type': 'text/plain' }).end(body);
+    });
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port, gateway, () => resolve(server));
+    });
   }
 
   // ---------------------------------------------------------------- readiness
@@ -776,6 +868,8 @@ export async function startKubelet(opts: KubeletOptions): Promise<Kubelet> {
     async stop() {
       stopped = true;
       watch.close();
+      logServer?.close();
+      logServer?.closeAllConnections();
       const all = [...runtimes.values()];
       for (const rt of all) {
         rt.terminating = true;
