@@ -94,7 +94,7 @@ try {
   fs.copyFileSync(cluster.kubeconfigPath, path.join(stateDir, 'kubeconfig'));
   fs.chmodSync(path.join(stateDir, 'kubeconfig'), 0o600);
   if (values.crds) {
-    const files = fs.readdirSync(values.crds).filter((f) => f.endsWith('.yaml') && !f.includes('_vap_')).sort().map((f) => path.join(values.crds!, f));
+    const files = fs.readdirSync(values.crds).filter((f) => /^gateway\.networking\.k8s\.io_.*\.yaml$/.test(f)).sort().map((f) => path.join(values.crds!, f));
     await cluster.applyFiles(files);
     const r = await cluster.kubectl('wait', '--for=condition=Established', '--timeout=60s', ...files.flatMap((f) => ['-f', f]));
     if (r.code !== 0) throw new Error(`CRDs not Established: ${r.stderr}`);
