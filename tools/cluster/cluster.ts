@@ -19,13 +19,15 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster } from '../../test/k8s/harness/cluster.ts';
-import { Api } from '../../test/k8s/standins/api.ts';
+import { Api, sleep } from '../../test/k8s/standins/api.ts';
 import { startKubelet, type Kubelet } from '../../test/k8s/standins/kubelet.ts';
 import { startKubeProxy, type KubeProxy } from '../../test/k8s/standins/kube-proxy.ts';
 import { startMetalLB, type MetalLB } from '../../test/k8s/standins/metallb.ts';
 import { ensureBridge, intToIp, ipToInt } from '../../test/k8s/standins/netns.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The API server establishes a CRD within a second or two; a minute covers a loaded machine. */
+const CRDS_ESTABLISHED_MS = 60_000;
 /** The kubelet's port on the node address (the API server asks it for logs). */
 const KUBELET_PORT = 10250;
 /** The cluster's DNS domain, as kubeadm and kind set it. */
@@ -66,6 +68,40 @@ for (const spec of values.image) {
   images[spec.slice(0, i)] = [spec.slice(i + 1)];
 }
 
+/** A CRD file's object name (metadata.name), read without a YAML parser: `<plural>.<group>` from the file name. */
+function crdName(file: string): string {
+  const [group, plural] = path.basename(file, '.yaml').split('_');
+  return `${plural}.${group}`;
+}
+
+/**
+ * Polls the CRDs' Established condition (kubectl wait hung here: it
+ * watches, and a watch opened before the CRD exists is not bounded by
+ * its --timeout in every kubectl version). Bounded; the error names the
+ * CRDs that are not Established yet and their conditions.
+ */
+async function waitEstablished(api: Api, names: string[]): Promise<void> {
+  const deadline = Date.now() + CRDS_ESTABLISHED_MS;
+  let pending = names;
+  const why = new Map<string, string>();
+  while (pending.length) {
+    const next: string[] = [];
+    for (const name of pending) {
+      const a = await api.get(`/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${name}`);
+      const conds: { type: string; status: string; reason?: string; message?: string }[] = a.body?.status?.conditions ?? [];
+      if (conds.some((c) => c.type === 'Established' && c.status === 'True')) continue;
+      next.push(name);
+      why.set(name, a.status !== 200 ? `HTTP ${a.status}` : conds.map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason}: ${c.message ?? ''})` : ''}`).join(', ') || 'no conditions yet');
+    }
+    pending = next;
+    if (!pending.length) break;
+    if (Date.now() > deadline) {
+      throw new Error(`CRDs not Established within ${CRDS_ESTABLISHED_MS / 1000} s: ${pending.map((n) => `${n}: ${why.get(n)}`).join('; ')}`);
+    }
+    await sleep(250);
+  }
+}
+
 let cluster: Cluster | null = null;
 let kubelet: Kubelet | null = null;
 let kubeProxy: KubeProxy | null = null;
@@ -91,15 +127,18 @@ process.on('SIGINT', () => void stop(0));
 try {
   await ensureBridge(values.bridge, `${nodeIP}/${prefix}`);
   cluster = await startCluster({ controllerManager: true, crds: 'none', apiServerAddress: nodeIP });
+  const api = new Api(cluster.kubeConfig());
   fs.copyFileSync(cluster.kubeconfigPath, path.join(stateDir, 'kubeconfig'));
   fs.chmodSync(path.join(stateDir, 'kubeconfig'), 0o600);
   if (values.crds) {
-    const files = fs.readdirSync(values.crds).filter((f) => /^gateway\.networking\.k8s\.io_.*\.yaml$/.test(f)).sort().map((f) => path.join(values.crds!, f));
+    // The CustomResourceDefinitions of the channel's directory (the
+    // safe-upgrades ValidatingAdmissionPolicy beside them is not one).
+    const files = fs.readdirSync(values.crds).filter((f) => /^gateway\.networking\.(x-)?k8s\.io_.*\.yaml$/.test(f) && !f.includes('_vap_'))
+      .sort().map((f) => path.join(values.crds!, f));
+    if (!files.length) throw new Error(`--crds ${values.crds}: no gateway.networking CRD files there`);
     await cluster.applyFiles(files);
-    const r = await cluster.kubectl('wait', '--for=condition=Established', '--timeout=60s', ...files.flatMap((f) => ['-f', f]));
-    if (r.code !== 0) throw new Error(`CRDs not Established: ${r.stderr}`);
+    await waitEstablished(api, files.map(crdName));
   }
-  const api = new Api(cluster.kubeConfig());
 
   // The kubelet's serving certificate (the API server does not check it
   // unless told a CA for kubelets; it is only there for TLS).
