@@ -8,10 +8,11 @@ import { sameElements } from '../ir/delta.ts';
 import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, NO_PARAMETERS, SUPPORTED_FEATURES, type ParametersJudge } from './gatewayclass.ts';
-import { finishListener, gatewayConditions, listenerConditions, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
+import { finishListener, gatewayConditions, listenerConditions, markConflicts, resolveListener, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
+import { admission, judgeListenerSet, listenerSetsByGateway, listenerSetStatus, type ResolvedListenerSet } from './listenerset.ts';
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
-import { attachToParent } from './attachment.ts';
+import { attachToParent, listenerSetKey } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
@@ -118,17 +119,43 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const portClaims = new Map<number, { address: string; gateway: string }[]>();
   const assignedAddresses: Record<string, string> = {};
   const certificates = { previous: input.lastGoodCertificates ?? {}, current: {} as LastGoodCertificates };
+  const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
+  // ListenerSets naming our Gateways, in the order their listeners follow each Gateway's.
+  const setsByGateway = listenerSetsByGateway(snap.listenerSets, new Set(ourGateways.map(nameOf)));
+  const listenerSets = new Map<string, ResolvedListenerSet>();
   for (const gw of ourGateways) {
     const key = nameOf(gw);
+    const sets: ResolvedListenerSet[] = (setsByGateway.get(key) ?? []).map((object) => {
+      const rls: ResolvedListenerSet = { object, parent: gw, problem: null, listeners: [], accepted: false };
+      listenerSets.set(listenerSetKey(object.kind, namespaceOf(object), object.metadata.name), rls);
+      return rls;
+    });
     if (!acceptedClasses.has(gw.spec.gatewayClassName)) {
       statuses.set(statusKey(gw), pendingGatewayStatus(gw));
+      for (const ls of sets) {
+        ls.problem = { reason: 'ParentNotAccepted', message: `Gateway ${key} is not accepted: its GatewayClass ${gw.spec.gatewayClassName} is not accepted` };
+        statuses.set(statusKey(ls.object), listenerSetStatus(ls, null, undefined));
+      }
       continue;
     }
     const a = addressing.get(key)!;
     if (a.bind && !(gw.spec.addresses ?? []).some((x) => x.value === a.bind)) assignedAddresses[key] = a.bind;
     const listeners = resolveListeners(gw, secrets, snap.referenceGrants, certificates, configMaps);
     const parametersProblem = (input.parameters ?? NO_PARAMETERS).gateway(gw);
-    const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners, parametersProblem };
+    const all = [...listeners];
+    for (const ls of sets) {
+      const refused = admission(gw, namespaceOf(ls.object), namespaces);
+      if (refused !== null) ls.problem = { reason: 'NotAllowed', message: refused };
+      else if (parametersProblem !== null || a.unsupported.length) {
+        ls.problem = { reason: 'ParentNotAccepted', message: `Gateway ${key} is not accepted: ${parametersProblem ?? `address types not supported: ${a.unsupported.join(', ')}`}` };
+      } else {
+        ls.listeners = ls.object.spec.listeners.map((l) => resolveListener(gw, ls.object, l, secrets, snap.referenceGrants, certificates, configMaps));
+        all.push(...ls.listeners);
+      }
+    }
+    // The Gateway's own listeners first, then each ListenerSet's: the earlier keeps a contested port or hostname.
+    if (all.length > listeners.length) markConflicts(all);
+    const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners, allListeners: all, parametersProblem, listenerSets: sets };
     gateways.set(key, resolved);
     clientCerts.set(key, resolveBackendClientCertificate(gw, secrets, snap.referenceGrants));
     if (parametersProblem !== null) {
@@ -137,15 +164,15 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
       continue;
     }
     const bindable = a.bind !== null && a.unsupported.length === 0;
-    for (const l of listeners) {
+    for (const l of all) {
       // Provisioned Gateways have proxies of their own: no port is shared with another Gateway.
       if (bindable && !l.acceptedProblem && !l.conflict && !a.provisioned) claimPort(l, a.bind!, key, portClaims);
       finishListener(l, bindable);
     }
+    for (const ls of sets) judgeListenerSet(ls);
   }
 
   // 3. Routes: attach each parentRef, translate the rules once.
-  const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
   const memo = input.memo;
   const endpointPolicy = compileEndpointPolicy(input.endpoints ?? STANDALONE_ENDPOINT_DEFAULTS, ownSockets(gateways));
   const tlsPolicies = resolveBackendTLSPolicies(snap.other.filter((o) => o.kind === 'BackendTLSPolicy'), snap.configMaps, input.controllerName);
@@ -171,7 +198,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     const parents: unknown[] = [];
     let used = false;
     for (const ref of route.spec.parentRefs ?? []) {
-      const res = attachToParent(route, ref, gateways, namespaces);
+      const res = attachToParent(route, ref, gateways, namespaces, listenerSets);
       if (res.kind === 'notOurs') continue;
       const conditions: PlainCondition[] = [];
       const allDropped = t.droppedRules.length === t.ruleCount;
@@ -232,8 +259,13 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     return out;
   })) statuses.set(statusKey(policy), status);
 
-  // 5. Gateway status, now that attachedRoutes are counted.
-  for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g, clientCerts.get(g.key) ?? null));
+  // 5. Gateway and ListenerSet status, now that attachedRoutes are counted.
+  for (const g of gateways.values()) {
+    const status = gatewayStatus(g, clientCerts.get(g.key) ?? null);
+    statuses.set(statusKey(g.gateway), status);
+    const programmed = status.conditions.find((c) => c.type === 'Programmed');
+    for (const ls of g.listenerSets) statuses.set(statusKey(ls.object), listenerSetStatus(ls, g, programmed));
+  }
 
   return { ir: buildIR(gateways, hosts, clusters, memo, clientCerts), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
 }
@@ -261,7 +293,7 @@ function backendIndexFor(snap: Snapshot, policy: EndpointPolicy, memo: Translate
 function ownSockets(gateways: Map<string, ResolvedGateway>): OwnSocket[] {
   const out: OwnSocket[] = [];
   for (const g of gateways.values()) {
-    for (const l of g.listeners) {
+    for (const l of g.allListeners) {
       if (!l.serving) continue;
       for (const address of [g.addressing.bind!, ...g.addressing.reported]) out.push({ address, port: l.spec.port, name: l.name });
     }
@@ -286,7 +318,7 @@ function droppedMessage(dropped: { index: number; message: string }[]): string {
   return `Dropped Rule(s): ${dropped.map((d) => `rule ${d.index}: ${d.message}`).join('; ')}`;
 }
 
-function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate | null): unknown {
+function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate | null): { conditions: PlainCondition[]; [field: string]: unknown } {
   const gen = g.gateway.metadata.generation;
   let conditions = gatewayConditions(g);
   if (g.parametersProblem !== null) {
@@ -305,6 +337,8 @@ function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate 
       ...(g.addressing.provisioned?.hostnames ?? []).map((value) => ({ type: 'Hostname', value })),
     ],
     conditions,
+    // The ListenerSets taken in with at least one valid listener (CRD: Accepted True).
+    attachedListenerSets: g.listenerSets.filter((ls) => ls.accepted).length,
     listeners: g.listeners.map((l) => ({
       name: l.spec.name,
       supportedKinds: l.supportedKinds,
@@ -363,7 +397,7 @@ function buildIR(
   for (const g of gateways.values()) {
     const cert = clientCerts.get(g.key);
     const variant = cert?.ok ? new ClientCertificateVariant(g.key, cert.certificate, clusters, copies) : null;
-    for (const l of g.listeners) {
+    for (const l of g.allListeners) {
       if (!l.serving) continue;
       const address = g.addressing.bind!;
       // Provisioned Gateways each have sockets of their own: their keys name the Gateway.
