@@ -32,6 +32,7 @@ export const SUPPORTED_FEATURES = [
   'GatewayFrontendClientCertificateValidation', 'GatewayFrontendClientCertificateValidationInsecureFallback',
   'BackendTLSPolicy', 'BackendTLSPolicySANValidation', 'HTTPRouteBackendProtocolH2C',
   'GatewayBackendClientCertificate',
+  'ListenerSet',
 ] as const;
 
 /**
