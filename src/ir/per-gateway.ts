@@ -16,7 +16,8 @@ export const PROXY_BIND_ADDRESS = '0.0.0.0';
 
 /**
  * The IR for the proxies of Gateway `gateway` (`namespace/name`): its
- * Gateway listeners (named `namespace/name/listener`), the clusters their
+ * Gateway listeners (named `namespace/name/listener`, and those of its
+ * ListenerSets `namespace/name/Kind/namespace/listenerset/listener`), the clusters their
  * routes send and mirror to, and the certificates of their sockets, with every socket
  * rebound to all interfaces. A Gateway the IR does not mention gets an IR
  * with no listeners.
