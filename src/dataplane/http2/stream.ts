@@ -205,6 +205,10 @@ export class H2Response implements DownstreamResponse {
   #noBody = false;
   /** Bytes handed to the stream, for the write deadline's progress. */
   written = 0;
+  /** A head held back until it is known whether it ends the stream (mayCarryTrailers). */
+  #pendingHead: http2.OutgoingHttpHeaders | null = null;
+  /** The HEADERS frame went with waitForTrailers: a trailing HEADERS frame ends the stream. */
+  #waitsForTrailers = false;
 
   constructor(request: H2Request, owner: StreamOwner) {
     this.#request = request;
@@ -237,29 +241,76 @@ export class H2Response implements DownstreamResponse {
     const stream = request.stream;
     if (stream.destroyed) return;
     stream.on('drain', this.#onDrain);
+    if (!this.#noBody && mayCarryTrailers(out)) {
+      // Whether trailers follow must be told node when the HEADERS frame
+      // goes (waitForTrailers), and a gRPC "trailers-only" answer is a
+      // HEADERS frame that ends the stream: the head waits for the first
+      // body bytes or the end (as HTTP/1.1's does), at most until the
+      // event loop turns.
+      this.#pendingHead = out;
+      setImmediate(this.#flushPendingHead);
+      return;
+    }
+    this.#respond(out, { endStream: this.#noBody });
+  }
+
+  #respond(out: http2.OutgoingHttpHeaders, options: http2.ServerStreamResponseOptions): void {
+    const request = this.#request;
     try {
       // Node ends the stream itself when the status or method forbids a body.
-      stream.respond(out, { endStream: this.#noBody });
+      request.stream.respond(out, options);
     } catch (err) {
-      // Checked above what node checks; what is left is a stream closed under us.
+      // Checked in writeHead what node checks; what is left is a stream closed under us.
       request.reset(NGHTTP2_INTERNAL_ERROR);
       throw err;
     }
   }
 
+  readonly #flushPendingHead = (): void => {
+    const out = this.#pendingHead;
+    if (out === null) return;
+    this.#pendingHead = null;
+    if (this.#request.stream.destroyed) return;
+    this.#waitsForTrailers = true;
+    this.#respond(out, { waitForTrailers: true });
+  };
+
   write(chunk: Buffer): boolean {
     if (this.writableEnded || this.destroyed) return false;
     if (!this.headersSent) throw new Error('write() before writeHead()');
     if (this.#noBody || chunk.length === 0) return true;
+    if (this.#pendingHead !== null) this.#flushPendingHead();
     this.written += chunk.length;
     return this.#request.stream.write(chunk);
   }
 
-  end(chunk?: Buffer | null): void {
+  end(chunk?: Buffer | null, trailers?: ResponseHeaders | null): void {
     if (this.writableEnded || this.destroyed) return;
     if (!this.headersSent) throw new Error('end() before writeHead()');
     this.writableEnded = true;
     const stream = this.#request.stream;
+    const pending = this.#pendingHead;
+    if (pending !== null && (chunk == null || chunk.length === 0) && trailers == null) {
+      // Nothing but the head: it ends the stream (gRPC's trailers-only answer).
+      this.#pendingHead = null;
+      this.#respond(pending, { endStream: true });
+      this.#owner.answered(this.#request);
+      return;
+    }
+    if (pending !== null) this.#flushPendingHead();
+    if (this.#waitsForTrailers) {
+      // Node asks for them once the last DATA frame is out; without a
+      // section it sends an empty one (an empty HEADERS frame that ends the stream).
+      const fields = trailers == null ? {} : trailerFields(trailers);
+      stream.once('wantTrailers', () => {
+        try {
+          stream.sendTrailers(fields);
+        } catch {
+          // The stream closed under us: its 'close' does the rest.
+        }
+      });
+    }
+    // Else a trailer section has no frame to go in: HEADERS said the stream ends with its DATA.
     if (!this.#noBody && !stream.writableEnded) {
       if (chunk != null && chunk.length !== 0) {
         this.written += chunk.length;
@@ -284,6 +335,31 @@ export class H2Response implements DownstreamResponse {
   readonly #onDrain = (): void => {
     this.onDrain?.();
   };
+}
+
+/**
+ * Whether a response may end with a trailer section: it announces one
+ * (`Trailer`), or it is gRPC, whose status always comes last. Only these
+ * pay for a trailing HEADERS frame; a section arriving on any other
+ * response is dropped (it cannot be announced after the HEADERS frame).
+ */
+function mayCarryTrailers(out: http2.OutgoingHttpHeaders): boolean {
+  if (out['trailer'] !== undefined) return true;
+  const type = out['content-type'];
+  return typeof type === 'string' && type.startsWith('application/grpc');
+}
+
+/** The trailer section as node takes it: lower-case names, strings. */
+function trailerFields(trailers: ResponseHeaders): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (CONNECTION_SPECIFIC.has(lower) || !TOKEN.test(lower)) continue;
+    out[lower] = typeof value === 'number' ? String(value) : value;
+  }
+  return out;
 }
 
 /** CANCEL: what a deadline resets a stream with (RFC 9113 §7: the stream is no longer needed). */
