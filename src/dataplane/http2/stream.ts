@@ -14,11 +14,12 @@
 // memory one upload holds stays within the stream's window.
 
 import http2 from 'node:http2';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import type { DownstreamRequest, DownstreamResponse, ResponseHeaders } from '../http/downstream.ts';
 import { UNSAFE_FIELD_VALUE } from '../http/headers.ts';
+import { Tunnel } from '../http/tunnel.ts';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
 
 /** Fields RFC 9113 §8.2.2 forbids in HTTP/2; an upstream HTTP/1.1 response may carry them. */
 const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
@@ -48,6 +49,10 @@ export interface StreamHead {
   readonly url: string;
   /** Regular fields, alternating names and values, Host first (from `:authority`). */
   readonly rawHeaders: string[];
+  /** `websocket` for an extended CONNECT (RFC 8441) the pipeline handles as a WebSocket handshake. */
+  readonly upgrade?: string | null;
+  /** An extended CONNECT for a protocol this gateway does not tunnel (answered 501). */
+  readonly unsupportedProtocol?: string;
 }
 
 export class H2Request implements DownstreamRequest {
@@ -59,6 +64,10 @@ export class H2Request implements DownstreamRequest {
   readonly http2 = true;
   readonly remoteAddress: string | undefined;
   readonly response: H2Response;
+  /** `websocket` for an RFC 8441 handshake (see DownstreamRequest). */
+  readonly upgrade: string | null;
+  /** The WebSocket this stream carries once the backend switched protocols. */
+  tunnel: Tunnel | null = null;
   messageComplete: boolean;
   readonly startedAt: number;
   readonly stream: http2.ServerHttp2Stream;
@@ -88,6 +97,7 @@ export class H2Request implements DownstreamRequest {
     this.method = head.method;
     this.url = head.url;
     this.rawHeaders = head.rawHeaders;
+    this.upgrade = head.upgrade ?? null;
     this.remoteAddress = remoteAddress;
     this.startedAt = now;
     this.lastReadAt = now;
@@ -188,6 +198,7 @@ export class H2Request implements DownstreamRequest {
     if (!this.messageComplete) this.#finishBody(false);
     const resetByClient = !answered && !this.resetByUs && this.stream.rstCode !== NGHTTP2_NO_ERROR;
     if (!answered) response.onClose?.();
+    this.tunnel?.close();
     this.#owner.streamClosed(this, resetByClient);
   };
 }
@@ -320,6 +331,39 @@ export class H2Response implements DownstreamResponse {
       }
     }
     this.#owner.answered(this.#request);
+  }
+
+  /**
+   * RFC 8441 §5: the backend's 101 becomes a 200 on the stream (no
+   * Upgrade, Connection or Sec-WebSocket-Accept: HTTP/2 has no handshake
+   * to prove), and from then on the stream's DATA and the backend's
+   * connection are one tunnel (tunnel.ts), with its deadlines checked by
+   * the connection's sweep. A backend connection that fails resets the
+   * stream with CONNECT_ERROR (RFC 9113 §8.5).
+   */
+  switchProtocols(headers: ResponseHeaders, upstream: Duplex): boolean {
+    const request = this.#request;
+    const stream = request.stream;
+    if (this.headersSent || request.upgrade === null || stream.destroyed) return false;
+    const out: http2.OutgoingHttpHeaders = { ':status': 200 };
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      const lower = name.toLowerCase();
+      if (CONNECTION_SPECIFIC.has(lower) || lower === 'sec-websocket-accept') continue;
+      if (!TOKEN.test(lower)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+      if (typeof value === 'string') {
+        if (UNSAFE_FIELD_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+      } else if (typeof value !== 'number') {
+        for (const v of value) if (UNSAFE_FIELD_VALUE.test(v)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+      }
+      out[lower] = value;
+    }
+    this.headersSent = true;
+    this.#respond(out, {});
+    this.writableEnded = true;
+    request.tunnel = new Tunnel(stream, upstream, null, Date.now(), () => request.reset(NGHTTP2_CONNECT_ERROR));
+    return true;
   }
 
   /** The response cannot be completed: RST_STREAM INTERNAL_ERROR tells the client it is short. */
