@@ -1,5 +1,6 @@
 // A WebSocket after its handshake: once the backend has answered 101
-// Switching Protocols, the client's connection and the backend's carry
+// Switching Protocols, the client's side (its connection, or over HTTP/2
+// its stream, RFC 8441) and the backend's connection carry
 // bytes both ways, unread (the frames are the two ends' business, as in
 // Envoy and nginx). Each direction is paced by the other end: a side that
 // cannot take more pauses the one sending to it, so a tunnel holds at most
