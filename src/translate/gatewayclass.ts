@@ -32,6 +32,7 @@ export const SUPPORTED_FEATURES = [
   'GatewayFrontendClientCertificateValidation', 'GatewayFrontendClientCertificateValidationInsecureFallback',
   'BackendTLSPolicy', 'BackendTLSPolicySANValidation', 'HTTPRouteBackendProtocolH2C',
   'GatewayBackendClientCertificate', 'HTTPRouteBackendRequestRedirect', 'HTTPRouteBackendURLRewrite',
+  'TLSRoute', 'TLSRouteModeTerminate', 'TLSRouteModeMixed', 'TCPRoute', 'UDPRoute',
 ] as const;
 
 /**
