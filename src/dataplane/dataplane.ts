@@ -62,7 +62,7 @@ export class DataPlane {
     this.#pools = new UpstreamPools(this.#log, this.#limits);
     this.#handler = new HttpRequestHandler(this.#limits, this.#log);
     this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false);
-    this.#l4 = new L4ListenerSet(this.#log, opts.reusePort ?? false, this.#limits.drainTimeoutMs);
+    this.#l4 = new L4ListenerSet(this.#log, opts.reusePort ?? false, this.#limits);
   }
 
   /** Requests received on every listener since start. */

@@ -11,7 +11,10 @@ export interface L4Backend { port: number; connections: number }
 /** A TCP backend that greets with `name\n` and then echoes what it gets. */
 export async function tcpBackend(t: TestContext, name: string): Promise<L4Backend> {
   const b: L4Backend = { port: 0, connections: 0 };
+  const open = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    open.add(s);
+    s.once('close', () => open.delete(s));
     b.connections++;
     s.write(`${name}\n`);
     s.pipe(s);
@@ -19,7 +22,7 @@ export async function tcpBackend(t: TestContext, name: string): Promise<L4Backen
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   b.port = (server.address() as net.AddressInfo).port;
-  t.after(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections?.(); }));
+  t.after(() => new Promise<void>((resolve) => { server.close(() => resolve()); for (const s of open) s.destroy(); }));
   return b;
 }
 

@@ -5,6 +5,7 @@
 // connections are cut after the drain timeout.
 import net from 'node:net';
 import type { LogFn } from '../log.ts';
+import type { RequestLimits } from '../limits.ts';
 import type { CompiledL4Listener } from './routes.ts';
 import { createStreamServer, type StreamListenerState } from './stream.ts';
 import { UdpListener } from './udp.ts';
@@ -17,12 +18,12 @@ export class L4ListenerSet {
   readonly #slots = new Map<string, Slot>();
   readonly #log: LogFn;
   readonly #reusePort: boolean;
-  readonly #drainTimeoutMs: number;
+  readonly #limits: RequestLimits;
 
-  constructor(log: LogFn, reusePort: boolean, drainTimeoutMs: number) {
+  constructor(log: LogFn, reusePort: boolean, limits: RequestLimits) {
     this.#log = log;
     this.#reusePort = reusePort;
-    this.#drainTimeoutMs = drainTimeoutMs;
+    this.#limits = limits;
   }
 
   /** Bind failures by key, never thrown. */
@@ -66,7 +67,7 @@ export class L4ListenerSet {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(() => { for (const c of slot.state.connections) c.destroy(); }, this.#drainTimeoutMs);
+      const timer = setTimeout(() => { for (const c of slot.state.connections) c.destroy(); }, this.#limits.drainTimeoutMs);
       timer.unref();
       slot.server.close(() => { clearTimeout(timer); resolve(); });
     });
@@ -80,7 +81,10 @@ export class L4ListenerSet {
       else udp.close();
       return error;
     }
-    const state: StreamListenerState = { current: l, connections: new Set(), log: this.#log };
+    const state: StreamListenerState = {
+      current: l, connections: new Set(), log: this.#log,
+      helloTimeoutMs: this.#limits.tlsHandshakeTimeoutMs, connectTimeoutMs: this.#limits.upstreamConnectTimeoutMs,
+    };
     const server = createStreamServer(state);
     return new Promise((resolve) => {
       const onError = (err: NodeJS.ErrnoException) => {

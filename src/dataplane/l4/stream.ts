@@ -1,7 +1,8 @@
 // TCP and TLS sockets. TCP: each connection goes to one endpoint of the
 // route, bytes are spliced both ways, a half-close is passed on. TLS: the
-// ClientHello is read first (bounded: MAX_CLIENT_HELLO_BYTES, and
-// HELLO_TIMEOUT_MS), the route is chosen by its SNI; Passthrough sends the
+// ClientHello is read first (bounded: MAX_CLIENT_HELLO_BYTES, and the
+// data plane's tlsHandshakeTimeoutMs for the hello and, on Terminate, the
+// handshake), the route is chosen by its SNI; Passthrough sends the
 // client's bytes as they are, Terminate ends TLS here with the listener's
 // certificate for that name and sends the cleartext (or TLS again, with a
 // BackendTLSPolicy) to the backend.
@@ -12,10 +13,6 @@ import { MIN_TLS_VERSION } from '../tls/sni.ts';
 import type { LogFn } from '../log.ts';
 import { routeFor, type CompiledL4Listener, type CompiledL4Route, type L4Target } from './routes.ts';
 
-/** A client that has not sent its whole ClientHello by then is closed. */
-export const HELLO_TIMEOUT_MS = 10_000;
-/** A connection to a backend not established by then is given up, and the client's closed. */
-export const CONNECT_TIMEOUT_MS = 10_000;
 /**
  * A spliced connection with no byte either way for this long is closed
  * (Envoy's tcp_proxy default idle_timeout is one hour as well).
@@ -32,6 +29,10 @@ export interface StreamListenerState {
   current: CompiledL4Listener;
   connections: Set<L4Connection>;
   log: LogFn;
+  /** A client that has not sent its whole ClientHello (and finished a terminated handshake) by then is closed. */
+  helloTimeoutMs: number;
+  /** A backend connection not established by then is given up, and the client's closed. */
+  connectTimeoutMs: number;
 }
 
 export function createStreamServer(state: StreamListenerState): net.Server {
@@ -52,7 +53,7 @@ export function createStreamServer(state: StreamListenerState): net.Server {
 
 function readHello(client: net.Socket, listener: CompiledL4Listener, conn: L4Connection, state: StreamListenerState): void {
   let buffered = Buffer.alloc(0);
-  const timer = setTimeout(() => client.destroy(), HELLO_TIMEOUT_MS);
+  const timer = setTimeout(() => client.destroy(), state.helloTimeoutMs);
   const onData = (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
     const hello = readClientHello(buffered);
@@ -80,7 +81,7 @@ function readHello(client: net.Socket, listener: CompiledL4Listener, conn: L4Con
       const secure = new tls.TLSSocket(client, { isServer: true, secureContext: context, minVersion: MIN_TLS_VERSION } as tls.TLSSocketOptions);
       conn.destroy = () => { secure.destroy(); client.destroy(); };
       secure.on('error', () => client.destroy());
-      const handshake = setTimeout(() => client.destroy(), HELLO_TIMEOUT_MS);
+      const handshake = setTimeout(() => client.destroy(), state.helloTimeoutMs);
       secure.once('secure', () => {
         clearTimeout(handshake);
         connect(secure, conn, null, state);
@@ -106,7 +107,7 @@ function connect(client: net.Socket, conn: L4Connection, first: Buffer | null, s
     : tls.connect({ ...target.tls, host: address, port, allowHalfOpen: true } as tls.ConnectionOptions);
   const previous = conn.destroy;
   conn.destroy = () => { upstream.destroy(); previous(); };
-  const connectTimer = setTimeout(() => upstream.destroy(new Error('connect timeout')), CONNECT_TIMEOUT_MS);
+  const connectTimer = setTimeout(() => upstream.destroy(new Error('connect timeout')), state.connectTimeoutMs);
   upstream.once(target.tls === null ? 'connect' : 'secureConnect', () => {
     clearTimeout(connectTimer);
     if (first !== null) upstream.write(first);
