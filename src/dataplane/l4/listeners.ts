@@ -86,6 +86,8 @@ export class L4ListenerSet {
       helloTimeoutMs: this.#limits.tlsHandshakeTimeoutMs, connectTimeoutMs: this.#limits.upstreamConnectTimeoutMs,
     };
     const server = createStreamServer(state);
+    // As on HTTP listeners: node closes connections beyond this at accept.
+    server.maxConnections = this.#limits.maxClientConnections;
     return new Promise((resolve) => {
       const onError = (err: NodeJS.ErrnoException) => {
         this.#log('error', 'listener bind failed', { listener: l.key, error: err.message });
