@@ -17,10 +17,18 @@ import type { ResolvedListenerSet } from './listenerset.ts';
 const KINDS_BY_PROTOCOL: Record<string, string[]> = {
   HTTP: ['HTTPRoute'],
   HTTPS: ['HTTPRoute'],
+  TLS: ['TLSRoute'],
+  TCP: ['TCPRoute'],
+  UDP: ['UDPRoute'],
 };
 
 /** The object a listener is written in: its Gateway, or a ListenerSet attached to it. */
 export type ListenerOwner = Gateway | ListenerSet;
+
+/** The transport a protocol listens on: a TCP and a UDP listener may share a port number. */
+function transportOf(protocol: string): 'udp' | 'tcp' {
+  return protocol === 'UDP' ? 'udp' : 'tcp';
+}
 
 export interface ResolvedListener {
   gateway: Gateway;
@@ -129,7 +137,8 @@ export function resolveListener(
     r.supportedKinds = carried.map((kind) => ({ group: GATEWAY_GROUP, kind }));
   }
 
-  if (l.protocol === 'HTTPS') {
+  if (l.protocol === 'TLS' && (l.tls?.mode ?? 'Terminate') === 'Passthrough') return r;
+  if (l.protocol === 'HTTPS' || l.protocol === 'TLS') {
     const mode = l.tls?.mode ?? 'Terminate';
     if (mode !== 'Terminate') {
       r.acceptedProblem = { reason: 'UnsupportedValue', message: `tls.mode ${mode} is not valid on an HTTPS listener; use a TLS listener for passthrough` };
@@ -137,7 +146,7 @@ export function resolveListener(
     }
     const refs = l.tls?.certificateRefs ?? [];
     if (refs.length === 0) {
-      r.refsProblem = { reason: 'InvalidCertificateRef', message: 'an HTTPS listener needs at least one tls.certificateRefs entry' };
+      r.refsProblem = { reason: 'InvalidCertificateRef', message: `a terminating ${l.protocol} listener needs at least one tls.certificateRefs entry` };
     }
     const serve = (c: GoodCertificate) => r.certificates.push({ serverNames: [r.hostname ?? '*'], certChain: c.certChain, privateKey: c.privateKey });
     let unserved: string | null = null;
@@ -165,6 +174,7 @@ export function resolveListener(
     if (r.certificates.length === 0) {
       r.programmedProblem = { reason: 'Invalid', message: unserved ?? 'no valid certificate to serve' };
     }
+    if (l.protocol === 'TLS') return r;
     const frontend = validationForPort(gateway, l.port, { configMaps, secrets, grants });
     if (frontend !== null) {
       r.clientValidation = frontend.validation;
@@ -193,7 +203,7 @@ export function markConflicts(listeners: ResolvedListener[]): void {
       continue;
     }
     if (l.acceptedProblem) continue;
-    const samePort = kept.filter((k) => k.spec.port === l.spec.port);
+    const samePort = kept.filter((k) => k.spec.port === l.spec.port && transportOf(k.spec.protocol) === transportOf(l.spec.protocol));
     const otherProtocol = samePort.find((k) => k.spec.protocol !== l.spec.protocol);
     if (otherProtocol) {
       l.conflict = { reason: 'ProtocolConflict', message: `port ${l.spec.port} is already used by ${describeListener(otherProtocol, l)} with protocol ${otherProtocol.spec.protocol}` };

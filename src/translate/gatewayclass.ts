@@ -33,6 +33,7 @@ export const SUPPORTED_FEATURES = [
   'BackendTLSPolicy', 'BackendTLSPolicySANValidation', 'HTTPRouteBackendProtocolH2C',
   'GatewayBackendClientCertificate', 'HTTPRouteBackendRequestRedirect', 'HTTPRouteBackendURLRewrite',
   'ListenerSet',
+  'TLSRoute', 'TLSRouteModeTerminate', 'TLSRouteModeMixed', 'TCPRoute', 'UDPRoute',
 ] as const;
 
 /**

@@ -20,6 +20,8 @@ import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolic
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
+import { translateL4Routes } from './l4route.ts';
+import type { L4Route } from '../ir/types.ts';
 
 export interface TranslateInput {
   controllerName: string;
@@ -244,6 +246,16 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     statuses.set(statusKey(route), { parents });
   }
 
+  // TLSRoutes, TCPRoutes, UDPRoutes.
+  const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName);
+  for (const [route, status] of l4.statuses) statuses.set(statusKey(route), status);
+  for (const c of l4.clusters) clusters[c.name] = c;
+  for (const [name, gws] of l4.clusterGateways) {
+    const set = clusterGateways.get(name);
+    if (set === undefined) clusterGateways.set(name, new Set(gws));
+    else for (const g of gws) set.add(g);
+  }
+
   // 4. BackendTLSPolicy status, per Gateway its Services are reached through.
   for (const [policy, status] of tlsPolicies.statuses((serviceKey, section) => {
     const out = new Set<string>();
@@ -267,7 +279,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     for (const ls of g.listenerSets) statuses.set(statusKey(ls.object), listenerSetStatus(ls, g, programmed));
   }
 
-  return { ir: buildIR(gateways, hosts, clusters, memo, clientCerts), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
+  return { ir: buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
 }
 
 /**
@@ -367,6 +379,7 @@ function byPrecedence(routes: HostRoutes): RouteEntry[] {
 function buildIR(
   gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>,
   memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
+  l4Routes: Map<ResolvedListener, L4Route[]>,
 ): IR {
   /** Copies of TLS clusters that present a Gateway's client certificate, added to the IR's. */
   const copies: Record<string, Cluster> = {};
@@ -401,13 +414,17 @@ function buildIR(
       if (!l.serving) continue;
       const address = g.addressing.bind!;
       // Provisioned Gateways each have sockets of their own: their keys name the Gateway.
-      const key = g.addressing.provisioned ? `${g.key}@${address}:${l.spec.port}` : `${address}:${l.spec.port}`;
+      // A UDP socket may share its port number with a TCP one: its key says udp.
+      const udp = l.spec.protocol === 'UDP' ? '/udp' : '';
+      const key = g.addressing.provisioned ? `${g.key}@${address}:${l.spec.port}${udp}` : `${address}:${l.spec.port}${udp}`;
       let sock = sockets.get(key);
       if (!sock) {
         sock = { key, address, port: l.spec.port, protocol: l.spec.protocol as IRListener['protocol'], gatewayListeners: [] };
-        if (sock.protocol === 'HTTPS') sock.tls = { certificates: [] };
+        if (sock.protocol === 'HTTPS' || sock.protocol === 'TLS') sock.tls = { certificates: [] };
+        if (sock.protocol === 'TLS' || sock.protocol === 'TCP' || sock.protocol === 'UDP') sock.l4 = { routes: [] };
         sockets.set(key, sock);
       }
+      if (sock.l4 !== undefined) sock.l4.routes.push(...(l4Routes.get(l) ?? []));
       if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
       // Per port and Gateway (tls.frontend), so every listener of the socket has the same.
       if (l.clientValidation !== null) sock.tls!.clientValidation = l.clientValidation;
@@ -420,7 +437,10 @@ function buildIR(
     }
   }
   if (memo) memo.virtualHosts = built;
-  for (const s of sockets.values()) s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+  for (const s of sockets.values()) {
+    s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+    s.l4?.routes.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+  }
   Object.assign(clusters, copies);
   return { version: IR_VERSION, listeners: [...sockets.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)), clusters };
 }
