@@ -7,6 +7,8 @@ const LISTS: Record<string, keyof Omit<Snapshot, 'other'>> = {
   Namespace: 'namespaces',
   GatewayClass: 'gatewayClasses',
   Gateway: 'gateways',
+  ListenerSet: 'listenerSets',
+  XListenerSet: 'listenerSets',
   HTTPRoute: 'httpRoutes',
   ReferenceGrant: 'referenceGrants',
   Service: 'services',
@@ -16,7 +18,7 @@ const LISTS: Record<string, keyof Omit<Snapshot, 'other'>> = {
 };
 
 /** Gateway API kinds held and reported, not yet translated. */
-const HELD = new Set(['ListenerSet', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'BackendTLSPolicy']);
+const HELD = new Set(['GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'BackendTLSPolicy']);
 
 export function buildSnapshot(objects: KubeObject[]): Snapshot {
   const snap = emptySnapshot();

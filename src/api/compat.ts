@@ -15,6 +15,12 @@
 //   type Cookie, no cookie         cookie required: read as `cookie: {}`
 //   type Header, no name           header.name required: read as DEFAULT_SESSION_HEADER
 //
+// One kind was renamed: XListenerSet (gateway.networking.x-k8s.io/v1alpha1,
+// v1.4 only) became ListenerSet (gateway.networking.k8s.io/v1) in v1.5.0.
+// An XListenerSet is validated against its own v1.4.1 CRD (vendored beside
+// the others), translated as a ListenerSet, warned about here, and keeps
+// its own kind, so its status is written back where it was read.
+//
 // v1.7.0 fields the vendored CRDs lack (Gateway `addresses[].routability`,
 // `listeners[].filters`) are not renames: they are pruned like any unknown
 // field, which validate.ts warns about.
@@ -36,6 +42,14 @@ const MAX_NAME = 256;
 
 const OLD = 'the Gateway API v1.4 to v1.6 spelling';
 
+/** Kinds read under their older name, by the versions that had it. */
+const RENAMED_KINDS: Record<string, { versions: readonly string[]; reason: string }> = {
+  XListenerSet: {
+    versions: ['v1alpha1'],
+    reason: 'XListenerSet (gateway.networking.x-k8s.io/v1alpha1) is the Gateway API v1.4 name of ListenerSet: read as a ListenerSet, status written on the XListenerSet; write apiVersion gateway.networking.k8s.io/v1, kind ListenerSet instead',
+  },
+};
+
 /** Kinds, and their versions, whose rules carry `sessionPersistence`. */
 const SESSION_PERSISTENCE: Record<string, readonly string[]> = {
   HTTPRoute: ['v1', 'v1beta1'],
@@ -49,6 +63,8 @@ const SESSION_PERSISTENCE: Record<string, readonly string[]> = {
  * schema to report.
  */
 export function readOlderSpellings(o: Obj, kind: string, version: string, warnings: FieldError[]): void {
+  const renamed = RENAMED_KINDS[kind];
+  if (renamed !== undefined && renamed.versions.includes(version)) warnings.push({ field: 'kind', reason: renamed.reason });
   if (!SESSION_PERSISTENCE[kind]?.includes(version)) return;
   const spec = o.spec;
   if (!isObj(spec) || !Array.isArray(spec.rules)) return;

@@ -1,13 +1,15 @@
 // The Snapshot: every object a provider holds at one moment, typed and
 // already validated. translate() reads nothing else.
 import type {
-  ConfigMap, EndpointSlice, Gateway, GatewayClass, HTTPRoute, KubeObject, Namespace, ReferenceGrant, Secret, Service,
+  ConfigMap, EndpointSlice, Gateway, GatewayClass, HTTPRoute, KubeObject, ListenerSet, Namespace, ReferenceGrant, Secret, Service,
 } from './types.ts';
 
 export interface Snapshot {
   namespaces: Namespace[];
   gatewayClasses: GatewayClass[];
   gateways: Gateway[];
+  /** ListenerSets and XListenerSets (their Gateway API v1.4 name), translated alike. */
+  listenerSets: ListenerSet[];
   httpRoutes: HTTPRoute[];
   referenceGrants: ReferenceGrant[];
   services: Service[];
@@ -20,7 +22,7 @@ export interface Snapshot {
 
 export function emptySnapshot(): Snapshot {
   return {
-    namespaces: [], gatewayClasses: [], gateways: [], httpRoutes: [], referenceGrants: [],
+    namespaces: [], gatewayClasses: [], gateways: [], listenerSets: [], httpRoutes: [], referenceGrants: [],
     services: [], endpointSlices: [], secrets: [], configMaps: [], other: [],
   };
 }

@@ -160,8 +160,32 @@ export interface Gateway extends KubeObject {
       annotations?: Record<string, string>;
       parametersRef?: LocalObjectReference;
     };
-    allowedListeners?: unknown;
+    allowedListeners?: AllowedListeners;
     tls?: unknown;
+  };
+}
+
+/** Which namespaces' ListenerSets a Gateway takes in (the CRD defaults `from` to None). */
+export interface AllowedListeners {
+  namespaces?: { from?: 'All' | 'Same' | 'Selector' | 'None'; selector?: LabelSelector };
+}
+
+// ---------------------------------------------------------------- ListenerSet
+
+/** The experimental group of the Gateway API v1.4 XListenerSet. */
+export const EXPERIMENTAL_GROUP = 'gateway.networking.x-k8s.io';
+
+/**
+ * Listeners added to a Gateway from another object (GEP-1713): ListenerSet
+ * (gateway.networking.k8s.io/v1) or the same under its Gateway API v1.4
+ * name, XListenerSet (gateway.networking.x-k8s.io/v1alpha1), whose
+ * listeners may leave `port` at 0.
+ */
+export interface ListenerSet extends KubeObject {
+  kind: 'ListenerSet' | 'XListenerSet';
+  spec: {
+    parentRef: { group?: string; kind?: string; name: string; namespace?: string };
+    listeners: Listener[];
   };
 }
 

@@ -10,21 +10,24 @@ import type { PlainCondition } from '../translate/conditions.ts';
 
 interface GatewayStatusLike { listeners?: { name: string; conditions: PlainCondition[] }[] }
 
+/** Kinds whose spec.listeners have a status each. */
+const LISTENER_OWNERS = new Set(['Gateway', 'ListenerSet', 'XListenerSet']);
+
 /**
- * One error per Gateway listener whose references do not resolve
+ * One error per Gateway or ListenerSet listener whose references do not resolve
  * (ResolvedRefs False: a bad, missing or forbidden certificate Secret),
  * naming the file and document the Gateway came from.
  */
 export function listenerReferenceProblems(objects: readonly ReadObject[], statuses: ReadonlyMap<string, unknown>): Problem[] {
   const problems: Problem[] = [];
   for (const { object, source } of objects) {
-    if (object.kind !== 'Gateway') continue;
+    if (!LISTENER_OWNERS.has(object.kind)) continue;
     const ns = object.metadata.namespace ?? 'default';
-    const status = statuses.get(`Gateway|${ns}|${object.metadata.name}`) as GatewayStatusLike | undefined;
+    const status = statuses.get(`${object.kind}|${ns}|${object.metadata.name}`) as GatewayStatusLike | undefined;
     for (const listener of status?.listeners ?? []) {
       const refs = listener.conditions.find((c) => c.type === 'ResolvedRefs');
       if (refs === undefined || refs.status !== 'False') continue;
-      const where = `Gateway ${ns}/${object.metadata.name}`;
+      const where = `${object.kind} ${ns}/${object.metadata.name}`;
       const field = `spec.listeners[${listener.name}]`;
       const reason = `${refs.reason}: ${refs.message}`;
       problems.push(source === undefined

@@ -6,7 +6,7 @@ import { statusKey } from '../translate/index.ts';
 
 /** Kinds whose status Gatehouse owns and reports. */
 export const REPORTED_KINDS = new Set([
-  'GatewayClass', 'Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute',
+  'GatewayClass', 'Gateway', 'ListenerSet', 'XListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute',
   'ReferenceGrant', 'BackendTLSPolicy',
 ]);
 

@@ -188,6 +188,8 @@ class ConfigCompiler {
     this.#compileClusters();
     this.#deps.secureContexts.beginGeneration();
     for (const listener of this.#delta.listeners) {
+      // TLS, TCP and UDP sockets are the L4 data plane's (l4/).
+      if (listener.l4 !== undefined) continue;
       if (this.#config.listeners.has(listener.key) || this.#config.listenerErrors[listener.key] !== undefined) {
         this.#config.listenerErrors[listener.key] = 'duplicate listener key';
         this.#config.listeners.delete(listener.key);

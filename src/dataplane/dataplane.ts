@@ -12,6 +12,9 @@ import { ListenerSet } from './listeners.ts';
 import { silentLog, type LogFn } from './log.ts';
 import { SecureContextCache } from './tls/sni.ts';
 import { UpstreamPools } from './upstream/pools.ts';
+import { L4ListenerSet } from './l4/listeners.ts';
+import { compileL4Listener, type CompiledL4Listener } from './l4/routes.ts';
+import type { Cluster } from '../ir/types.ts';
 
 export type { RequestLimits } from './limits.ts';
 export { DEFAULT_LIMITS } from './limits.ts';
@@ -43,6 +46,9 @@ export class DataPlane {
   readonly #secureContexts = new SecureContextCache();
   readonly #listeners: ListenerSet;
   readonly #handler: HttpRequestHandler;
+  readonly #l4: L4ListenerSet;
+  /** Cluster specs by delta id, for the L4 sockets (which connect to endpoints directly, not through pools). */
+  #l4Clusters = new Map<number, Cluster>();
   #current: CompiledConfig | null = null;
   #cache = new CompileCache();
   /** For apply(IR): the delta from the IR applied before. */
@@ -56,6 +62,7 @@ export class DataPlane {
     this.#pools = new UpstreamPools(this.#log, this.#limits);
     this.#handler = new HttpRequestHandler(this.#limits, this.#log);
     this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false);
+    this.#l4 = new L4ListenerSet(this.#log, opts.reusePort ?? false, this.#limits);
   }
 
   /** Requests received on every listener since start. */
@@ -112,11 +119,12 @@ export class DataPlane {
     const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits }, this.#cache);
     const previous = this.#current;
     this.#current = next;
-    const reconciled = await this.#listeners.reconcile(next);
+    const l4 = this.#compileL4(delta, next.listenerErrors, next.routeErrors);
+    const [reconciled, l4BindErrors] = await Promise.all([this.#listeners.reconcile(next), this.#l4.reconcile(l4)]);
     // Requests and draining servers still on the previous config hold their
     // own references; this only drops the data plane's.
     previous?.release();
-    const listenerErrors = { ...next.listenerErrors, ...reconciled.bindErrors };
+    const listenerErrors = { ...next.listenerErrors, ...reconciled.bindErrors, ...l4BindErrors };
     const certificateErrors = { ...next.certificateErrors, ...reconciled.certificateErrors };
     for (const [key, error] of Object.entries(next.listenerErrors)) {
       this.#log('warn', 'listener not served', { listener: key, error });
@@ -133,11 +141,32 @@ export class DataPlane {
     return { listenerErrors, certificateErrors, routeErrors: { ...next.routeErrors } };
   }
 
+  /** The TLS, TCP and UDP listeners of `delta`, with the cluster specs they use. */
+  #compileL4(delta: IRDelta, listenerErrors: Record<string, string>, routeErrors: Record<string, string>): Map<string, CompiledL4Listener> {
+    const defined = new Map(delta.define.clusters);
+    const byId = new Map<number, Cluster>();
+    const byName = new Map<string, Cluster>();
+    for (const [name, id] of Object.entries(delta.clusters)) {
+      const spec = defined.get(id) ?? this.#l4Clusters.get(id);
+      if (spec === undefined) continue;
+      byId.set(id, spec);
+      byName.set(name, spec);
+    }
+    this.#l4Clusters = byId;
+    const out = new Map<string, CompiledL4Listener>();
+    for (const listener of delta.listeners) {
+      if (listener.l4 === undefined) continue;
+      out.set(listener.key, compileL4Listener(listener, byName, this.#secureContexts, routeErrors));
+      void listenerErrors;
+    }
+    return out;
+  }
+
   async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     const deadline = Date.now() + this.#limits.drainTimeoutMs;
-    await this.#listeners.closeAll();
+    await Promise.all([this.#listeners.closeAll(), this.#l4.closeAll()]);
     this.#current?.release();
     this.#current = null;
     // With every client gone little is left upstream (idle connections,

@@ -16,7 +16,8 @@ export const PROXY_BIND_ADDRESS = '0.0.0.0';
 
 /**
  * The IR for the proxies of Gateway `gateway` (`namespace/name`): its
- * Gateway listeners (named `namespace/name/listener`), the clusters their
+ * Gateway listeners (named `namespace/name/listener`, and those of its
+ * ListenerSets `namespace/name/Kind/namespace/listenerset/listener`), the clusters their
  * routes send and mirror to, and the certificates of their sockets, with every socket
  * rebound to all interfaces. A Gateway the IR does not mention gets an IR
  * with no listeners.
@@ -28,13 +29,18 @@ export function irForGateway(ir: IR, gateway: string): IR {
   for (const socket of ir.listeners) {
     const own = socket.gatewayListeners.filter((gl) => gl.name.startsWith(prefix));
     if (own.length === 0) continue;
-    const key = `${PROXY_BIND_ADDRESS}:${socket.port}`;
+    const key = `${PROXY_BIND_ADDRESS}:${socket.port}${socket.protocol === 'UDP' ? '/udp' : ''}`;
     // translate binds each Gateway to one address, so its ports are
     // distinct and rebinding cannot make two sockets one; should it ever,
     // the first socket keeps the port rather than mixing two.
     if (listeners.some((l) => l.key === key)) continue;
     for (const gl of own) collectClusters(gl, clusterNames);
     const rebound: IRListener = { key, address: PROXY_BIND_ADDRESS, port: socket.port, protocol: socket.protocol, gatewayListeners: own };
+    if (socket.l4 !== undefined) {
+      // Translate gives each Gateway its own address, so an L4 socket's routes are all of its one Gateway.
+      rebound.l4 = socket.l4;
+      for (const r of socket.l4.routes) for (const b of r.backends) if (b.cluster !== null) clusterNames.add(b.cluster);
+    }
     if (socket.tls !== undefined) {
       rebound.tls = { certificates: ownCertificates(socket, own) };
       if (socket.tls.clientValidation !== undefined) rebound.tls.clientValidation = socket.tls.clientValidation;

@@ -27,9 +27,14 @@ export interface IRListener {
   /** IP to bind; '0.0.0.0' or '::' for all interfaces. */
   address: string;
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
-  /** HTTPS: certificates chosen by SNI; clientValidation when clients must (or may) present a certificate. */
+  protocol: 'HTTP' | 'HTTPS' | L4Protocol;
+  /**
+   * HTTPS: certificates chosen by SNI; clientValidation when clients must (or may) present a certificate.
+   * TLS: the certificates of its Terminate listeners.
+   */
   tls?: { certificates: TLSCertificate[]; clientValidation?: ClientValidation };
+  /** TLS, TCP, UDP: where connections (datagrams) go; gatewayListeners then have no virtual hosts. */
+  l4?: L4Routes;
   /**
    * The Gateway listeners on this socket, most specific hostname first
    * (exact, then wildcards longest first, then no hostname). A request is
@@ -37,6 +42,29 @@ export interface IRListener {
    * isolation, as the spec asks.
    */
   gatewayListeners: GatewayListenerIR[];
+}
+
+export type L4Protocol = 'TLS' | 'TCP' | 'UDP';
+
+/**
+ * The routes of a TLS, TCP or UDP socket. TCP and UDP have one route
+ * (the first attached, `hostname` '*'); TLS picks by SNI, most specific
+ * hostname first, with the same wildcard rules as HTTPS.
+ */
+export interface L4Routes {
+  /** Most specific hostname first. */
+  routes: L4Route[];
+}
+
+export interface L4Route {
+  /** `namespace/route/rule-index`, for logs. */
+  name: string;
+  /** Exact name, `*.suffix`, or `*` (any SNI, or none). */
+  hostname: string;
+  /** TLS only: Passthrough splices the client's TLS to the backend; Terminate ends it here (tls.certificates). */
+  mode?: 'Passthrough' | 'Terminate';
+  /** Weighted backends; a null cluster (invalid reference) gets its share of connections refused. */
+  backends: { weight: number; cluster: string | null }[];
 }
 
 export interface TLSCertificate {

@@ -16,7 +16,7 @@
 // Messages never carry key material: errors from parsing are reduced to
 // OpenSSL's reason (`error:...:PEM routines::no start line`) or a code.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import type { Gateway, Secret, SecretObjectReference, ReferenceGrant } from '../api/types.ts';
+import type { KubeObject, Secret, SecretObjectReference, ReferenceGrant } from '../api/types.ts';
 import { GATEWAY_GROUP } from '../api/types.ts';
 import { namespaceOf } from '../api/snapshot.ts';
 import { isReferenceAllowed, normGroup } from './referencegrant.ts';
@@ -42,20 +42,25 @@ export type CertificateResult =
     badContentOf?: string;
   };
 
+/**
+ * `from` is the object the reference is written in: a Gateway, or a
+ * ListenerSet, whose own namespace needs no grant and whose grants are
+ * its own (a Gateway's do not extend to its ListenerSets, nor theirs to it).
+ */
 export function resolveCertificateRef(
-  gateway: Gateway, ref: SecretObjectReference, secrets: Map<string, Secret>, grants: ReferenceGrant[],
+  from: KubeObject, ref: SecretObjectReference, secrets: Map<string, Secret>, grants: ReferenceGrant[],
 ): CertificateResult {
-  const ns = ref.namespace ?? namespaceOf(gateway);
+  const ns = ref.namespace ?? namespaceOf(from);
   const where = `certificateRef ${ns}/${ref.name}`;
   if (normGroup(ref.group) !== '' || (ref.kind ?? 'Secret') !== 'Secret') {
     return { ok: false, reason: 'InvalidCertificateRef', message: `${where}: unsupported kind ${ref.group || 'core'}/${ref.kind}; only core Secrets are supported` };
   }
   const allowed = isReferenceAllowed({
-    from: { group: GATEWAY_GROUP, kind: 'Gateway', namespace: namespaceOf(gateway) },
+    from: { group: groupOf(from.apiVersion), kind: from.kind, namespace: namespaceOf(from) },
     to: { group: '', kind: 'Secret', namespace: ns, name: ref.name },
   }, grants);
   if (!allowed) {
-    return { ok: false, reason: 'RefNotPermitted', message: `${where}: no ReferenceGrant in ${ns} allows Gateways in ${namespaceOf(gateway)} to refer to this Secret` };
+    return { ok: false, reason: 'RefNotPermitted', message: `${where}: no ReferenceGrant in ${ns} allows ${from.kind}s in ${namespaceOf(from)} to refer to this Secret` };
   }
   const key = `${ns}/${ref.name}`;
   const secret = secrets.get(key);
@@ -109,4 +114,10 @@ export function secretValue(secret: Secret, key: string): string | null {
   const b64 = secret.data?.[key];
   if (b64 != null) return Buffer.from(b64, 'base64').toString('utf8');
   return secret.stringData?.[key] ?? null;
+}
+
+/** The API group of an apiVersion (`group/version`), the Gateway API's when it is missing. */
+function groupOf(apiVersion: string | undefined): string {
+  const slash = apiVersion?.indexOf('/') ?? -1;
+  return slash > 0 ? apiVersion!.slice(0, slash) : GATEWAY_GROUP;
 }

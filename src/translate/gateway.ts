@@ -1,25 +1,50 @@
 // Gateway listeners: protocol and route-kind support, TLS certificate
 // references, conflicts between listeners on the same port, and the
-// Gateway's own Accepted/Programmed conditions.
-import type { ConfigMap, Gateway, Listener, ReferenceGrant, RouteGroupKind, Secret } from '../api/types.ts';
+// Gateway's own Accepted/Programmed conditions. A ListenerSet's listeners
+// are resolved here too (translate/listenerset.ts decides which join a
+// Gateway): the same checks, with the ListenerSet as their owner.
+import type { ConfigMap, Gateway, Listener, ListenerSet, ReferenceGrant, RouteGroupKind, Secret } from '../api/types.ts';
 import { GATEWAY_GROUP } from '../api/types.ts';
-import { nameOf } from '../api/snapshot.ts';
+import { nameOf, namespaceOf } from '../api/snapshot.ts';
 import type { ClientValidation, TLSCertificate } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { describeCertificate, resolveCertificateRef, type GoodCertificate, type LastGoodCertificates } from './certificates.ts';
 import type { GatewayAddressing } from './addresses.ts';
 import { allowsInsecureFallback, validationForPort } from './frontend-tls.ts';
+import type { ResolvedListenerSet } from './listenerset.ts';
 
 /** Route kinds each listener protocol can carry. */
 const KINDS_BY_PROTOCOL: Record<string, string[]> = {
   HTTP: ['HTTPRoute'],
   HTTPS: ['HTTPRoute'],
+  TLS: ['TLSRoute'],
+  TCP: ['TCPRoute'],
+  UDP: ['UDPRoute'],
 };
+
+/** The object a listener is written in: its Gateway, or a ListenerSet attached to it. */
+export type ListenerOwner = Gateway | ListenerSet;
+
+/** The transport a protocol listens on: a TCP and a UDP listener may share a port number. */
+function transportOf(protocol: string): 'udp' | 'tcp' {
+  return protocol === 'UDP' ? 'udp' : 'tcp';
+}
 
 export interface ResolvedListener {
   gateway: Gateway;
+  /**
+   * Where the listener is written: allowedRoutes `Same` and certificate
+   * references without a namespace are relative to its namespace, and
+   * ReferenceGrants are asked for its kind.
+   */
+  owner: ListenerOwner;
   spec: Listener;
-  /** `namespace/gateway/listener`. */
+  /**
+   * Unique per Gateway, the name the IR and the data plane know it by:
+   * `namespace/gateway/listener`, or for a ListenerSet's
+   * `namespace/gateway/Kind/namespace/listenerset/listener` (listener
+   * names are unique within their owner only).
+   */
   name: string;
   hostname: string | null;
   supportedKinds: RouteGroupKind[];
@@ -42,7 +67,12 @@ export interface ResolvedGateway {
   addressing: GatewayAddressing;
   /** Why its infrastructure.parametersRef cannot be used, or null (also when it has none). */
   parametersProblem: string | null;
+  /** Its own listeners (spec.listeners), in spec order: what its status reports. */
   listeners: ResolvedListener[];
+  /** Its own listeners, then those of the ListenerSets it took in, in precedence order: what it serves. */
+  allListeners: ResolvedListener[];
+  /** The ListenerSets naming it, in precedence order, taken in or not. */
+  listenerSets: ResolvedListenerSet[];
 }
 
 /**
@@ -63,23 +93,32 @@ export function resolveListeners(
   gateway: Gateway, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory,
   configMaps: Map<string, ConfigMap> = new Map(),
 ): ResolvedListener[] {
-  const out = gateway.spec.listeners.map((l) => resolveListener(gateway, l, secrets, grants, history, configMaps));
+  const out = gateway.spec.listeners.map((l) => resolveListener(gateway, gateway, l, secrets, grants, history, configMaps));
   markConflicts(out);
   return out;
 }
 
-function resolveListener(
-  gateway: Gateway, l: Listener, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory,
+export function resolveListener(
+  gateway: Gateway, owner: ListenerOwner, l: Listener, secrets: Map<string, Secret>, grants: ReferenceGrant[], history: CertificateHistory,
   configMaps: Map<string, ConfigMap>,
 ): ResolvedListener {
+  const name = owner === gateway ? `${nameOf(gateway)}/${l.name}` : `${nameOf(gateway)}/${owner.kind}/${namespaceOf(owner)}/${owner.metadata.name}/${l.name}`;
   const r: ResolvedListener = {
-    gateway, spec: l, name: `${nameOf(gateway)}/${l.name}`, hostname: l.hostname ? l.hostname.toLowerCase() : null,
+    gateway, owner, spec: l, name, hostname: l.hostname ? l.hostname.toLowerCase() : null,
     supportedKinds: [], serving: false, certificates: [], clientValidation: null, attachedRoutes: 0,
     acceptedProblem: null, conflict: null, refsProblem: null, programmedProblem: null,
   };
   const carried = KINDS_BY_PROTOCOL[l.protocol];
   if (!carried) {
     r.acceptedProblem = { reason: 'UnsupportedProtocol', message: `protocol ${l.protocol} is not supported; supported: ${Object.keys(KINDS_BY_PROTOCOL).join(', ')}` };
+    // Kinds asked for are still judged: none can be carried.
+    const kinds = l.allowedRoutes?.kinds ?? [];
+    if (kinds.length) r.refsProblem = { reason: 'InvalidRouteKinds', message: `route kinds ${kinds.map((k) => `${k.group ?? GATEWAY_GROUP}/${k.kind}`).join(', ')} cannot be attached to a ${l.protocol} listener` };
+    return r;
+  }
+  if (!(l.port >= 1)) {
+    // An XListenerSet (v1.4) may leave the port for the implementation to choose: Gatehouse does not.
+    r.acceptedProblem = { reason: 'UnsupportedPort', message: 'port is not set (or 0): Gatehouse does not assign listener ports; set port' };
     return r;
   }
 
@@ -98,7 +137,8 @@ function resolveListener(
     r.supportedKinds = carried.map((kind) => ({ group: GATEWAY_GROUP, kind }));
   }
 
-  if (l.protocol === 'HTTPS') {
+  if (l.protocol === 'TLS' && (l.tls?.mode ?? 'Terminate') === 'Passthrough') return r;
+  if (l.protocol === 'HTTPS' || l.protocol === 'TLS') {
     const mode = l.tls?.mode ?? 'Terminate';
     if (mode !== 'Terminate') {
       r.acceptedProblem = { reason: 'UnsupportedValue', message: `tls.mode ${mode} is not valid on an HTTPS listener; use a TLS listener for passthrough` };
@@ -106,12 +146,12 @@ function resolveListener(
     }
     const refs = l.tls?.certificateRefs ?? [];
     if (refs.length === 0) {
-      r.refsProblem = { reason: 'InvalidCertificateRef', message: 'an HTTPS listener needs at least one tls.certificateRefs entry' };
+      r.refsProblem = { reason: 'InvalidCertificateRef', message: `a terminating ${l.protocol} listener needs at least one tls.certificateRefs entry` };
     }
     const serve = (c: GoodCertificate) => r.certificates.push({ serverNames: [r.hostname ?? '*'], certChain: c.certChain, privateKey: c.privateKey });
     let unserved: string | null = null;
     for (const ref of refs) {
-      const res = resolveCertificateRef(gateway, ref, secrets, grants);
+      const res = resolveCertificateRef(owner, ref, secrets, grants);
       if (res.ok) {
         serve(res.certificate);
         history.current[res.secret] = res.certificate;
@@ -134,6 +174,7 @@ function resolveListener(
     if (r.certificates.length === 0) {
       r.programmedProblem = { reason: 'Invalid', message: unserved ?? 'no valid certificate to serve' };
     }
+    if (l.protocol === 'TLS') return r;
     const frontend = validationForPort(gateway, l.port, { configMaps, secrets, grants });
     if (frontend !== null) {
       r.clientValidation = frontend.validation;
@@ -155,20 +196,36 @@ function resolveListener(
 export function markConflicts(listeners: ResolvedListener[]): void {
   const kept: ResolvedListener[] = [];
   for (const l of listeners) {
+    if (l.acceptedProblem?.reason === 'UnsupportedProtocol') {
+      // A port another protocol already holds is the more specific reason (a ListenerSet's TCP listener on the Gateway's HTTP port).
+      const holder = kept.find((k) => k.spec.port === l.spec.port);
+      if (holder) l.conflict = { reason: 'ProtocolConflict', message: `port ${l.spec.port} is already used by ${describeListener(holder, l)} with protocol ${holder.spec.protocol}` };
+      continue;
+    }
     if (l.acceptedProblem) continue;
-    const samePort = kept.filter((k) => k.spec.port === l.spec.port);
+    const samePort = kept.filter((k) => k.spec.port === l.spec.port && transportOf(k.spec.protocol) === transportOf(l.spec.protocol));
     const otherProtocol = samePort.find((k) => k.spec.protocol !== l.spec.protocol);
     if (otherProtocol) {
-      l.conflict = { reason: 'ProtocolConflict', message: `port ${l.spec.port} is already used by listener ${otherProtocol.spec.name} with protocol ${otherProtocol.spec.protocol}` };
+      l.conflict = { reason: 'ProtocolConflict', message: `port ${l.spec.port} is already used by ${describeListener(otherProtocol, l)} with protocol ${otherProtocol.spec.protocol}` };
       continue;
     }
     const sameHost = samePort.find((k) => k.hostname === l.hostname);
     if (sameHost) {
-      l.conflict = { reason: 'HostnameConflict', message: `listener ${sameHost.spec.name} already serves ${l.hostname ?? 'every hostname'} on port ${l.spec.port}` };
+      l.conflict = { reason: 'HostnameConflict', message: `${describeListener(sameHost, l)} already serves ${l.hostname ?? 'every hostname'} on port ${l.spec.port}` };
       continue;
     }
     kept.push(l);
   }
+}
+
+/**
+ * How a conflict message names the listener that won, as seen from the
+ * one that lost: by name within the same owner, else with its owner. A
+ * ListenerSet learns no more of its Gateway or siblings than that name.
+ */
+function describeListener(winner: ResolvedListener, seenFrom: ResolvedListener): string {
+  if (winner.owner === seenFrom.owner) return `listener ${winner.spec.name}`;
+  return `listener ${winner.spec.name} of ${winner.owner.kind} ${nameOf(winner.owner)}`;
 }
 
 /** Call after addresses and cross-Gateway port claims are decided. */

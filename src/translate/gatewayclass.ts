@@ -32,6 +32,8 @@ export const SUPPORTED_FEATURES = [
   'GatewayFrontendClientCertificateValidation', 'GatewayFrontendClientCertificateValidationInsecureFallback',
   'BackendTLSPolicy', 'BackendTLSPolicySANValidation', 'HTTPRouteBackendProtocolH2C',
   'GatewayBackendClientCertificate', 'HTTPRouteBackendRequestRedirect', 'HTTPRouteBackendURLRewrite',
+  'ListenerSet',
+  'TLSRoute', 'TLSRouteModeTerminate', 'TLSRouteModeMixed', 'TCPRoute', 'UDPRoute',
 ] as const;
 
 /**

@@ -8,10 +8,11 @@ import { sameElements } from '../ir/delta.ts';
 import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, NO_PARAMETERS, SUPPORTED_FEATURES, type ParametersJudge } from './gatewayclass.ts';
-import { finishListener, gatewayConditions, listenerConditions, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
+import { finishListener, gatewayConditions, listenerConditions, markConflicts, resolveListener, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
+import { admission, judgeListenerSet, listenerSetsByGateway, listenerSetStatus, type ResolvedListenerSet } from './listenerset.ts';
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
-import { attachToParent } from './attachment.ts';
+import { attachToParent, listenerSetKey } from './attachment.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
@@ -19,6 +20,8 @@ import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolic
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
 import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
+import { translateL4Routes } from './l4route.ts';
+import type { L4Route } from '../ir/types.ts';
 
 export interface TranslateInput {
   controllerName: string;
@@ -118,17 +121,43 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const portClaims = new Map<number, { address: string; gateway: string }[]>();
   const assignedAddresses: Record<string, string> = {};
   const certificates = { previous: input.lastGoodCertificates ?? {}, current: {} as LastGoodCertificates };
+  const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
+  // ListenerSets naming our Gateways, in the order their listeners follow each Gateway's.
+  const setsByGateway = listenerSetsByGateway(snap.listenerSets, new Set(ourGateways.map(nameOf)));
+  const listenerSets = new Map<string, ResolvedListenerSet>();
   for (const gw of ourGateways) {
     const key = nameOf(gw);
+    const sets: ResolvedListenerSet[] = (setsByGateway.get(key) ?? []).map((object) => {
+      const rls: ResolvedListenerSet = { object, parent: gw, problem: null, listeners: [], accepted: false };
+      listenerSets.set(listenerSetKey(object.kind, namespaceOf(object), object.metadata.name), rls);
+      return rls;
+    });
     if (!acceptedClasses.has(gw.spec.gatewayClassName)) {
       statuses.set(statusKey(gw), pendingGatewayStatus(gw));
+      for (const ls of sets) {
+        ls.problem = { reason: 'ParentNotAccepted', message: `Gateway ${key} is not accepted: its GatewayClass ${gw.spec.gatewayClassName} is not accepted` };
+        statuses.set(statusKey(ls.object), listenerSetStatus(ls, null, undefined));
+      }
       continue;
     }
     const a = addressing.get(key)!;
     if (a.bind && !(gw.spec.addresses ?? []).some((x) => x.value === a.bind)) assignedAddresses[key] = a.bind;
     const listeners = resolveListeners(gw, secrets, snap.referenceGrants, certificates, configMaps);
     const parametersProblem = (input.parameters ?? NO_PARAMETERS).gateway(gw);
-    const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners, parametersProblem };
+    const all = [...listeners];
+    for (const ls of sets) {
+      const refused = admission(gw, namespaceOf(ls.object), namespaces);
+      if (refused !== null) ls.problem = { reason: 'NotAllowed', message: refused };
+      else if (parametersProblem !== null || a.unsupported.length) {
+        ls.problem = { reason: 'ParentNotAccepted', message: `Gateway ${key} is not accepted: ${parametersProblem ?? `address types not supported: ${a.unsupported.join(', ')}`}` };
+      } else {
+        ls.listeners = ls.object.spec.listeners.map((l) => resolveListener(gw, ls.object, l, secrets, snap.referenceGrants, certificates, configMaps));
+        all.push(...ls.listeners);
+      }
+    }
+    // The Gateway's own listeners first, then each ListenerSet's: the earlier keeps a contested port or hostname.
+    if (all.length > listeners.length) markConflicts(all);
+    const resolved: ResolvedGateway = { gateway: gw, key, addressing: a, listeners, allListeners: all, parametersProblem, listenerSets: sets };
     gateways.set(key, resolved);
     clientCerts.set(key, resolveBackendClientCertificate(gw, secrets, snap.referenceGrants));
     if (parametersProblem !== null) {
@@ -137,15 +166,15 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
       continue;
     }
     const bindable = a.bind !== null && a.unsupported.length === 0;
-    for (const l of listeners) {
+    for (const l of all) {
       // Provisioned Gateways have proxies of their own: no port is shared with another Gateway.
       if (bindable && !l.acceptedProblem && !l.conflict && !a.provisioned) claimPort(l, a.bind!, key, portClaims);
       finishListener(l, bindable);
     }
+    for (const ls of sets) judgeListenerSet(ls);
   }
 
   // 3. Routes: attach each parentRef, translate the rules once.
-  const namespaces = new Map<string, Namespace>(snap.namespaces.map((n) => [n.metadata.name, n]));
   const memo = input.memo;
   const endpointPolicy = compileEndpointPolicy(input.endpoints ?? STANDALONE_ENDPOINT_DEFAULTS, ownSockets(gateways));
   const tlsPolicies = resolveBackendTLSPolicies(snap.other.filter((o) => o.kind === 'BackendTLSPolicy'), snap.configMaps, input.controllerName);
@@ -171,7 +200,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     const parents: unknown[] = [];
     let used = false;
     for (const ref of route.spec.parentRefs ?? []) {
-      const res = attachToParent(route, ref, gateways, namespaces);
+      const res = attachToParent(route, ref, gateways, namespaces, listenerSets);
       if (res.kind === 'notOurs') continue;
       const conditions: PlainCondition[] = [];
       const allDropped = t.droppedRules.length === t.ruleCount;
@@ -217,6 +246,16 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     statuses.set(statusKey(route), { parents });
   }
 
+  // TLSRoutes, TCPRoutes, UDPRoutes.
+  const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName, listenerSets);
+  for (const [route, status] of l4.statuses) statuses.set(statusKey(route), status);
+  for (const c of l4.clusters) clusters[c.name] = c;
+  for (const [name, gws] of l4.clusterGateways) {
+    const set = clusterGateways.get(name);
+    if (set === undefined) clusterGateways.set(name, new Set(gws));
+    else for (const g of gws) set.add(g);
+  }
+
   // 4. BackendTLSPolicy status, per Gateway its Services are reached through.
   for (const [policy, status] of tlsPolicies.statuses((serviceKey, section) => {
     const out = new Set<string>();
@@ -232,10 +271,15 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     return out;
   })) statuses.set(statusKey(policy), status);
 
-  // 5. Gateway status, now that attachedRoutes are counted.
-  for (const g of gateways.values()) statuses.set(statusKey(g.gateway), gatewayStatus(g, clientCerts.get(g.key) ?? null));
+  // 5. Gateway and ListenerSet status, now that attachedRoutes are counted.
+  for (const g of gateways.values()) {
+    const status = gatewayStatus(g, clientCerts.get(g.key) ?? null);
+    statuses.set(statusKey(g.gateway), status);
+    const programmed = status.conditions.find((c) => c.type === 'Programmed');
+    for (const ls of g.listenerSets) statuses.set(statusKey(ls.object), listenerSetStatus(ls, g, programmed));
+  }
 
-  return { ir: buildIR(gateways, hosts, clusters, memo, clientCerts), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
+  return { ir: buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
 }
 
 /**
@@ -261,7 +305,7 @@ function backendIndexFor(snap: Snapshot, policy: EndpointPolicy, memo: Translate
 function ownSockets(gateways: Map<string, ResolvedGateway>): OwnSocket[] {
   const out: OwnSocket[] = [];
   for (const g of gateways.values()) {
-    for (const l of g.listeners) {
+    for (const l of g.allListeners) {
       if (!l.serving) continue;
       for (const address of [g.addressing.bind!, ...g.addressing.reported]) out.push({ address, port: l.spec.port, name: l.name });
     }
@@ -286,7 +330,7 @@ function droppedMessage(dropped: { index: number; message: string }[]): string {
   return `Dropped Rule(s): ${dropped.map((d) => `rule ${d.index}: ${d.message}`).join('; ')}`;
 }
 
-function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate | null): unknown {
+function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate | null): { conditions: PlainCondition[]; [field: string]: unknown } {
   const gen = g.gateway.metadata.generation;
   let conditions = gatewayConditions(g);
   if (g.parametersProblem !== null) {
@@ -305,6 +349,8 @@ function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate 
       ...(g.addressing.provisioned?.hostnames ?? []).map((value) => ({ type: 'Hostname', value })),
     ],
     conditions,
+    // The ListenerSets taken in with at least one valid listener (CRD: Accepted True).
+    attachedListenerSets: g.listenerSets.filter((ls) => ls.accepted).length,
     listeners: g.listeners.map((l) => ({
       name: l.spec.name,
       supportedKinds: l.supportedKinds,
@@ -333,6 +379,7 @@ function byPrecedence(routes: HostRoutes): RouteEntry[] {
 function buildIR(
   gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>,
   memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
+  l4Routes: Map<ResolvedListener, L4Route[]>,
 ): IR {
   /** Copies of TLS clusters that present a Gateway's client certificate, added to the IR's. */
   const copies: Record<string, Cluster> = {};
@@ -363,17 +410,21 @@ function buildIR(
   for (const g of gateways.values()) {
     const cert = clientCerts.get(g.key);
     const variant = cert?.ok ? new ClientCertificateVariant(g.key, cert.certificate, clusters, copies) : null;
-    for (const l of g.listeners) {
+    for (const l of g.allListeners) {
       if (!l.serving) continue;
       const address = g.addressing.bind!;
       // Provisioned Gateways each have sockets of their own: their keys name the Gateway.
-      const key = g.addressing.provisioned ? `${g.key}@${address}:${l.spec.port}` : `${address}:${l.spec.port}`;
+      // A UDP socket may share its port number with a TCP one: its key says udp.
+      const udp = l.spec.protocol === 'UDP' ? '/udp' : '';
+      const key = g.addressing.provisioned ? `${g.key}@${address}:${l.spec.port}${udp}` : `${address}:${l.spec.port}${udp}`;
       let sock = sockets.get(key);
       if (!sock) {
         sock = { key, address, port: l.spec.port, protocol: l.spec.protocol as IRListener['protocol'], gatewayListeners: [] };
-        if (sock.protocol === 'HTTPS') sock.tls = { certificates: [] };
+        if (sock.protocol === 'HTTPS' || sock.protocol === 'TLS') sock.tls = { certificates: [] };
+        if (sock.protocol === 'TLS' || sock.protocol === 'TCP' || sock.protocol === 'UDP') sock.l4 = { routes: [] };
         sockets.set(key, sock);
       }
+      if (sock.l4 !== undefined) sock.l4.routes.push(...(l4Routes.get(l) ?? []));
       if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
       // Per port and Gateway (tls.frontend), so every listener of the socket has the same.
       if (l.clientValidation !== null) sock.tls!.clientValidation = l.clientValidation;
@@ -386,7 +437,10 @@ function buildIR(
     }
   }
   if (memo) memo.virtualHosts = built;
-  for (const s of sockets.values()) s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+  for (const s of sockets.values()) {
+    s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+    s.l4?.routes.sort((a, b) => bySpecificity(a.hostname, b.hostname));
+  }
   Object.assign(clusters, copies);
   return { version: IR_VERSION, listeners: [...sockets.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)), clusters };
 }

@@ -164,3 +164,79 @@ spec:
   const accepted = status.parents[0].conditions.find((c: any) => c.type === 'Accepted');
   assert.equal(accepted.status, 'True');
 });
+
+// ---------------------------------------------------------------- XListenerSet (v1.4)
+
+const XLS = (listeners: string, extra = '') => `apiVersion: gateway.networking.x-k8s.io/v1alpha1
+kind: XListenerSet
+metadata: {name: team, namespace: app}
+spec:
+  parentRef: {name: gw, namespace: infra}
+  listeners:
+${listeners}${extra}
+`;
+
+test('v1.4 XListenerSet: validated against its own CRD, kept as XListenerSet, with a warning naming ListenerSet v1', () => {
+  const r = validateObject(parse(XLS('  - {name: web, port: 8080, protocol: HTTP, hostname: team.example.com}')));
+  assert.deepEqual(r.errors, []);
+  assert.ok(r.object);
+  assert.equal(r.object.kind, 'XListenerSet');
+  assert.equal(r.object.apiVersion, 'gateway.networking.x-k8s.io/v1alpha1');
+  // Defaults of its own CRD: the parentRef's group and kind, the listener's allowedRoutes.
+  assert.deepEqual((r.object.spec as any).parentRef, { group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw', namespace: 'infra' });
+  assert.deepEqual((r.object.spec as any).listeners[0].allowedRoutes, { namespaces: { from: 'Same' } });
+  assert.deepEqual(r.warnings.map((w) => w.field), ['kind']);
+  assert.match(r.warnings[0].reason, /XListenerSet \(gateway\.networking\.x-k8s\.io\/v1alpha1\) is the Gateway API v1\.4 name of ListenerSet.*write apiVersion gateway\.networking\.k8s\.io\/v1, kind ListenerSet instead/);
+});
+
+test('v1.4 XListenerSet: its own rules hold (port may be left out, names must be unique); the v1 CRD is not used for it', () => {
+  const noPort = validateObject(parse(XLS('  - {name: web, protocol: HTTP}')));
+  assert.deepEqual(noPort.errors, []);
+  assert.equal((noPort.object!.spec as any).listeners[0].port, 0, 'v1.4 defaults port to 0');
+  const dup = validateObject(parse(XLS('  - {name: web, port: 80, protocol: HTTP}\n  - {name: web, port: 81, protocol: HTTP}')));
+  assert.equal(dup.object, null);
+  assert.ok(dup.errors.some((e) => /unique/.test(e.reason)), JSON.stringify(dup.errors));
+  // The v1 ListenerSet requires port; the same object as a ListenerSet is refused for it.
+  const v1 = validateObject(parse(XLS('  - {name: web, protocol: HTTP}').replace('gateway.networking.x-k8s.io/v1alpha1', 'gateway.networking.k8s.io/v1').replace('XListenerSet', 'ListenerSet')));
+  assert.equal(v1.object, null);
+  assert.ok(v1.errors.some((e) => e.field.endsWith('port')), JSON.stringify(v1.errors));
+});
+
+test('ListenerSet and XListenerSet load from files, are translated, and their status is their own kind\'s', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-compat-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'all.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: infra}
+spec:
+  gatewayClassName: gatehouse
+  allowedListeners: {namespaces: {from: All}}
+  listeners: [{name: http, port: 8080, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: new, namespace: app}
+spec:
+  parentRef: {name: gw, namespace: infra}
+  listeners: [{name: web, port: 8081, protocol: HTTP}]
+---
+${XLS('  - {name: web, port: 8082, protocol: HTTP}')}`);
+  const loaded = loadDirectory(dir);
+  assert.deepEqual(loaded.objects.map((o) => o.object.kind), ['GatewayClass', 'Gateway', 'ListenerSet', 'XListenerSet']);
+  assert.deepEqual(loaded.errors.map((e) => [e.severity, e.object, e.field]), [['warning', 'XListenerSet app/team', 'kind']]);
+  const objects = new GenerationTracker().stamp(loaded.objects.map((o) => o.object));
+  const result = translate(buildSnapshot(objects), { controllerName: 'gatehouse.dev/gateway-controller', addressing: { pool: null, hostAddress: '0.0.0.0', previous: {} } });
+  const accepted = (key: string) => (result.statuses.get(key) as any)?.conditions.find((c: any) => c.type === 'Accepted')?.status;
+  assert.equal(accepted('ListenerSet|app|new'), 'True');
+  assert.equal(accepted('XListenerSet|app|team'), 'True');
+  // The v1.4 status schema requires each listener's port.
+  assert.deepEqual((result.statuses.get('XListenerSet|app|team') as any).listeners.map((l: any) => [l.name, l.port]), [['web', 8082]]);
+  assert.equal((result.statuses.get('ListenerSet|app|new') as any).listeners[0].port, undefined);
+  assert.equal((result.statuses.get('Gateway|infra|gw') as any).attachedListenerSets, 2);
+  assert.deepEqual(result.ir.listeners.map((l) => l.port), [8080, 8081, 8082]);
+});

@@ -18,7 +18,7 @@ function defaulted(yaml: string): any {
   return r.object;
 }
 
-test('loads the ten Gateway API CRDs with their served versions', () => {
+test('loads the ten Gateway API CRDs and v1.4\'s XListenerSet with their served versions', () => {
   const byKind = Object.fromEntries([...crds().values()].map((c) => [c.kind, [...c.versions].sort()]));
   assert.deepEqual(byKind, {
     BackendTLSPolicy: ['v1', 'v1alpha3'],
@@ -31,9 +31,10 @@ test('loads the ten Gateway API CRDs with their served versions', () => {
     TCPRoute: ['v1', 'v1alpha2'],
     TLSRoute: ['v1', 'v1alpha2', 'v1alpha3'],
     UDPRoute: ['v1', 'v1alpha2'],
+    XListenerSet: ['v1alpha1'],
   });
   for (const c of crds().values()) {
-    assert.equal(c.group, 'gateway.networking.k8s.io');
+    assert.equal(c.group, c.kind === 'XListenerSet' ? 'gateway.networking.x-k8s.io' : 'gateway.networking.k8s.io');
     assert.equal(c.namespaced, c.kind !== 'GatewayClass');
   }
 });

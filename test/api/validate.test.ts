@@ -68,7 +68,7 @@ test('other kinds are ignored, not errors', () => {
     'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}',
     'apiVersion: v1\nkind: Pod\nmetadata: {name: p}',
     'apiVersion: example.com/v1\nkind: HTTPRoute\nmetadata: {name: r}',
-    'apiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XListenerSet\nmetadata: {name: r}',
+    'apiVersion: gateway.networking.x-k8s.io/v1alpha1\nkind: XBackendTrafficPolicy\nmetadata: {name: r}',
   ]) {
     const r = v(yaml);
     assert.equal(r.ignored, true, yaml);

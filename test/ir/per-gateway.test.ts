@@ -126,3 +126,13 @@ test("a socket's client validation (tls.frontend) goes to the Gateway's proxies 
   assert.deepEqual(irForGateway(full, 'infra/a').listeners[1]!.tls!.clientValidation, validation);
   assert.equal(irForGateway(full, 'infra/b').listeners[1]!.tls!.clientValidation, undefined);
 });
+
+test('a Gateway\'s proxies get the listeners of the ListenerSets it took in (named under the Gateway), not another Gateway\'s', () => {
+  const team = vhost('team.test', [route('team/app/0/0', match('/'), [backend('team/app:80')])]);
+  const out = irForGateway(ir([
+    socket('10.0.0.1', 8443, [gatewayListener('infra/a/ListenerSet/team/extra/https', 'team.test', [team])], [certFor('team', 'team.test')]),
+    socket('10.0.0.2', 8443, [gatewayListener('infra/b/ListenerSet/team/other/https', 'team.test', [team])], [certFor('other', 'team.test')]),
+  ], [cluster('team/app:80', { port: 80 })]), 'infra/a');
+  assert.deepEqual(out.listeners.map((l) => [l.key, l.gatewayListeners.map((g) => g.name)]), [['0.0.0.0:8443', ['infra/a/ListenerSet/team/extra/https']]]);
+  assert.deepEqual(Object.keys(out.clusters), ['team/app:80']);
+});

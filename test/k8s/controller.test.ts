@@ -3,7 +3,8 @@
 // turns Programmed once its Service has a load-balancer address and a
 // proxy is ready; a route's status follows a listener added later by a
 // JSON patch and a certificate Secret created later (as cert-manager
-// does); the leader stopping hands over to the other replica.
+// does); a ListenerSet of another namespace, once the Gateway admits it;
+// the leader stopping hands over to the other replica.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as k8s from '@kubernetes/client-node';
@@ -231,6 +232,64 @@ test('a listener added by a JSON patch after its route exists: the route\'s stat
     return condition(routeParent(o, 'https')?.conditions, 'Accepted')?.status === 'True' ? o : undefined;
   });
   assert.ok(route);
+});
+
+test('a ListenerSet from another namespace: admitted by allowedListeners, its own status, its route, its port on the Service', async () => {
+  // Not admitted yet: the Gateway's allowedListeners defaults to None.
+  const { cert, key } = selfSigned('identity.apps.example');
+  await core.createNamespacedSecret({
+    namespace: 'apps',
+    body: { metadata: { name: 'identity-tls' }, type: 'kubernetes.io/tls', data: { 'tls.crt': Buffer.from(cert).toString('base64'), 'tls.key': Buffer.from(key).toString('base64') } },
+  });
+  await cluster.applyYaml(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: ListenerSet
+metadata: {name: identity, namespace: apps}
+spec:
+  parentRef: {name: cloud, namespace: infra}
+  listeners:
+  - {name: https, port: 8443, protocol: HTTPS, hostname: identity.apps.example, tls: {certificateRefs: [{name: identity-tls}]}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: identity, namespace: apps}
+spec:
+  parentRefs: [{kind: ListenerSet, group: gateway.networking.k8s.io, name: identity, sectionName: https}]
+  rules: [{backendRefs: [{name: keystone, port: 5000}]}]
+`);
+  const refused = await eventually('ListenerSet NotAllowed', async () => {
+    const o = await get('listenersets', 'apps', 'identity');
+    return condition(o.status?.conditions, 'Accepted')?.reason === 'NotAllowed' ? o : undefined;
+  });
+  assert.equal(condition(refused.status?.conditions, 'Accepted')!.status, 'False');
+
+  const patched = await cluster.kubectl('patch', 'gateway', 'cloud', '-n', 'infra', '--type', 'merge', '-p',
+    JSON.stringify({ spec: { allowedListeners: { namespaces: { from: 'Selector', selector: { matchLabels: { 'kubernetes.io/metadata.name': 'apps' } } } } } }));
+  assert.equal(patched.code, 0, patched.stderr);
+
+  const ls = await eventually('ListenerSet Accepted and Programmed', async () => {
+    const o = await get('listenersets', 'apps', 'identity');
+    return condition(o.status?.conditions, 'Accepted')?.status === 'True' && condition(o.status?.conditions, 'Programmed')?.status === 'True' ? o : undefined;
+  });
+  const listener = (ls.status?.listeners as { name: string; attachedRoutes: number; conditions: Condition[] }[])[0];
+  assert.equal(listener.name, 'https');
+  assert.equal(condition(listener.conditions, 'ResolvedRefs')?.status, 'True', 'a Secret of its own namespace needs no ReferenceGrant');
+  await eventually('the route counted on the ListenerSet\'s listener', async () => {
+    const o = await get('listenersets', 'apps', 'identity');
+    return (o.status?.listeners as { attachedRoutes: number }[] | undefined)?.[0]?.attachedRoutes === 1 ? o : undefined;
+  });
+  const route = await get('httproutes', 'apps', 'identity');
+  const parent = ((route.status?.parents ?? []) as { parentRef: { kind?: string; name: string }; conditions: Condition[] }[]).find((p) => p.parentRef.kind === 'ListenerSet');
+  assert.equal(condition(parent?.conditions, 'Accepted')?.status, 'True');
+  await eventually('attachedListenerSets on the Gateway', async () => {
+    const o = await get('gateways', 'infra', 'cloud');
+    return o.status?.attachedListenerSets === 1 ? o : undefined;
+  });
+  const svc = await eventually('port 8443 on the Service', async () => {
+    const s = await core.readNamespacedService({ name: 'cloud-gatehouse', namespace: 'infra' });
+    return s.spec?.ports?.some((p) => p.port === 8443) ? s : undefined;
+  });
+  assert.deepEqual(svc.spec?.ports?.map((p) => p.port), [80, 443, 8443]);
 });
 
 test('nothing changes, nothing is written: the status settles', async () => {

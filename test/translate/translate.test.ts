@@ -49,6 +49,8 @@ interface Step {
     backends?: Record<string, string[]>;
     /** cluster name -> "address:port" endpoints. */
     clusters?: Record<string, string[]>;
+    /** "Kind namespace/name" of objects translate must give no status (not ours). */
+    noStatus?: string[];
     /** socket keys of the IR, in order. */
     sockets?: string[];
     /** socket key -> its Gateway listeners in IR order. */
@@ -155,6 +157,11 @@ function checkStep(objects: KubeObject[], expect: Step['expect'], result: Transl
         checkConditions(`${s.ref} parent ${i}`, st.parents[i].conditions, p.conditions, gen);
       });
     }
+  }
+  for (const ref of expect.noStatus ?? []) {
+    const [kind, nsName] = ref.split(' ');
+    const [ns, name] = nsName.split('/');
+    assert.equal(result.statuses.get(`${kind}|${ns}|${name}`), undefined, `${ref}: no status expected`);
   }
   const ir = result.ir;
   assert.deepEqual(JSON.parse(JSON.stringify(ir)), ir, 'IR must survive JSON');

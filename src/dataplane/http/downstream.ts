@@ -13,7 +13,7 @@
 // the response head and a small body leave in one write.
 
 import { Readable, type Duplex } from 'node:stream';
-import { appendField, UNSAFE_FIELD_VALUE } from './headers.ts';
+import { acceptsTrailers, appendField, UNSAFE_FIELD_VALUE } from './headers.ts';
 import { STATUS_CODES } from './status-text.ts';
 
 /** Response header fields by lower-cased name, as the proxy assembles them. */
@@ -73,7 +73,14 @@ export interface DownstreamResponse {
   writeHead(status: number, reason: string | undefined, headers: ResponseHeaders): void;
   /** False asks the writer to wait for onDrain. */
   write(chunk: Buffer): boolean;
-  end(chunk?: Buffer | null): void;
+  /**
+   * Ends the response; `trailers`, a trailer section from the backend
+   * (already vetted: trailersToForward), goes to the client where its
+   * protocol carries one: an HTTP/2 trailing HEADERS frame, an HTTP/1.1
+   * chunked trailer section when the client sent `TE: trailers`
+   * (RFC 9110 §6.5); otherwise it is dropped.
+   */
+  end(chunk?: Buffer | null, trailers?: ResponseHeaders | null): void;
   /** Tells the client this response is incomplete: HTTP/1.1 cuts the connection, HTTP/2 resets the stream. */
   destroy(): void;
   /**
@@ -127,6 +134,24 @@ function currentDate(): string {
 function appendResponseField(head: string, name: string, value: string): string {
   if (UNSAFE_FIELD_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
   return appendField(head, name, value);
+}
+
+/**
+ * The last chunk with a trailer section, for a client that said it takes
+ * one (`TE: trailers`); without, the fields are dropped (RFC 9110 §6.5.1:
+ * a client may not expect them; Envoy drops them on HTTP/1.1 by default).
+ */
+function lastChunk(trailers: ResponseHeaders, requestHeaders: readonly string[]): string {
+  if (!acceptsTrailers(requestHeaders)) return '0\r\n\r\n';
+  let out = '0\r\n';
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined) continue;
+    if (typeof value === 'string') out = appendResponseField(out, name, value);
+    else if (typeof value === 'number') out = appendField(out, name, String(value));
+    else for (let i = 0; i < value.length; i++) out = appendResponseField(out, name, value[i]);
+  }
+  return out + '\r\n';
 }
 
 export class Http1Request implements DownstreamRequest {
@@ -324,14 +349,15 @@ export class Http1Response implements DownstreamResponse {
     return this.#chunked ? channel.writeResponse('\r\n', false) : ok;
   }
 
-  end(chunk?: Buffer | null): void {
+  end(chunk?: Buffer | null, trailers?: ResponseHeaders | null): void {
     if (this.writableEnded || this.#channel.closed) return;
     if (!this.headersSent) throw new Error('end() before writeHead()');
     if (chunk != null && chunk.length !== 0) this.write(chunk);
     this.writableEnded = true;
     const channel = this.#channel;
     if (this.#chunked) {
-      channel.writeResponse(this.#head === '' ? '0\r\n\r\n' : `${this.#head}0\r\n\r\n`, true);
+      const last = trailers == null ? '0\r\n\r\n' : lastChunk(trailers, this.#request.rawHeaders);
+      channel.writeResponse(this.#head === '' ? last : this.#head + last, true);
     } else {
       channel.writeResponse(this.#head, true);
     }

@@ -92,8 +92,74 @@ export function stripHopByHopFromResponse(headers: IncomingHttpHeaders): void {
     if (named !== null) for (const name of named) if (headers[name] !== undefined) headers[name] = undefined;
   }
   for (const name of HOP_BY_HOP) {
-    if (headers[name] !== undefined) headers[name] = undefined;
+    // Trailer announces the trailer section, which goes on (proxy.ts): it stays.
+    if (name !== 'trailer' && headers[name] !== undefined) headers[name] = undefined;
   }
   // A response has no business sending TE; it is a request header.
   if (headers['te'] !== undefined) headers['te'] = undefined;
+}
+
+/**
+ * Fields a trailer section must not carry (RFC 9110 §6.5.1: framing,
+ * routing, content description), besides the hop-by-hop ones: a
+ * recipient would take them for the head's, so they go no further.
+ */
+const NOT_IN_TRAILERS: ReadonlySet<string> = new Set([
+  'content-length',
+  'content-encoding',
+  'content-type',
+  'content-range',
+  'host',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'set-cookie',
+]);
+
+/**
+ * The trailer section to pass on, or null when there is none; a string
+ * naming the limit when it is over the header limits (the same as a head's:
+ * `maxHeaderCount` fields, `maxHeaderBytes` of names and values), which
+ * makes the response unfit to complete.
+ */
+export function trailersToForward(
+  trailers: IncomingHttpHeaders | Record<string, string | string[] | undefined> | undefined,
+  maxCount: number,
+  maxBytes: number,
+): Record<string, string | string[]> | null | string {
+  if (trailers === undefined) return null;
+  let out: Record<string, string | string[]> | null = null;
+  let count = 0;
+  let bytes = 0;
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    const values = typeof value === 'string' ? [value] : value;
+    for (const v of values) {
+      count++;
+      bytes += lower.length + v.length;
+    }
+    if (NOT_IN_TRAILERS.has(lower) || lower.charCodeAt(0) === 0x3a /* : */) continue;
+    if (values.some((v) => UNSAFE_FIELD_VALUE.test(v))) continue;
+    (out ??= {})[lower] = value;
+  }
+  if (count > maxCount) return `trailer section over ${maxCount} fields`;
+  if (bytes > maxBytes) return `trailer section over ${maxBytes} bytes`;
+  return out;
+}
+
+/** Whether a request's TE field (RFC 9110 §10.1.4) says its client takes trailer fields. */
+export function acceptsTrailers(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i].length !== 2 || rawHeaders[i].toLowerCase() !== 'te') continue;
+    for (const token of rawHeaders[i + 1].split(',')) {
+      if (token.split(';', 1)[0].trim().toLowerCase() === 'trailers') return true;
+    }
+  }
+  return false;
 }

@@ -19,7 +19,7 @@ import { pickEndpoint, type UpstreamCluster, type UpstreamEndpoint } from '../up
 import type { LeanDispatchOptions } from '../upstream/lean.ts';
 import type { Exchange } from './exchange.ts';
 import { modifyResponseHeaders } from './filters.ts';
-import { stripHopByHopFromResponse, stripHopByHopFromTable } from './headers.ts';
+import { stripHopByHopFromResponse, stripHopByHopFromTable, trailersToForward } from './headers.ts';
 import { sendCopies } from './mirror.ts';
 import { ReplayableBody } from './replay-body.ts';
 import { backoffDelay, retriesFailure, retriesStatus, statusAfterTries, tryFailure, type CompiledRetry } from './retry.ts';
@@ -401,11 +401,26 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (!res.write(chunk)) controller.pause();
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers?: IncomingHttpHeaders): void {
     this.#finishUpstream();
     if (this.#abandoned) return;
-    const res = this.#ex.res;
-    if (!res.destroyed) res.end();
+    const ex = this.#ex;
+    const res = ex.res;
+    if (!res.destroyed) {
+      // Most responses have no trailer section: the clients pass an empty record.
+      let section: ReturnType<typeof trailersToForward> = null;
+      if (trailers !== undefined) for (const _ in trailers) {
+        const limits = ex.listener.config.limits;
+        section = trailersToForward(trailers, limits.maxHeaderCount, limits.maxHeaderBytes);
+        break;
+      }
+      if (typeof section === 'string') {
+        this.#log('warn', 'upstream response cut', { route: ex.routeName, upstream: this.#endpoint.origin, limit: 'maxHeaderBytes / maxHeaderCount', error: section });
+        res.destroy();
+      } else {
+        res.end(null, section);
+      }
+    }
     this.#run?.end();
   }
 

@@ -1,5 +1,6 @@
 // A WebSocket after its handshake: once the backend has answered 101
-// Switching Protocols, the client's connection and the backend's carry
+// Switching Protocols, the client's side (its connection, or over HTTP/2
+// its stream, RFC 8441) and the backend's connection carry
 // bytes both ways, unread (the frames are the two ends' business, as in
 // Envoy and nginx). Each direction is paced by the other end: a side that
 // cannot take more pauses the one sending to it, so a tunnel holds at most
@@ -18,7 +19,6 @@
 // upgraded streams); only its listener's removal or the shutdown drains it,
 // like any connection.
 
-import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /**
@@ -28,8 +28,13 @@ import type { Duplex } from 'node:stream';
 const LINGER_MS = 1_000;
 
 export class Tunnel {
-  readonly #client: net.Socket;
+  /** The client's side: its socket (HTTP/1.1), or its stream (HTTP/2, RFC 8441). */
+  readonly #client: Duplex;
   readonly #upstream: Duplex;
+  /** Tells the client its side was cut, not closed: the socket is destroyed, a stream reset. */
+  readonly #cutClient: () => void;
+  /** Bytes from and to the client, for the idle deadline. */
+  #traffic = 0;
   /** Bytes written to the backend; with its writableLength, what it has taken. */
   #upstreamWritten = 0;
   /** What the backend had taken at the last sweep, and since when it has taken nothing of a non-empty queue (ms; 0: not stalled). */
@@ -46,9 +51,10 @@ export class Tunnel {
    * request, already read, for the backend first. Reading on both starts
    * now.
    */
-  constructor(client: net.Socket, upstream: Duplex, head: Buffer | null, now: number) {
+  constructor(client: Duplex, upstream: Duplex, head: Buffer | null, now: number, cutClient: () => void = () => client.destroy()) {
     this.#client = client;
     this.#upstream = upstream;
+    this.#cutClient = cutClient;
     this.#activeAt = now;
     if (head !== null && head.length !== 0) this.#toUpstream(head);
     client.on('data', this.#onClientData);
@@ -69,8 +75,7 @@ export class Tunnel {
    * queued for it for `upstreamWriteTimeoutMs`.
    */
   expired(now: number, idleTimeoutMs: number, upstreamWriteTimeoutMs: number): string | null {
-    const client = this.#client;
-    const traffic = client.bytesRead + client.bytesWritten;
+    const traffic = this.#traffic;
     if (traffic !== this.#trafficSeen) {
       this.#trafficSeen = traffic;
       this.#activeAt = now;
@@ -103,6 +108,7 @@ export class Tunnel {
   }
 
   readonly #onClientData = (chunk: Buffer): void => {
+    this.#traffic += chunk.length;
     if (!this.#toUpstream(chunk)) this.#client.pause();
   };
 
@@ -111,6 +117,7 @@ export class Tunnel {
   };
 
   readonly #onUpstreamData = (chunk: Buffer): void => {
+    this.#traffic += chunk.length;
     if (!this.#client.write(chunk)) this.#upstream.pause();
   };
 
@@ -134,13 +141,15 @@ export class Tunnel {
     if (client.destroyed) return;
     if (!this.#upstream.readableEnded) {
       // Reset or failed: the client must not take a cut stream for a closed one.
-      client.destroy();
+      this.#cutClient();
       return;
     }
     // Closed in order: the client gets what is queued for it, then is let go
     // (it has no one left to talk to, whether or not it closes its side).
     client.end();
-    const timer = setTimeout(() => client.destroy(), LINGER_MS);
+    const timer = setTimeout(() => {
+      if (!client.destroyed) this.#cutClient();
+    }, LINGER_MS);
     timer.unref();
     client.once('close', () => clearTimeout(timer));
   };

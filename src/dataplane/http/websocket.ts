@@ -19,6 +19,7 @@
 // handshake, not the WebSocket's life (Envoy's route timeout would cut
 // it; its users set it to 0 for WebSockets).
 
+import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
@@ -58,6 +59,13 @@ function namesWebSocket(value: string | string[] | undefined): boolean {
 export function forwardUpgrade(ex: Exchange, endpoint: UpstreamEndpoint, timeoutMs: number, log: LogFn): void {
   const headers = ex.requestHeaders;
   if (ex.upstreamHost !== null) headers.set('host', ex.upstreamHost);
+  if (ex.req.http2) {
+    // RFC 8441 §5: an HTTP/2 client sends no key (it has no handshake to
+    // prove); the HTTP/1.1 backend needs one (RFC 6455 §4.1), so the
+    // gateway makes it, as the client of that hop.
+    if (!headers.has('sec-websocket-key')) headers.set('sec-websocket-key', randomBytes(16).toString('base64'));
+    if (!headers.has('sec-websocket-version')) headers.set('sec-websocket-version', '13');
+  }
   const options: Dispatcher.DispatchOptions = {
     origin: endpoint.origin,
     path: ex.upstreamTarget,

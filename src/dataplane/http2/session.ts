@@ -60,8 +60,8 @@ export function sessionOptions(limits: RequestLimits): http2.ServerOptions {
       maxConcurrentStreams: limits.http2MaxConcurrentStreams,
       maxHeaderListSize: limits.maxHeaderBytes,
       enablePush: false,
-      // Extended CONNECT (RFC 8441, WebSockets over HTTP/2) is not served.
-      enableConnectProtocol: false,
+      // Extended CONNECT (RFC 8441): WebSockets over HTTP/2.
+      enableConnectProtocol: true,
     },
     // Node counts pseudo-headers and each cookie crumb as pairs.
     maxHeaderListPairs: limits.maxHeaderCount + PSEUDO_HEADERS,
@@ -118,6 +118,7 @@ export function readStreamHead(raw: readonly string[], bodyFollows: boolean): He
   let authority: string | undefined;
   let host: string | undefined;
   let cookie: string | undefined;
+  let protocol: string | undefined;
   let hasLength = false;
   const fields: string[] = ['host', ''];
   for (let i = 0; i < raw.length; i += 2) {
@@ -127,6 +128,7 @@ export function readStreamHead(raw: readonly string[], bodyFollows: boolean): He
       if (name === ':method') method = value;
       else if (name === ':path') path = value;
       else if (name === ':authority') authority = value;
+      else if (name === ':protocol') protocol = value;
       continue;
     }
     if (name === 'host') {
@@ -146,6 +148,16 @@ export function readStreamHead(raw: readonly string[], bodyFollows: boolean): He
   if (target === undefined) fields.splice(0, 2);
   else fields[1] = target;
   if (cookie !== undefined) fields.push('cookie', cookie);
+  if (protocol !== undefined) {
+    // Extended CONNECT (RFC 8441 §4; nghttp2 has checked :path and :scheme
+    // are there, and that we enabled it). A WebSocket is routed as the
+    // HTTP/1.1 handshake it becomes upstream (a GET, as Envoy does), with
+    // the stream's bytes both ways as its tunnel, not a body.
+    if (method !== 'CONNECT') return { refused: ':protocol on a method other than CONNECT' };
+    if (protocol.toLowerCase() !== 'websocket') return { method, url: path ?? '', rawHeaders: fields, upgrade: null, unsupportedProtocol: protocol };
+    if (hasLength) return { refused: 'content-length on an extended CONNECT' };
+    return { method: 'GET', url: path ?? '', rawHeaders: fields, upgrade: 'websocket' };
+  }
   if (bodyFollows && !hasLength) fields.push('transfer-encoding', 'chunked');
   // CONNECT names its target in :authority and has no :path (RFC 9113 §8.5).
   const url = path ?? (method === 'CONNECT' ? (authority ?? '') : '');
@@ -290,6 +302,12 @@ export class H2Connection implements StreamOwner {
       sendLocalReply(request.response, 431);
       return;
     }
+    if (head.unsupportedProtocol !== undefined) {
+      // RFC 8441 leaves the answer open: 501, the protocol is one this gateway does not tunnel.
+      this.#spec.log('info', 'request refused', { listener: this.#spec.key, status: 501, reason: `extended CONNECT for ${JSON.stringify(head.unsupportedProtocol.slice(0, 64))}, only websocket is served` });
+      sendLocalReply(request.response, 501);
+      return;
+    }
     try {
       this.#spec.onRequest(request, request.response);
     } catch (err) {
@@ -341,6 +359,16 @@ export class H2Connection implements StreamOwner {
       const reason = this.#peerEnded ? 'client half-closed with an answer waiting for window' : 'response write timeout';
       this.#spec.log('info', 'client stream cut', { listener: this.#spec.key, reason, remote: this.#remoteAddress, unsentBytes: request.response.pendingBytes });
       request.reset(RESET_CANCEL);
+      return;
+    }
+    const tunnel = request.tunnel;
+    if (tunnel !== null) {
+      // A WebSocket (RFC 8441): its own deadlines, as an HTTP/1.1 one's.
+      const reason = tunnel.expired(now, limits.websocketIdleTimeoutMs, limits.upstreamIdleTimeoutMs);
+      if (reason !== null) {
+        this.#spec.log('info', 'websocket closed', { listener: this.#spec.key, reason, remote: this.#remoteAddress });
+        request.reset(RESET_CANCEL);
+      }
       return;
     }
     if (request.messageComplete) return;

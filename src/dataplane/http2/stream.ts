@@ -14,11 +14,12 @@
 // memory one upload holds stays within the stream's window.
 
 import http2 from 'node:http2';
-import { Readable } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import type { DownstreamRequest, DownstreamResponse, ResponseHeaders } from '../http/downstream.ts';
 import { UNSAFE_FIELD_VALUE } from '../http/headers.ts';
+import { Tunnel } from '../http/tunnel.ts';
 
-const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
 
 /** Fields RFC 9113 §8.2.2 forbids in HTTP/2; an upstream HTTP/1.1 response may carry them. */
 const CONNECTION_SPECIFIC: ReadonlySet<string> = new Set([
@@ -48,6 +49,10 @@ export interface StreamHead {
   readonly url: string;
   /** Regular fields, alternating names and values, Host first (from `:authority`). */
   readonly rawHeaders: string[];
+  /** `websocket` for an extended CONNECT (RFC 8441) the pipeline handles as a WebSocket handshake. */
+  readonly upgrade?: string | null;
+  /** An extended CONNECT for a protocol this gateway does not tunnel (answered 501). */
+  readonly unsupportedProtocol?: string;
 }
 
 export class H2Request implements DownstreamRequest {
@@ -59,6 +64,10 @@ export class H2Request implements DownstreamRequest {
   readonly http2 = true;
   readonly remoteAddress: string | undefined;
   readonly response: H2Response;
+  /** `websocket` for an RFC 8441 handshake (see DownstreamRequest). */
+  readonly upgrade: string | null;
+  /** The WebSocket this stream carries once the backend switched protocols. */
+  tunnel: Tunnel | null = null;
   messageComplete: boolean;
   readonly startedAt: number;
   readonly stream: http2.ServerHttp2Stream;
@@ -88,6 +97,7 @@ export class H2Request implements DownstreamRequest {
     this.method = head.method;
     this.url = head.url;
     this.rawHeaders = head.rawHeaders;
+    this.upgrade = head.upgrade ?? null;
     this.remoteAddress = remoteAddress;
     this.startedAt = now;
     this.lastReadAt = now;
@@ -188,6 +198,7 @@ export class H2Request implements DownstreamRequest {
     if (!this.messageComplete) this.#finishBody(false);
     const resetByClient = !answered && !this.resetByUs && this.stream.rstCode !== NGHTTP2_NO_ERROR;
     if (!answered) response.onClose?.();
+    this.tunnel?.close();
     this.#owner.streamClosed(this, resetByClient);
   };
 }
@@ -205,6 +216,10 @@ export class H2Response implements DownstreamResponse {
   #noBody = false;
   /** Bytes handed to the stream, for the write deadline's progress. */
   written = 0;
+  /** A head held back until it is known whether it ends the stream (mayCarryTrailers). */
+  #pendingHead: http2.OutgoingHttpHeaders | null = null;
+  /** The HEADERS frame went with waitForTrailers: a trailing HEADERS frame ends the stream. */
+  #waitsForTrailers = false;
 
   constructor(request: H2Request, owner: StreamOwner) {
     this.#request = request;
@@ -237,29 +252,76 @@ export class H2Response implements DownstreamResponse {
     const stream = request.stream;
     if (stream.destroyed) return;
     stream.on('drain', this.#onDrain);
+    if (!this.#noBody && mayCarryTrailers(out)) {
+      // Whether trailers follow must be told node when the HEADERS frame
+      // goes (waitForTrailers), and a gRPC "trailers-only" answer is a
+      // HEADERS frame that ends the stream: the head waits for the first
+      // body bytes or the end (as HTTP/1.1's does), at most until the
+      // event loop turns.
+      this.#pendingHead = out;
+      setImmediate(this.#flushPendingHead);
+      return;
+    }
+    this.#respond(out, { endStream: this.#noBody });
+  }
+
+  #respond(out: http2.OutgoingHttpHeaders, options: http2.ServerStreamResponseOptions): void {
+    const request = this.#request;
     try {
       // Node ends the stream itself when the status or method forbids a body.
-      stream.respond(out, { endStream: this.#noBody });
+      request.stream.respond(out, options);
     } catch (err) {
-      // Checked above what node checks; what is left is a stream closed under us.
+      // Checked in writeHead what node checks; what is left is a stream closed under us.
       request.reset(NGHTTP2_INTERNAL_ERROR);
       throw err;
     }
   }
 
+  readonly #flushPendingHead = (): void => {
+    const out = this.#pendingHead;
+    if (out === null) return;
+    this.#pendingHead = null;
+    if (this.#request.stream.destroyed) return;
+    this.#waitsForTrailers = true;
+    this.#respond(out, { waitForTrailers: true });
+  };
+
   write(chunk: Buffer): boolean {
     if (this.writableEnded || this.destroyed) return false;
     if (!this.headersSent) throw new Error('write() before writeHead()');
     if (this.#noBody || chunk.length === 0) return true;
+    if (this.#pendingHead !== null) this.#flushPendingHead();
     this.written += chunk.length;
     return this.#request.stream.write(chunk);
   }
 
-  end(chunk?: Buffer | null): void {
+  end(chunk?: Buffer | null, trailers?: ResponseHeaders | null): void {
     if (this.writableEnded || this.destroyed) return;
     if (!this.headersSent) throw new Error('end() before writeHead()');
     this.writableEnded = true;
     const stream = this.#request.stream;
+    const pending = this.#pendingHead;
+    if (pending !== null && (chunk == null || chunk.length === 0) && trailers == null) {
+      // Nothing but the head: it ends the stream (gRPC's trailers-only answer).
+      this.#pendingHead = null;
+      this.#respond(pending, { endStream: true });
+      this.#owner.answered(this.#request);
+      return;
+    }
+    if (pending !== null) this.#flushPendingHead();
+    if (this.#waitsForTrailers) {
+      // Node asks for them once the last DATA frame is out; without a
+      // section it sends an empty one (an empty HEADERS frame that ends the stream).
+      const fields = trailers == null ? {} : trailerFields(trailers);
+      stream.once('wantTrailers', () => {
+        try {
+          stream.sendTrailers(fields);
+        } catch {
+          // The stream closed under us: its 'close' does the rest.
+        }
+      });
+    }
+    // Else a trailer section has no frame to go in: HEADERS said the stream ends with its DATA.
     if (!this.#noBody && !stream.writableEnded) {
       if (chunk != null && chunk.length !== 0) {
         this.written += chunk.length;
@@ -269,6 +331,39 @@ export class H2Response implements DownstreamResponse {
       }
     }
     this.#owner.answered(this.#request);
+  }
+
+  /**
+   * RFC 8441 §5: the backend's 101 becomes a 200 on the stream (no
+   * Upgrade, Connection or Sec-WebSocket-Accept: HTTP/2 has no handshake
+   * to prove), and from then on the stream's DATA and the backend's
+   * connection are one tunnel (tunnel.ts), with its deadlines checked by
+   * the connection's sweep. A backend connection that fails resets the
+   * stream with CONNECT_ERROR (RFC 9113 §8.5).
+   */
+  switchProtocols(headers: ResponseHeaders, upstream: Duplex): boolean {
+    const request = this.#request;
+    const stream = request.stream;
+    if (this.headersSent || request.upgrade === null || stream.destroyed) return false;
+    const out: http2.OutgoingHttpHeaders = { ':status': 200 };
+    for (const name in headers) {
+      const value = headers[name];
+      if (value === undefined) continue;
+      const lower = name.toLowerCase();
+      if (CONNECTION_SPECIFIC.has(lower) || lower === 'sec-websocket-accept') continue;
+      if (!TOKEN.test(lower)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+      if (typeof value === 'string') {
+        if (UNSAFE_FIELD_VALUE.test(value)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+      } else if (typeof value !== 'number') {
+        for (const v of value) if (UNSAFE_FIELD_VALUE.test(v)) throw new TypeError(`invalid value for header ${JSON.stringify(name)}`);
+      }
+      out[lower] = value;
+    }
+    this.headersSent = true;
+    this.#respond(out, {});
+    this.writableEnded = true;
+    request.tunnel = new Tunnel(stream, upstream, null, Date.now(), () => request.reset(NGHTTP2_CONNECT_ERROR));
+    return true;
   }
 
   /** The response cannot be completed: RST_STREAM INTERNAL_ERROR tells the client it is short. */
@@ -284,6 +379,31 @@ export class H2Response implements DownstreamResponse {
   readonly #onDrain = (): void => {
     this.onDrain?.();
   };
+}
+
+/**
+ * Whether a response may end with a trailer section: it announces one
+ * (`Trailer`), or it is gRPC, whose status always comes last. Only these
+ * pay for a trailing HEADERS frame; a section arriving on any other
+ * response is dropped (it cannot be announced after the HEADERS frame).
+ */
+function mayCarryTrailers(out: http2.OutgoingHttpHeaders): boolean {
+  if (out['trailer'] !== undefined) return true;
+  const type = out['content-type'];
+  return typeof type === 'string' && type.startsWith('application/grpc');
+}
+
+/** The trailer section as node takes it: lower-case names, strings. */
+function trailerFields(trailers: ResponseHeaders): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined) continue;
+    const lower = name.toLowerCase();
+    if (CONNECTION_SPECIFIC.has(lower) || !TOKEN.test(lower)) continue;
+    out[lower] = typeof value === 'number' ? String(value) : value;
+  }
+  return out;
 }
 
 /** CANCEL: what a deadline resets a stream with (RFC 9113 §7: the stream is no longer needed). */

@@ -47,7 +47,8 @@ class InvalidRequestError extends Error {
 }
 
 /** Connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2); `host` becomes :authority. */
-const NOT_IN_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'http2-settings']);
+// `te` is not here: the table only ever keeps `TE: trailers`, the one value HTTP/2 allows (RFC 9113 §8.2.2), which gRPC servers look for.
+const NOT_IN_H2 = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'http2-settings']);
 
 export interface H2cPoolOptions {
   connectTimeout: number;
@@ -154,10 +155,16 @@ class Stream implements Dispatcher.DispatchController {
     h2.on('data', (chunk: Buffer) => {
       if (!this.done) this.handler.onResponseData?.(this, chunk);
     });
+    // A trailing HEADERS frame (gRPC's grpc-status): node emits it before 'end'.
+    let trailers: Record<string, string | string[]> = {};
+    h2.on('trailers', (t) => {
+      for (const [k, v] of Object.entries(t)) if (!k.startsWith(':') && v !== undefined) trailers[k] = v as string | string[];
+    });
     h2.on('end', () => {
       if (this.done) return;
       this.#finish();
-      this.handler.onResponseEnd?.(this, {});
+      this.handler.onResponseEnd?.(this, trailers);
+      trailers = {};
     });
     h2.on('error', (err) => this.fail(new SocketError(`stream to ${this.pool.authority} failed: ${err.message}`)));
     h2.on('close', () => {

@@ -130,6 +130,9 @@ function resendable(method: string): boolean {
   return method === 'GET' || method === 'HEAD' || method === 'OPTIONS';
 }
 
+/** A response without a trailer section (shared: handlers only read it). */
+const NO_TRAILERS: Record<string, string | string[]> = Object.freeze({}) as Record<string, string | string[]>;
+
 class Req implements Dispatcher.DispatchController {
   readonly opts: Dispatcher.DispatchOptions;
   readonly handler: Dispatcher.DispatchHandler;
@@ -590,6 +593,12 @@ class Conn {
       req.interim = false;
       return;
     }
+    // Fields after the last chunk (the parser hands them over as late headers): the trailer section.
+    let trailers: Record<string, string | string[]> = NO_TRAILERS;
+    if (this.#headers.length !== 0) {
+      trailers = headerRecord(this.#headers);
+      this.#headers = [];
+    }
     this.req = null;
     req.conn = null;
     this.served++;
@@ -600,7 +609,7 @@ class Conn {
       req.done = true;
       if (req.paused) this.resumeReading();
       try {
-        req.handler.onResponseEnd?.(req, {});
+        req.handler.onResponseEnd?.(req, trailers);
       } catch (err) {
         this.#handlerFailed(err);
         return;

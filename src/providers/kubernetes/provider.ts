@@ -23,7 +23,7 @@
 //   namespace relabelled in or out changes what read() gives.
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { GATEWAY_GROUP, type KubeObject } from '../../api/types.ts';
+import { EXPERIMENTAL_GROUP, GATEWAY_GROUP, type KubeObject } from '../../api/types.ts';
 import { describeObject, isNamespacedKind, validateObject, type ValidationResult } from '../../api/validate.ts';
 import type { Problem, Provider, ProviderRead, ReadObject } from '../../control/loop.ts';
 import { schemaFor } from '../../api/schema.ts';
@@ -56,7 +56,7 @@ const MANAGED_BY_GATEHOUSE = 'app.kubernetes.io/managed-by=gatehouse';
 
 /** The kinds read() gives, in the order it gives them. */
 const READ_KINDS = [
-  'GatewayClass', 'Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'ReferenceGrant', 'BackendTLSPolicy',
+  'GatewayClass', 'Gateway', 'ListenerSet', 'XListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'ReferenceGrant', 'BackendTLSPolicy',
   'Namespace', 'Service', 'EndpointSlice', 'Secret', 'ConfigMap',
 ] as const;
 
@@ -74,6 +74,8 @@ const BUILT_IN: Record<string, ServedKind & { labelSelector?: string }> = {
 const DISCOVERED: Record<string, string[]> = {
   [GATEWAY_GROUP]: ['GatewayClass', 'Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'ReferenceGrant', 'BackendTLSPolicy'],
   [GATEHOUSE_GROUP]: ['GatewayParameters'],
+  // Gateway API v1.4's name of ListenerSet: read where that bundle's CRD is still installed.
+  [EXPERIMENTAL_GROUP]: ['XListenerSet'],
 };
 
 interface KindSlot {

@@ -24,7 +24,7 @@ export const ROUTE_KINDS: ReadonlySet<string> = new Set(['HTTPRoute', 'GRPCRoute
 /** Kinds whose status lists one entry per ancestor, shared between controllers. */
 export const POLICY_KINDS: ReadonlySet<string> = new Set(['BackendTLSPolicy']);
 /** Kinds whose whole status is ours once the object is ours. */
-export const OWNED_KINDS: ReadonlySet<string> = new Set(['GatewayClass', 'Gateway', 'ListenerSet']);
+export const OWNED_KINDS: ReadonlySet<string> = new Set(['GatewayClass', 'Gateway', 'ListenerSet', 'XListenerSet']);
 
 type Obj = Record<string, unknown>;
 

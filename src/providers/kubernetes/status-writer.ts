@@ -4,7 +4,8 @@
 // What is written, and what is left alone (src/providers/kubernetes/
 // status-merge.ts decides the content):
 // - GatewayClasses naming our controller, the Gateways of those classes
-//   and the ListenerSets attached to those Gateways: their whole status.
+//   and the ListenerSets (and v1.4 XListenerSets) naming those Gateways:
+//   their whole status.
 // - Routes and BackendTLSPolicies: only the entries of status.parents
 //   (status.ancestors) carrying our controllerName.
 // - Nothing is written when the status would say the same as it does,
@@ -53,6 +54,7 @@ const PLURALS: Record<string, string> = {
   GatewayClass: 'gatewayclasses',
   Gateway: 'gateways',
   ListenerSet: 'listenersets',
+  XListenerSet: 'xlistenersets',
   HTTPRoute: 'httproutes',
   GRPCRoute: 'grpcroutes',
   TLSRoute: 'tlsroutes',
@@ -269,7 +271,8 @@ class Ownership {
     switch (o.kind) {
       case 'GatewayClass': return spec.controllerName === this.#controllerName;
       case 'Gateway': return typeof spec.gatewayClassName === 'string' && this.#classes.has(spec.gatewayClassName);
-      case 'ListenerSet': {
+      case 'ListenerSet':
+      case 'XListenerSet': {
         const ref = (spec.parentRef ?? {}) as Record<string, unknown>;
         if ((ref.group ?? GATEWAY_GROUP) !== GATEWAY_GROUP || (ref.kind ?? 'Gateway') !== 'Gateway') return false;
         return this.#gateways.has(`${ref.namespace ?? o.metadata.namespace}/${ref.name}`);

@@ -114,3 +114,19 @@ test('a ClusterIP Service is reached at its cluster IPs; a requested address it 
   assert.equal(p.provisioned['infra/cloud'].addressProblems!.length, 1);
   assert.match(p.provisioned['infra/cloud'].addressProblems![0], /ClusterIP/);
 });
+
+test('the Service exposes the ports of the ListenerSets the Gateway admits, not of those it refuses', () => {
+  const listenerSet = (name: string, namespace: string, port: number, kind = 'ListenerSet', apiVersion = 'gateway.networking.k8s.io/v1'): KubeObject => ({
+    apiVersion, kind, metadata: { name, namespace, generation: 1 },
+    spec: { parentRef: { name: 'cloud', namespace: 'infra' }, listeners: [{ name: 'web', port, protocol: 'HTTP' }] },
+  });
+  const p = plan([
+    gatewayClass('gatehouse'),
+    gateway('cloud', 'gatehouse', { allowedListeners: { namespaces: { from: 'Same' } } }),
+    listenerSet('same', 'infra', 8443),
+    listenerSet('old', 'infra', 9443, 'XListenerSet', 'gateway.networking.x-k8s.io/v1alpha1'),
+    listenerSet('away', 'team', 7443),
+  ]);
+  const svc = p.wanted.get('infra/cloud')!.objects.find((o) => o.kind === 'Service') as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.deepEqual(svc.spec.ports.map((x: { port: number }) => x.port), [80, 8443, 9443]);
+});

@@ -15,6 +15,7 @@ import type { ProvisionedGateway } from '../../../translate/addresses.ts';
 import { classParameters, effectiveParameters, type GatewayParametersSpec, type ParametersLookup, type ParametersResolution } from './parameters.ts';
 import { infrastructureName } from './names.ts';
 import { renderInfrastructure, type Infrastructure } from './render.ts';
+import { admittedListeners } from '../../../translate/listenerset.ts';
 
 export interface PlanInput {
   snapshot: Snapshot;
@@ -101,6 +102,7 @@ export function planInfrastructure(input: PlanInput): Plan {
   const provisioned: Record<string, ProvisionedGateway> = {};
   const serviceAccounts = new Map<string, string>();
   const renderErrors: Plan['renderErrors'] = [];
+  const namespaces = new Map(input.snapshot.namespaces.map((n) => [n.metadata.name, n]));
   for (const gw of input.snapshot.gateways) {
     const className = gw.spec.gatewayClassName;
     const cls = classResolution.get(className);
@@ -113,6 +115,7 @@ export function planInfrastructure(input: PlanInput): Plan {
     try {
       infra = renderInfrastructure({
         gateway: gw, className, parameters: params.spec,
+        listenerSetListeners: admittedListeners(gw, input.snapshot.listenerSets, namespaces),
         controllerAddress: input.controllerAddress, controllerNamespace: input.controllerNamespace,
         caBundle: input.caBundle, defaultImage: input.defaultImage,
       });

@@ -55,6 +55,8 @@ export const DEFAULT_REPLICAS = 1;
 export interface InfrastructureInput {
   /** The Gateway as read (metadata.uid is needed for the owner references). */
   gateway: Gateway;
+  /** Listeners of the ListenerSets the Gateway admits: their ports are exposed too. */
+  listenerSetListeners?: Listener[];
   /** Its GatewayClass's name (spec.gatewayClassName). */
   className: string;
   /** The merged parameters (effectiveParameters). */
@@ -265,7 +267,7 @@ export function renderInfrastructure(input: InfrastructureInput): Infrastructure
   }) as ProvisionedObject['metadata'];
 
   const listenerProblems: ListenerProblem[] = [];
-  const ports = listenerPorts(gateway.spec.listeners ?? [], listenerProblems);
+  const ports = listenerPorts([...gateway.spec.listeners ?? [], ...input.listenerSetListeners ?? []], listenerProblems);
   const svc = p.service ?? {};
   const serviceType: ServiceType = svc.type ?? 'LoadBalancer';
   const addr = planAddresses(gateway.spec.addresses ?? [], serviceType);
