@@ -3,9 +3,11 @@
 // loopback): connections to a Service's cluster IP and load-balancer IP go
 // to its ready endpoints in turn; an endpoint turned not ready gets no new
 // connection while one already open to it keeps working; an endpoint that
-// refuses is skipped for the next.
+// refuses is skipped for the next; UDP datagrams to a load-balancer IP reach
+// an endpoint and its answers come back from that IP.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { startCluster, type Cluster } from '../harness/cluster.ts';
@@ -165,5 +167,35 @@ function inside(): void {
     });
     answers.push(...await names(clusterIP, 9000, 6));
     assert.ok(answers.every((n) => n === 'one' || n === 'three'), `answers: ${answers.join(', ')}`);
+  });
+
+  test('UDP: datagrams to the load-balancer IP reach the endpoints, answers come back from that IP', async () => {
+    await addLocalAddress('10.244.1.9');
+    const echo = dgram.createSocket('udp4');
+    echo.on('message', (m, from) => echo.send(`udp:${m}`, from.port, from.address));
+    await new Promise<void>((resolve) => echo.bind(7001, '10.244.1.9', resolve));
+    await api.must('POST', `/api/v1/namespaces/${NS}/services`, {
+      metadata: { name: 'dns' }, spec: { type: 'LoadBalancer', ports: [{ name: 'udp', port: 5300, targetPort: 7001, protocol: 'UDP' }] },
+    });
+    await api.must('POST', `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`, {
+      metadata: { name: 'dns-a', labels: { 'kubernetes.io/service-name': 'dns', 'endpointslice.kubernetes.io/managed-by': 'test' } },
+      addressType: 'IPv4', ports: [{ name: 'udp', port: 7001, protocol: 'UDP' }], ...slice([{ ip: '10.244.1.9', ready: true }]),
+    });
+    await api.mergePatch(`/api/v1/namespaces/${NS}/services/dns/status`, { status: { loadBalancer: { ingress: [{ ip: '10.250.0.10' }] } } });
+    await until('UDP load-balancer IP served', async () => { await proxy.idle(); return proxy.served().has('10.250.0.10:5300/udp'); });
+    const client = dgram.createSocket('udp4');
+    try {
+      for (const word of ['a', 'b']) {
+        const answer = new Promise<{ text: string; from: string }>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('no UDP answer within 5 s')), 5_000);
+          client.once('message', (m, r) => { clearTimeout(t); resolve({ text: m.toString(), from: `${r.address}:${r.port}` }); });
+        });
+        client.send(word, 5300, '10.250.0.10');
+        assert.deepEqual(await answer, { text: `udp:${word}`, from: '10.250.0.10:5300' });
+      }
+    } finally {
+      client.close();
+      echo.close();
+    }
   });
 }

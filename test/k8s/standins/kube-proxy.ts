@@ -15,14 +15,26 @@
 // is not Ready or is terminating); connections already open stay open
 // whatever happens to their endpoint. Endpoints take turns (round robin);
 // an endpoint that does not accept within the dial timeout is skipped for
-// the next, as userspace kube-proxy did (250 ms, 500 ms, 1 s, 2 s). UDP,
-// NodePorts, session affinity and the traffic policies are not done.
+// the next, as userspace kube-proxy did (250 ms, 500 ms, 1 s, 2 s). UDP
+// ports are relayed as userspace kube-proxy relayed them: one upstream
+// socket per client address, to an endpoint taken in turn, answers sent
+// back from the Service's address, the pairing dropped after an idle
+// while. NodePorts, session affinity and the traffic policies are not done.
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { Api, keyOf, listWatch, type Json } from './api.ts';
 import { addLocalAddress, removeLocalAddress } from './netns.ts';
 
 /** userspace kube-proxy's EndpointDialTimeouts: one try per endpoint, each given longer. */
 const DIAL_TIMEOUTS_MS = [250, 500, 1_000, 2_000];
+/**
+ * A UDP client's pairing with its endpoint ends after this long without a
+ * datagram either way (userspace kube-proxy's --udp-timeout was 250 ms;
+ * longer here so that a slow test's request and answer share a pairing).
+ */
+const UDP_IDLE_MS = 10_000;
+/** Pairings per UDP port at once; a new client past this is dropped (its datagram lost, as UDP allows). */
+const UDP_MAX_CLIENTS = 1_024;
 
 export interface KubeProxyOptions {
   api: Api;
@@ -42,9 +54,11 @@ export interface KubeProxy {
   stop(): Promise<void>;
 }
 
-interface Target { service: string; namespace: string; serviceName: string; portName: string }
+type Protocol = 'TCP' | 'UDP';
 
-interface Listener { server: net.Server; target: Target; ip: string; next: number }
+interface Target { service: string; namespace: string; serviceName: string; portName: string; protocol: Protocol }
+
+interface Listener { server: net.Server | null; udp: dgram.Socket | null; close(): void; target: Target; ip: string; next: number }
 
 export function startKubeProxy(opts: KubeProxyOptions): KubeProxy {
   const { api } = opts;
@@ -67,7 +81,7 @@ export function startKubeProxy(opts: KubeProxyOptions): KubeProxy {
     for (const s of slices.values()) {
       if (s.metadata?.namespace !== t.namespace || s.metadata?.labels?.['kubernetes.io/service-name'] !== t.serviceName) continue;
       if (s.addressType !== 'IPv4') continue;
-      const port = (s.ports ?? []).find((p: Json) => (p.name ?? '') === t.portName && (p.protocol ?? 'TCP') === 'TCP');
+      const port = (s.ports ?? []).find((p: Json) => (p.name ?? '') === t.portName && (p.protocol ?? 'TCP') === t.protocol);
       if (!port || typeof port.port !== 'number') continue;
       for (const e of s.endpoints ?? []) {
         // ready unset means ready (the API's own rule).
@@ -117,10 +131,57 @@ export function startKubeProxy(opts: KubeProxyOptions): KubeProxy {
     a.resume();
   }
 
+  /** A UDP port: datagrams from each client go to one endpoint, its answers back to that client. */
+  async function listenUdp(key: string, ip: string, port: number, target: Target): Promise<void> {
+    const sock = dgram.createSocket('udp4');
+    const pairs = new Map<string, { up: dgram.Socket; timer: NodeJS.Timeout }>();
+    const l: Listener = {
+      server: null, udp: sock, target, ip, next: 0,
+      close() { for (const p of pairs.values()) { clearTimeout(p.timer); p.up.close(); } pairs.clear(); sock.close(); },
+    };
+    sock.on('error', (err) => log(`kube-proxy: ${key}: ${err.message}`));
+    sock.on('message', (msg, from) => {
+      if (stopped) return;
+      const client = `${from.address}:${from.port}`;
+      let pair = pairs.get(client);
+      if (!pair) {
+        const eps = endpoints(target);
+        if (eps.length === 0 || pairs.size >= UDP_MAX_CLIENTS) return;
+        const ep = eps[l.next++ % eps.length];
+        const i = ep.lastIndexOf(':');
+        const up = dgram.createSocket('udp4');
+        const drop = () => { const p = pairs.get(client); if (p) { clearTimeout(p.timer); pairs.delete(client); p.up.close(); } };
+        up.on('error', drop);
+        up.on('message', (answer) => {
+          const p = pairs.get(client);
+          if (p) p.timer.refresh();
+          sock.send(answer, from.port, from.address);
+        });
+        up.connect(Number(ep.slice(i + 1)), ep.slice(0, i));
+        counts.set(ep, (counts.get(ep) ?? 0) + 1);
+        pair = { up, timer: setTimeout(drop, UDP_IDLE_MS) };
+        pairs.set(client, pair);
+        const p = pair;
+        up.once('connect', () => p.up.send(msg));
+        return;
+      }
+      pair.timer.refresh();
+      try { pair.up.send(msg); } catch { /* not connected yet: lost, as a datagram may be */ }
+    });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind({ address: ip, port }, () => { sock.off('error', reject); resolve(); });
+    });
+    listeners.set(key, l);
+    log(`kube-proxy: serving ${key} for ${target.service}:${target.portName}`);
+  }
+
   async function listen(key: string, ip: string, port: number, target: Target): Promise<void> {
     if (await addLocalAddress(ip)) ownAddresses.add(ip);
-    const l: Listener = { server: net.createServer({ allowHalfOpen: true, pauseOnConnect: true }), target, ip, next: 0 };
-    l.server.on('connection', (client) => {
+    if (target.protocol === 'UDP') return listenUdp(key, ip, port, target);
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+    const l: Listener = { server, udp: null, close() {}, target, ip, next: 0 };
+    server.on('connection', (client) => {
       if (stopped) { client.destroy(); return; }
       open.add(client);
       client.on('error', () => client.destroy());
@@ -128,8 +189,8 @@ export function startKubeProxy(opts: KubeProxyOptions): KubeProxy {
       dial(l, client, 0);
     });
     await new Promise<void>((resolve, reject) => {
-      l.server.once('error', reject);
-      l.server.listen({ host: ip, port }, () => { l.server.off('error', reject); resolve(); });
+      server.once('error', reject);
+      server.listen({ host: ip, port }, () => { server.off('error', reject); resolve(); });
     });
     listeners.set(key, l);
     log(`kube-proxy: serving ${key} for ${target.service}:${target.portName}`);
@@ -139,8 +200,9 @@ export function startKubeProxy(opts: KubeProxyOptions): KubeProxy {
     const l = listeners.get(key);
     if (!l) return;
     listeners.delete(key);
-    // Connections already made stay: only accepting stops.
-    await new Promise<void>((resolve) => l.server.close(() => resolve()));
+    // TCP connections already made stay: only accepting stops. UDP pairings end with the port.
+    if (l.server) await new Promise<void>((resolve) => l.server!.close(() => resolve()));
+    else l.close();
     if (ownAddresses.has(l.ip) && ![...listeners.values()].some((x) => x.ip === l.ip)) {
       ownAddresses.delete(l.ip);
       await removeLocalAddress(l.ip);
@@ -159,9 +221,11 @@ export function startKubeProxy(opts: KubeProxyOptions): KubeProxy {
         for (const i of svc.status?.loadBalancer?.ingress ?? []) if (typeof i.ip === 'string' && net.isIPv4(i.ip)) ips.push(i.ip);
       }
       for (const p of spec.ports ?? []) {
-        if ((p.protocol ?? 'TCP') !== 'TCP') continue;
+        const protocol = p.protocol ?? 'TCP';
+        if (protocol !== 'TCP' && protocol !== 'UDP') continue;
         for (const ip of ips) {
-          out.set(`${ip}:${p.port}`, { service: keyOf(svc), namespace: svc.metadata.namespace, serviceName: svc.metadata.name, portName: p.name ?? '' });
+          // UDP keys carry their protocol: a Service may serve both on one port number (DNS).
+          out.set(`${ip}:${p.port}${protocol === 'UDP' ? '/udp' : ''}`, { service: keyOf(svc), namespace: svc.metadata.namespace, serviceName: svc.metadata.name, portName: p.name ?? '', protocol });
         }
       }
     }
@@ -176,9 +240,10 @@ export function startKubeProxy(opts: KubeProxyOptions): KubeProxy {
     }
     for (const [key, t] of want) {
       if (listeners.has(key) || stopped) continue;
-      const i = key.lastIndexOf(':');
+      const addr = key.replace(/\/udp$/, '');
+      const i = addr.lastIndexOf(':');
       try {
-        await listen(key, key.slice(0, i), Number(key.slice(i + 1)), t);
+        await listen(key, addr.slice(0, i), Number(addr.slice(i + 1)), t);
       } catch (err) {
         log(`kube-proxy: cannot serve ${key}: ${(err as Error).message}`);
       }
