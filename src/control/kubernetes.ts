@@ -28,6 +28,7 @@ import { StatusWriter } from '../providers/kubernetes/status-writer.ts';
 import { tokenReviewAuthenticator } from '../providers/kubernetes/token-review.ts';
 import { newTranslateMemo, translate } from '../translate/index.ts';
 import type { LastGoodCertificates } from '../translate/certificates.ts';
+import { KUBERNETES_FEATURES } from '../translate/gatewayclass.ts';
 import { startControlLoop, type ControlLoop, type Problem, type ProviderRead } from './loop.ts';
 import { releaseMemory } from './release-memory.ts';
 import { CONTROLLER_NAME } from './standalone.ts';
@@ -178,6 +179,7 @@ export async function startController(opts: ControllerOptions): Promise<Controll
         addressing: { pool: null, hostAddress: '', previous: {}, provisioned: plan.provisioned },
         endpoints: { ...KUBERNETES_ENDPOINT_DEFAULTS },
         parameters: plan.judge,
+        features: KUBERNETES_FEATURES,
         lastGoodCertificates,
         memo,
       });

@@ -37,6 +37,14 @@ export const SUPPORTED_FEATURES = [
 ] as const;
 
 /**
+ * Kubernetes mode provisions each Gateway's proxies, Service and
+ * ServiceAccount, and puts spec.infrastructure.labels and .annotations on
+ * each (providers/kubernetes/provision/render.ts); standalone provisions
+ * nothing, so only this mode claims GatewayInfrastructurePropagation.
+ */
+export const KUBERNETES_FEATURES = [...SUPPORTED_FEATURES, 'GatewayInfrastructurePropagation'] as const;
+
+/**
  * Judges parametersRef on GatewayClasses and Gateways: null when the
  * reference resolves to parameters that can be used, else why not (the
  * message of an InvalidParameters condition). Kubernetes mode resolves

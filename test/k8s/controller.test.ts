@@ -148,6 +148,10 @@ test('two replicas: one leads; the class, the Gateway and its routes get status;
     return condition(o.status?.conditions, 'Accepted')?.status === 'True' ? o : undefined;
   });
   assert.ok(gc);
+  // Kubernetes mode provisions, so it (and only it) claims propagating spec.infrastructure.
+  const features = (gc.status?.supportedFeatures ?? []).map((f: { name: string }) => f.name);
+  assert.ok(features.includes('GatewayInfrastructurePropagation'), `supportedFeatures: ${features.join(', ')}`);
+  assert.ok(features.includes('HTTPRoute'));
   const gw = await eventually('Gateway Accepted', async () => {
     const o = await get('gateways', 'infra', 'cloud');
     return condition(o.status?.conditions, 'Accepted')?.status === 'True' ? o : undefined;
