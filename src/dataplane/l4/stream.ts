@@ -67,7 +67,12 @@ function readHello(client: net.Socket, listener: CompiledL4Listener, conn: L4Con
     }
     const route = routeFor(listener, hello.serverName);
     if (route === null) {
-      client.end(UNRECOGNIZED_NAME_ALERT);
+      // No route for the name: the connection is closed without a word,
+      // as Envoy closes one that matches no filter chain. An alert would
+      // speak TLS for backends that may terminate it themselves
+      // (Passthrough), and the upstream suite (TLSRouteHostnameIntersection)
+      // wants the connection rejected: a close or a reset.
+      client.destroy();
       return;
     }
     conn.route = route;
