@@ -158,6 +158,9 @@ export function assignAddresses(gateways: GatewayAddressRequest[], input: Addres
   return out;
 }
 
+/** The address types the Gateway API itself defines (GatewaySpecAddress.type); others are implementation-specific. */
+const GATEWAY_API_ADDRESS_TYPES = new Set(['IPAddress', 'Hostname', 'NamedAddress']);
+
 /** Where the proxies of a provisioned Gateway listen: every interface of their pods. */
 export const PROVISIONED_BIND = '0.0.0.0';
 
@@ -166,16 +169,23 @@ function provisionedAddresses(gateways: GatewayAddressRequest[], state: Readonly
   for (const g of gateways) {
     const s = state[g.key];
     const unusable: string[] = [];
+    // A type the Gateway API does not define (a domain-prefixed one, e.g.
+    // example.com/custom) is not supported: Accepted False,
+    // UnsupportedAddress. Hostname and NamedAddress are understood but
+    // cannot be asked of the load balancer: AddressNotUsable.
+    const unsupported: string[] = [];
     for (const a of g.addresses) {
       const type = a.type ?? 'IPAddress';
-      if (type !== 'IPAddress') unusable.push(`${type} ${a.value ?? ''}`.trim());
+      const shown = `${type} ${a.value ?? ''}`.trim();
+      if (!GATEWAY_API_ADDRESS_TYPES.has(type)) unsupported.push(shown);
+      else if (type !== 'IPAddress') unusable.push(shown);
       else if (a.value && net.isIP(a.value) === 0) unusable.push(a.value);
     }
     out.set(g.key, {
       bind: PROVISIONED_BIND,
       reported: (s?.addresses ?? []).filter((a) => a.type === 'IPAddress').map((a) => a.value),
       unusable,
-      unsupported: [],
+      unsupported,
       exhausted: false,
       provisioned: {
         hostnames: (s?.addresses ?? []).filter((a) => a.type === 'Hostname').map((a) => a.value),
