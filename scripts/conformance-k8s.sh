@@ -4,7 +4,7 @@
 # namespace of its own so that nothing collides with the host or another
 # cluster.
 #
-#   npm run conformance:k8s [-- --profiles GATEWAY-HTTP] [-- SUITE_FLAGS...]
+#   npm run conformance:k8s [-- --profiles GATEWAY-HTTP] [-- SUITE_FLAGS...]   (suite flags after a second --)
 #
 # Builds (once, cached) the k8s binaries (scripts/k8s-binaries.sh) and the
 # suite, echo-basic and coredns (scripts/conformance-bin.sh); the report

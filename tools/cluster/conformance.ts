@@ -158,7 +158,7 @@ async function main(): Promise<number> {
 }
 
 let code = 1;
-const onSignal = () => { say('interrupted'); void stopCluster().then(() => process.exit(130)); };
+const onSignal = () => { say(`interrupted; state kept in ${state}`); void stopCluster().then(() => process.exit(130)); };
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 try {
