@@ -43,6 +43,14 @@ export interface DownstreamRequest {
   /** `Expect: 100-continue`: tell the client to send the body (where its protocol has 1xx answers). */
   sendContinue(): void;
   /**
+   * Largest body this request may bring (a ClientTrafficPolicy's
+   * maxRequestBodySize), set by the pipeline before it reads the body; 0:
+   * none. Past it the body stream is destroyed and bodyTooLarge is set.
+   */
+  bodyLimit: number;
+  /** The body went past bodyLimit: the answer is 413 (or, if one has started, the connection is cut). */
+  readonly bodyTooLarge: boolean;
+  /**
    * `websocket` when the request is a WebSocket handshake this connection
    * can turn into a tunnel (HTTP/1.1 GET with `Connection: upgrade` and
    * `Upgrade: websocket`, no body); otherwise null or absent, and any
@@ -152,6 +160,9 @@ export class Http1Request implements DownstreamRequest {
   #early: Buffer[] | null = null;
   /** Nobody will read the rest of the body (answered already, or the connection failed). */
   #discarding = false;
+  bodyLimit = 0;
+  bodyTooLarge = false;
+  #bodyBytes = 0;
 
   constructor(
     channel: DownstreamChannel,
@@ -205,6 +216,11 @@ export class Http1Request implements DownstreamRequest {
   /** A piece of the body from the parser. */
   receiveBody(chunk: Buffer): void {
     if (this.#discarding) return;
+    if (this.bodyLimit !== 0 && (this.#bodyBytes += chunk.length) > this.bodyLimit) {
+      this.bodyTooLarge = true;
+      this.discardBody();
+      return;
+    }
     const body = this.#body;
     if (body === null) {
       (this.#early ??= []).push(chunk);

@@ -75,6 +75,9 @@ export class H2Request implements DownstreamRequest {
   writeStalledSince = 0;
   readonly #owner: StreamOwner;
   #body: Readable | null = null;
+  bodyLimit = 0;
+  bodyTooLarge = false;
+  #bodyBytes = 0;
 
   constructor(
     stream: http2.ServerHttp2Stream,
@@ -154,6 +157,12 @@ export class H2Request implements DownstreamRequest {
 
   readonly #onData = (chunk: Buffer): void => {
     this.lastReadAt = Date.now();
+    if (this.bodyLimit !== 0 && (this.#bodyBytes += chunk.length) > this.bodyLimit) {
+      this.bodyTooLarge = true;
+      this.stream.off('data', this.#onData);
+      this.#finishBody(false);
+      return;
+    }
     const body = this.#body;
     if (body !== null && !body.push(chunk)) {
       this.pausedForBody = true;
