@@ -43,11 +43,12 @@ export interface DownstreamRequest {
   /** `Expect: 100-continue`: tell the client to send the body (where its protocol has 1xx answers). */
   sendContinue(): void;
   /**
-   * Largest body this request may bring (a ClientTrafficPolicy's
-   * maxRequestBodySize), set by the pipeline before it reads the body; 0:
-   * none. Past it the body stream is destroyed and bodyTooLarge is set.
+   * Sets the largest body this request may bring (a ClientTrafficPolicy's
+   * maxRequestBodySize), before the pipeline reads the body. Past it the
+   * body stream is destroyed and bodyTooLarge is set (at once, when the
+   * bytes already received are past it).
    */
-  bodyLimit: number;
+  limitBody(maxBytes: number): void;
   /** The body went past bodyLimit: the answer is 413 (or, if one has started, the connection is cut). */
   readonly bodyTooLarge: boolean;
   /**
@@ -160,8 +161,10 @@ export class Http1Request implements DownstreamRequest {
   #early: Buffer[] | null = null;
   /** Nobody will read the rest of the body (answered already, or the connection failed). */
   #discarding = false;
-  bodyLimit = 0;
+  /** 0: no limit. */
+  #bodyLimit = 0;
   bodyTooLarge = false;
+  /** Body bytes received, those that came in the head's read included. */
   #bodyBytes = 0;
 
   constructor(
@@ -216,7 +219,8 @@ export class Http1Request implements DownstreamRequest {
   /** A piece of the body from the parser. */
   receiveBody(chunk: Buffer): void {
     if (this.#discarding) return;
-    if (this.bodyLimit !== 0 && (this.#bodyBytes += chunk.length) > this.bodyLimit) {
+    this.#bodyBytes += chunk.length;
+    if (this.#bodyLimit !== 0 && this.#bodyBytes > this.#bodyLimit) {
       this.bodyTooLarge = true;
       this.discardBody();
       return;
@@ -226,6 +230,14 @@ export class Http1Request implements DownstreamRequest {
       (this.#early ??= []).push(chunk);
     } else if (!body.push(chunk)) {
       this.#channel.pauseReading('body');
+    }
+  }
+
+  limitBody(maxBytes: number): void {
+    this.#bodyLimit = maxBytes;
+    if (this.#bodyBytes > maxBytes) {
+      this.bodyTooLarge = true;
+      this.discardBody();
     }
   }
 

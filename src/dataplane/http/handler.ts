@@ -122,7 +122,11 @@ export class HttpRequestHandler {
           return;
         }
         // A body of unknown length is counted as it comes (downstream.ts, http2/stream.ts).
-        req.bodyLimit = client.maxRequestBodyBytes;
+        req.limitBody(client.maxRequestBodyBytes);
+        if (req.bodyTooLarge) {
+          this.#refuse(listener, res, { status: 413, reason: `request body past maxRequestBodySize ${client.maxRequestBodyBytes} of ClientTrafficPolicy ${client.policy}` });
+          return;
+        }
       }
       if (client.resolveAddress !== null) {
         const resolved = client.resolveAddress(plainAddress(req.remoteAddress), head.headers);

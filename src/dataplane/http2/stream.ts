@@ -75,7 +75,8 @@ export class H2Request implements DownstreamRequest {
   writeStalledSince = 0;
   readonly #owner: StreamOwner;
   #body: Readable | null = null;
-  bodyLimit = 0;
+  /** 0: no limit. Counted from the first DATA frame read: none is read before the pipeline asks for the body. */
+  #bodyLimit = 0;
   bodyTooLarge = false;
   #bodyBytes = 0;
 
@@ -127,6 +128,10 @@ export class H2Request implements DownstreamRequest {
     return body;
   }
 
+  limitBody(maxBytes: number): void {
+    this.#bodyLimit = maxBytes;
+  }
+
   sendContinue(): void {
     const stream = this.stream;
     if (this.response.headersSent || stream.destroyed || stream.headersSent) return;
@@ -157,7 +162,7 @@ export class H2Request implements DownstreamRequest {
 
   readonly #onData = (chunk: Buffer): void => {
     this.lastReadAt = Date.now();
-    if (this.bodyLimit !== 0 && (this.#bodyBytes += chunk.length) > this.bodyLimit) {
+    if (this.#bodyLimit !== 0 && (this.#bodyBytes += chunk.length) > this.#bodyLimit) {
       this.bodyTooLarge = true;
       this.stream.off('data', this.#onData);
       this.#finishBody(false);
