@@ -105,7 +105,8 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
   // The connection's address is appended (the peer, or the PROXY protocol
   // source), as Envoy does: the next proxy counts hops from it. The client
   // as resolved by a ClientTrafficPolicy goes in X-Real-IP.
-  const client = plainAddress(ex.req.remoteAddress);
+  // Without a policy the two are the same, computed once (exchange.ts).
+  const client = ex.listener.client === null ? ex.clientAddress : plainAddress(ex.req.remoteAddress);
   const xff = headers.get('x-forwarded-for');
   headers.set(
     'x-forwarded-for',
