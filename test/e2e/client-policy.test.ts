@@ -1,5 +1,5 @@
 // A ClientTrafficPolicy read from the config dir, end to end through
-// `serve`'s control loop and workers: the client address through two
+// `serve`'s control loop and a worker thread: the client address through two
 // trusted X-Forwarded-For hops and the body limit, the policy's status on
 // the admin API, then the file changed to require the PROXY protocol (the
 // listener is rebound with it) and removed (defaults again).
@@ -7,7 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { request } from 'undici';
-import { GATEWAY_CLASS, freePort, gatewayYAML, serviceYAML, startEcho, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+import pino from 'pino';
+import { startStandalone } from '../../src/control/standalone.ts';
+import { GATEWAY_CLASS, freePort, gatewayYAML, serviceYAML, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 import { proxyV2 } from '../dataplane/proxy-protocol-helpers.ts';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -54,7 +56,9 @@ spec:
   writeConfig(dir, '10-policy.yaml', policy(`  clientIPDetection: {xForwardedFor: {numTrustedHops: 2}}
   maxRequestBodySize: 1Ki
 `));
-  const gw = await startGatehouse(dir, POOL);
+  // A worker thread: the settings cross the IR's process boundary as they would in production.
+  const standalone = await startStandalone({ configDir: dir, adminAddress: '127.0.0.1:0', addressPool: POOL, log: pino({ level: 'silent' }), workers: 1 });
+  const gw = Object.assign(standalone, { admin: `127.0.0.1:${standalone.adminPort}` });
   t.after(() => gw.close());
   const url = `http://${GW}:${port}/`;
 

@@ -5,7 +5,6 @@
 import type { CompiledGatewayListener, CompiledListener } from '../config.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import { hostFromAuthority } from '../hostnames.ts';
-import type { RequestLimits } from '../limits.ts';
 import type { LogFn } from '../log.ts';
 import { pickEndpoint } from '../upstream/balancer.ts';
 import { Exchange, type ServingState } from './exchange.ts';
@@ -73,13 +72,12 @@ function negotiatedListener(listener: CompiledListener, serverName: string | nul
 }
 
 export class HttpRequestHandler {
-  readonly #limits: RequestLimits;
   readonly #log: LogFn;
   /** Requests received, for the admin API's per-worker view. */
   requests = 0;
 
-  constructor(limits: RequestLimits, log: LogFn) {
-    this.#limits = limits;
+  /** Limits are each listener's (CompiledListener.limits: the data plane's, or its ClientTrafficPolicy's). */
+  constructor(log: LogFn) {
     this.#log = log;
   }
 
