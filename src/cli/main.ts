@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_SHUTDOWN_DELAY_MS, serve } from './serve.ts';
 import { validate } from './validate.ts';
+import { convert } from './convert.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
 import { parseDuration } from '../api/durations.ts';
@@ -48,6 +49,7 @@ commands:
   controller run as a Kubernetes Gateway API controller that provisions its proxies (Kubernetes mode)
   proxy      run one Gateway's data plane, configured by the controller (Kubernetes mode)
   validate   check a directory of YAML and print every problem, then exit
+  convert    rewrite Envoy Gateway ClientTrafficPolicy/BackendTrafficPolicy files as Gatehouse's
   version    print the version
 
 gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--workers N] [--log-level LEVEL]
@@ -85,6 +87,11 @@ ${CONTROLLER_USAGE}
 ${PROXY_USAGE}
 
 gatehouse validate --config-dir DIR
+
+gatehouse convert FILE... (- for stdin)
+  Envoy Gateway ClientTrafficPolicy and BackendTrafficPolicy as Gatehouse's, on stdout (other
+  documents as they are); each field that cannot be carried is named on stderr, and the exit
+  code is then 2 (1: an input or converted object is invalid)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -155,6 +162,10 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({ args: rest, options: { 'config-dir': { type: 'string' } }, strict: true });
       if (!values['config-dir']) return usage('validate needs --config-dir');
       return validate(values['config-dir']);
+    }
+    case 'convert': {
+      if (rest.length === 0) return usage('convert needs files (or - for stdin)');
+      return convert(rest);
     }
     case 'version':
     case '--version':

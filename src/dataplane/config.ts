@@ -5,10 +5,11 @@
 // compiled before, so a one-route change compiles one virtual host. A
 // request only reads the result.
 
-import type { Cluster, Filter, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
+import type { ClientSettings, Cluster, Filter, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
 import { IR_VERSION } from '../ir/types.ts';
 import type { IRDelta, ListenerShape } from '../ir/delta.ts';
 import { HostTable, normalizePattern } from './hostnames.ts';
+import { compileClientAddress, type ClientAddressResolver } from './http/client-address.ts';
 import { compileFilter, type CompiledFilter, type MirrorResolver } from './http/filters.ts';
 import { compileMatch, type CompiledMatch } from './http/match.ts';
 import { MirrorGate } from './http/mirror.ts';
@@ -56,6 +57,37 @@ export interface CompiledListener {
   readonly sni: SniTable | null;
   /** The config this listener belongs to, to hold it while a request uses it. */
   readonly config: CompiledConfig;
+  /** The data plane's limits, with the listener's ClientTrafficPolicy's over them (the same object when it has none). */
+  readonly limits: RequestLimits;
+  /** How the listener treats its clients (a ClientTrafficPolicy); null: the defaults, and no work per request. */
+  readonly client: CompiledClient | null;
+  /**
+   * What of the client settings the listening socket is made with (PROXY
+   * protocol, limits, HTTP/2 windows), as one string: a change rebinds it.
+   */
+  readonly socketSettings: string;
+}
+
+/** ClientSettings, compiled. */
+export interface CompiledClient {
+  /** `namespace/name` of the policy, for logs. */
+  readonly policy: string;
+  /** Reads the client address from the request; null: the connection's address is the client's. */
+  readonly resolveAddress: ClientAddressResolver | null;
+  /** Larger request bodies get 413; 0: no limit. */
+  readonly maxRequestBodyBytes: number;
+  readonly proxyProtocol: { readonly optional: boolean } | null;
+  readonly http2: { readonly initialStreamWindowSize?: number; readonly initialConnectionWindowSize?: number } | null;
+}
+
+function compileClient(settings: ClientSettings): CompiledClient {
+  return {
+    policy: settings.policy,
+    resolveAddress: settings.clientIP === undefined ? null : compileClientAddress(settings.clientIP),
+    maxRequestBodyBytes: settings.maxRequestBodyBytes ?? 0,
+    proxyProtocol: settings.proxyProtocol ?? null,
+    http2: settings.http2 ?? null,
+  };
 }
 
 export interface CompileDeps {
@@ -250,6 +282,9 @@ class ConfigCompiler {
       errors[listener.key] = `unsupported protocol ${String(listener.protocol)}`;
       return null;
     }
+    const settings = listener.client;
+    const base = this.#config.limits;
+    const limits = settings?.limits === undefined ? base : Object.freeze({ ...base, ...settings.limits });
     return {
       key: listener.key,
       address: listener.address,
@@ -270,6 +305,9 @@ class ConfigCompiler {
       ),
       sni,
       config: this.#config,
+      limits,
+      client: settings === undefined ? null : compileClient(settings),
+      socketSettings: settings === undefined ? '' : JSON.stringify([settings.proxyProtocol ?? null, settings.limits ?? null, settings.http2 ?? null]),
     };
   }
 

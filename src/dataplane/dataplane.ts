@@ -60,7 +60,7 @@ export class DataPlane {
     this.#log = opts.log ?? silentLog;
     this.#limits = resolveLimits(opts.limits);
     this.#pools = new UpstreamPools(this.#log, this.#limits);
-    this.#handler = new HttpRequestHandler(this.#limits, this.#log);
+    this.#handler = new HttpRequestHandler(this.#log);
     this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false);
     this.#l4 = new L4ListenerSet(this.#log, opts.reusePort ?? false, this.#limits);
   }

@@ -1,7 +1,10 @@
 // The listening sockets, diffed by IRListener.key on every apply: an
 // unchanged key keeps its server and its accepted connections and only
 // starts reading the new compiled listener; a removed key stops accepting
-// and drains; a new key binds. A protocol change (HTTP <-> HTTPS) rebuilds.
+// and drains; a new key binds. A protocol change (HTTP <-> HTTPS) rebuilds,
+// and so does a change of what the socket is made with (a
+// ClientTrafficPolicy's PROXY protocol, limits or HTTP/2 windows): the old
+// server drains its connections on the settings they came in with.
 // At shutdown every listener is first marked draining (answers ask clients
 // to close, accepting goes on), then all stop accepting and drain at once.
 
@@ -34,10 +37,11 @@ class ListenerSlot implements ServingState {
     return this.current.key;
   }
 
-  /** Same socket: same address, port and protocol. */
+  /** Same socket: same address, port, protocol and socket settings. */
   canServe(next: CompiledListener): boolean {
     const current = this.current;
-    return current.address === next.address && current.port === next.port && current.protocol === next.protocol;
+    return current.address === next.address && current.port === next.port && current.protocol === next.protocol
+      && current.socketSettings === next.socketSettings;
   }
 }
 
@@ -159,7 +163,9 @@ export class ListenerSet {
     let slot: ListenerSlot;
     const spec = {
       key: listener.key,
-      limits: this.#limits,
+      limits: listener.limits,
+      proxyProtocol: listener.client?.proxyProtocol ?? null,
+      http2Windows: listener.client?.http2 ?? null,
       log: this.#log,
       onRequest: (req: DownstreamRequest, res: DownstreamResponse) => this.#handler.handle(slot, req, res),
       draining: () => slot.draining,

@@ -42,6 +42,45 @@ export interface IRListener {
    * isolation, as the spec asks.
    */
   gatewayListeners: GatewayListenerIR[];
+  /** Set when a ClientTrafficPolicy applies to the socket; absent, the data plane's defaults. */
+  client?: ClientSettings;
+}
+
+/**
+ * How a socket treats its clients (a ClientTrafficPolicy). A socket has one
+ * set: the Gateway listeners sharing its port share it.
+ */
+export interface ClientSettings {
+  /** `namespace/name` of the policy, for logs. */
+  policy: string;
+  /**
+   * Where the client address comes from; absent: the peer (or the PROXY
+   * protocol source). The X-Forwarded-For the gateway sends still ends with
+   * the peer, as Envoy's does: the address found is sent as X-Real-IP.
+   */
+  clientIP?: {
+    /** Skip numTrustedHops - 1 entries from the right of X-Forwarded-For, or the entries inside trustedCIDRs. */
+    xForwardedFor?: { numTrustedHops?: number; trustedCIDRs?: string[] };
+    /** A header (lower-cased name) a proxy in front sets; failClosed: 403 when it is missing or no address. */
+    customHeader?: { name: string; failClosed: boolean };
+  };
+  /** Read a PROXY protocol v1/v2 header first; optional: connections without one are served too. */
+  proxyProtocol?: { optional: boolean };
+  /** Overrides of the data plane's limits (src/dataplane/limits.ts) for this socket. */
+  limits?: {
+    keepAliveTimeoutMs?: number;
+    requestTimeoutMs?: number;
+    headersTimeoutMs?: number;
+    maxClientConnections?: number;
+    maxReplayBodyBytes?: number;
+    maxHeaderBytes?: number;
+    maxHeaderCount?: number;
+    http2MaxConcurrentStreams?: number;
+  };
+  /** Larger request bodies get 413; absent: no limit. */
+  maxRequestBodyBytes?: number;
+  /** HTTP/2 flow-control windows advertised to clients, bytes. */
+  http2?: { initialStreamWindowSize?: number; initialConnectionWindowSize?: number };
 }
 
 export type L4Protocol = 'TLS' | 'TCP' | 'UDP';

@@ -43,6 +43,15 @@ export interface DownstreamRequest {
   /** `Expect: 100-continue`: tell the client to send the body (where its protocol has 1xx answers). */
   sendContinue(): void;
   /**
+   * Sets the largest body this request may bring (a ClientTrafficPolicy's
+   * maxRequestBodySize), before the pipeline reads the body. Past it the
+   * body stream is destroyed and bodyTooLarge is set (at once, when the
+   * bytes already received are past it).
+   */
+  limitBody(maxBytes: number): void;
+  /** The body went past bodyLimit: the answer is 413 (or, if one has started, the connection is cut). */
+  readonly bodyTooLarge: boolean;
+  /**
    * `websocket` when the request is a WebSocket handshake this connection
    * can turn into a tunnel (HTTP/1.1 GET with `Connection: upgrade` and
    * `Upgrade: websocket`, no body); otherwise null or absent, and any
@@ -177,6 +186,11 @@ export class Http1Request implements DownstreamRequest {
   #early: Buffer[] | null = null;
   /** Nobody will read the rest of the body (answered already, or the connection failed). */
   #discarding = false;
+  /** 0: no limit. */
+  #bodyLimit = 0;
+  bodyTooLarge = false;
+  /** Body bytes received, those that came in the head's read included. */
+  #bodyBytes = 0;
 
   constructor(
     channel: DownstreamChannel,
@@ -230,11 +244,25 @@ export class Http1Request implements DownstreamRequest {
   /** A piece of the body from the parser. */
   receiveBody(chunk: Buffer): void {
     if (this.#discarding) return;
+    this.#bodyBytes += chunk.length;
+    if (this.#bodyLimit !== 0 && this.#bodyBytes > this.#bodyLimit) {
+      this.bodyTooLarge = true;
+      this.discardBody();
+      return;
+    }
     const body = this.#body;
     if (body === null) {
       (this.#early ??= []).push(chunk);
     } else if (!body.push(chunk)) {
       this.#channel.pauseReading('body');
+    }
+  }
+
+  limitBody(maxBytes: number): void {
+    this.#bodyLimit = maxBytes;
+    if (this.#bodyBytes > maxBytes) {
+      this.bodyTooLarge = true;
+      this.discardBody();
     }
   }
 

@@ -5,7 +5,6 @@
 import type { CompiledGatewayListener, CompiledListener } from '../config.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import { hostFromAuthority } from '../hostnames.ts';
-import type { RequestLimits } from '../limits.ts';
 import type { LogFn } from '../log.ts';
 import { pickEndpoint } from '../upstream/balancer.ts';
 import { Exchange, type ServingState } from './exchange.ts';
@@ -14,6 +13,7 @@ import { FORWARDED_METHODS, isRejection, readRequestHead, refusedRequestLine, ty
 import { forward, prepareUpstreamHeaders } from './proxy.ts';
 import { sendLocalReply } from './responses.ts';
 import { normalizePath, type PathRefusal } from './path.ts';
+import { plainAddress } from './client-address.ts';
 import { forwardUpgrade } from './websocket.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
@@ -72,13 +72,12 @@ function negotiatedListener(listener: CompiledListener, serverName: string | nul
 }
 
 export class HttpRequestHandler {
-  readonly #limits: RequestLimits;
   readonly #log: LogFn;
   /** Requests received, for the admin API's per-worker view. */
   requests = 0;
 
-  constructor(limits: RequestLimits, log: LogFn) {
-    this.#limits = limits;
+  /** Limits are each listener's (CompiledListener.limits: the data plane's, or its ClientTrafficPolicy's). */
+  constructor(log: LogFn) {
     this.#log = log;
   }
 
@@ -105,10 +104,36 @@ export class HttpRequestHandler {
       this.#refuse(listener, res, line);
       return;
     }
-    const head = readRequestHead(req, this.#limits.maxHeaderCount);
+    const head = readRequestHead(req, listener.limits.maxHeaderCount);
     if (isRejection(head)) {
       this.#refuse(listener, res, head);
       return;
+    }
+    // A listener without a ClientTrafficPolicy does none of this.
+    let clientAddress: string | undefined;
+    const client = listener.client;
+    if (client !== null) {
+      if (client.maxRequestBodyBytes !== 0 && head.hasBody) {
+        const length = head.headers.get('content-length');
+        if (typeof length === 'string' && Number(length) > client.maxRequestBodyBytes) {
+          this.#refuse(listener, res, { status: 413, reason: `request body of ${length} bytes, more than maxRequestBodySize ${client.maxRequestBodyBytes} of ClientTrafficPolicy ${client.policy}` });
+          return;
+        }
+        // A body of unknown length is counted as it comes (downstream.ts, http2/stream.ts).
+        req.limitBody(client.maxRequestBodyBytes);
+        if (req.bodyTooLarge) {
+          this.#refuse(listener, res, { status: 413, reason: `request body past maxRequestBodySize ${client.maxRequestBodyBytes} of ClientTrafficPolicy ${client.policy}` });
+          return;
+        }
+      }
+      if (client.resolveAddress !== null) {
+        const resolved = client.resolveAddress(plainAddress(req.remoteAddress), head.headers);
+        if (resolved === null) {
+          this.#refuse(listener, res, { status: 403, reason: `no client address in the header ClientTrafficPolicy ${client.policy} names (failClosed)` });
+          return;
+        }
+        clientAddress = resolved;
+      }
     }
     const expect = head.headers.get('expect');
     if (expect !== undefined) {
@@ -151,6 +176,7 @@ export class HttpRequestHandler {
       { path: target.path, query: target.query, host, authority: target.authority },
       head.headers,
       head.hasBody,
+      clientAddress,
     );
     const route = virtualHost.routes.find(ex);
     if (route === undefined) {

@@ -24,6 +24,7 @@ import { sendCopies } from './mirror.ts';
 import { ReplayableBody } from './replay-body.ts';
 import { backoffDelay, retriesFailure, retriesStatus, statusAfterTries, tryFailure, type CompiledRetry } from './retry.ts';
 import { sendLocalReply } from './responses.ts';
+import { plainAddress } from './client-address.ts';
 
 /** The route's deadline passed before the response completed. */
 class RouteTimeoutError extends Error {
@@ -101,12 +102,17 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
   // We answered `Expect: 100-continue` ourselves (the handler does); the upstream
   // gets the body without waiting.
   headers.delete('expect');
-  const client = clientAddress(ex.req.remoteAddress);
+  // The connection's address is appended (the peer, or the PROXY protocol
+  // source), as Envoy does: the next proxy counts hops from it. The client
+  // as resolved by a ClientTrafficPolicy goes in X-Real-IP.
+  // Without a policy the two are the same, computed once (exchange.ts).
+  const client = ex.listener.client === null ? ex.clientAddress : plainAddress(ex.req.remoteAddress);
   const xff = headers.get('x-forwarded-for');
   headers.set(
     'x-forwarded-for',
     xff === undefined ? client : `${typeof xff === 'string' ? xff : xff.join(', ')}, ${client}`,
   );
+  if (ex.listener.client !== null) headers.set('x-real-ip', ex.clientAddress);
   headers.set('x-forwarded-proto', ex.scheme);
   if (ex.authority !== '') {
     headers.set('x-forwarded-host', ex.authority);
@@ -118,11 +124,6 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
   }
 }
 
-function clientAddress(address: string | undefined): string {
-  if (address === undefined) return 'unknown';
-  // Dual-stack sockets report IPv4 clients as IPv4-mapped IPv6.
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
 
 /**
  * Sends the exchange to `endpoint`, of `route`'s chosen backend. The
@@ -159,7 +160,7 @@ function dispatchOptions(ex: Exchange, endpoint: UpstreamEndpoint, body: Readabl
 /** A route that mirrors or retries: its body is kept while it streams (up to the limit), for copies and tries. */
 function forwardKept(ex: Exchange, route: CompiledRoute, retry: CompiledRetry | null, endpoint: UpstreamEndpoint, log: LogFn): void {
   const config = ex.listener.config;
-  const body = ex.hasBody ? new ReplayableBody(ex.req.body, config.limits.maxReplayBodyBytes) : null;
+  const body = ex.hasBody ? new ReplayableBody(ex.req.body, ex.listener.limits.maxReplayBodyBytes) : null;
   if (ex.mirrors !== null) sendCopies(ex.mirrors, ex, body, route.timeoutMs, config, log);
   if (retry === null) {
     const timeoutMs = route.timeoutMs;
@@ -459,7 +460,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       res.destroy();
       return;
     }
-    const status = run === null ? statusForUpstreamError(err) : statusAfterTries(tryFailure(err));
+    // The client's body went past its listener's maxRequestBodySize: that, not the backend, ended the exchange.
+    const status = ex.req.bodyTooLarge ? 413 : run === null ? statusForUpstreamError(err) : statusAfterTries(tryFailure(err));
     if (code === 'GATEHOUSE_UPSTREAM_QUEUE_FULL') {
       // Refusals come in floods: one line a second per cluster, with a count.
       const refused = cluster.admission.noteRefused(Date.now());

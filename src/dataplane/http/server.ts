@@ -22,11 +22,19 @@ import type { SniTable } from '../tls/sni.ts';
 import { MIN_TLS_VERSION } from '../tls/sni.ts';
 import { readClientHello, UNRECOGNIZED_NAME_ALERT } from '../tls/client-hello.ts';
 import { sniff, type FrontProtocol } from '../http2/preface.ts';
-import { createSessionFactory, H2Connection } from '../http2/session.ts';
+import { createSessionFactory, H2Connection, type H2Windows } from '../http2/session.ts';
+import { readProxyHeader } from '../proxy-protocol.ts';
 import { ClientConnection, type ConnectionSpec } from './connection.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 
 export interface ServerSpec extends ConnectionSpec {
+  /**
+   * Read a PROXY protocol header first (./proxy-protocol.ts), within the
+   * headers timeout; optional: connections without one are served too.
+   */
+  readonly proxyProtocol?: { readonly optional: boolean } | null;
+  /** HTTP/2 flow-control windows advertised to clients; null: node's (65535). */
+  readonly http2Windows?: H2Windows | null;
   /**
    * Whether the listener is draining. HTTP/1.1 answers learn it from the
    * pipeline (`Connection: close`); an HTTP/2 connection is then sent
@@ -148,11 +156,21 @@ export class ClientServer {
     // Until a connection takes it: a reset while we wait must not throw.
     socket.on('error', noop);
     socket.once('close', () => this.#sniffing.delete(socket));
+    const proxy = this.#spec.proxyProtocol;
+    if (proxy == null) this.#sniff(socket, null);
+    else readProxyHeader(socket, { optional: proxy.optional, timeoutMs: this.#spec.limits.headersTimeoutMs }, (rest) => this.#sniff(socket, rest), this.#proxyRefused(socket));
+  };
+
+  #sniff(socket: net.Socket, initial: Buffer | null): void {
     sniff(socket, (protocol, head) => {
       this.#sniffing.delete(socket);
       this.#serve(socket, protocol, head, Date.now());
-    });
-  };
+    }, initial);
+  }
+
+  #proxyRefused(socket: net.Socket): (reason: string) => void {
+    return (reason) => this.#spec.log('info', 'PROXY protocol header refused: connection closed', { listener: this.#spec.key, reason, remote: socket.remoteAddress });
+  }
 
   /** `head`: bytes already read from the socket, to be parsed first. */
   #serve(socket: net.Socket, protocol: FrontProtocol, head: Buffer | null, now: number, spec: ServerSpec = this.#spec): void {
@@ -164,7 +182,7 @@ export class ClientServer {
         socket.unshift(head);
       }
       try {
-        conn = new H2Connection((this.#h2 ??= createSessionFactory(spec.limits)), socket, spec, now);
+        conn = new H2Connection((this.#h2 ??= createSessionFactory(spec.limits, spec.http2Windows ?? null)), socket, spec, now);
       } catch (err) {
         this.#spec.log('error', 'HTTP/2 session failed to start', { listener: this.#spec.key, error: String(err) });
         socket.destroy();
@@ -238,7 +256,8 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
   // 'connection' listener; the hello is screened before it gets there.
   const [startTls] = server.listeners('connection') as ((socket: net.Socket) => void)[];
   server.removeListener('connection', startTls);
-  server.on('connection', (socket: net.Socket) =>
+  const proxy = spec.proxyProtocol;
+  const screen = (socket: net.Socket, initial: Buffer | null) =>
     screenClientHello(socket, spec, () => {
       // node reads both when it wraps the socket: set from the config of
       // this moment, so a change of tls.frontend needs no rebind.
@@ -248,7 +267,17 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
       options.requestCert = validation !== null;
       options.rejectUnauthorized = validation === 'AllowValidOnly';
       startTls.call(server, socket);
-    }));
+    }, initial);
+  server.on('connection', (socket: net.Socket) => {
+    if (proxy == null) {
+      screen(socket, null);
+      return;
+    }
+    socket.on('error', noop);
+    // The PROXY header comes before the ClientHello; both within the handshake timeout.
+    readProxyHeader(socket, { optional: proxy.optional, timeoutMs: spec.limits.tlsHandshakeTimeoutMs }, (rest) => screen(socket, rest), (reason) =>
+      spec.log('info', 'PROXY protocol header refused: connection closed', { listener: spec.key, reason, remote: socket.remoteAddress }));
+  });
   return new ClientServer(server, spec, spec);
 }
 
@@ -262,7 +291,7 @@ const ALERT_LINGER_MS = 1_000;
  * `startTls`. What is not a well-formed hello goes to node's TLS, which
  * answers it with its own alert.
  */
-function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: () => void): void {
+function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: () => void, initial: Buffer | null): void {
   // Chunks are joined and parsed only once enough has arrived to make
   // progress (`need`): a client sending a byte at a time costs no more.
   const chunks: Buffer[] = [];
@@ -313,4 +342,6 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
   // Until TLS takes it: a reset while we read must not throw.
   socket.on('error', noop);
   socket.on('data', onData);
+  // Bytes read past a PROXY header: the hello begins there.
+  if (initial !== null && initial.length !== 0) onData(initial);
 }

@@ -84,6 +84,10 @@ export class H2Request implements DownstreamRequest {
   writeStalledSince = 0;
   readonly #owner: StreamOwner;
   #body: Readable | null = null;
+  /** 0: no limit. Counted from the first DATA frame read: none is read before the pipeline asks for the body. */
+  #bodyLimit = 0;
+  bodyTooLarge = false;
+  #bodyBytes = 0;
 
   constructor(
     stream: http2.ServerHttp2Stream,
@@ -134,6 +138,10 @@ export class H2Request implements DownstreamRequest {
     return body;
   }
 
+  limitBody(maxBytes: number): void {
+    this.#bodyLimit = maxBytes;
+  }
+
   sendContinue(): void {
     const stream = this.stream;
     if (this.response.headersSent || stream.destroyed || stream.headersSent) return;
@@ -164,6 +172,12 @@ export class H2Request implements DownstreamRequest {
 
   readonly #onData = (chunk: Buffer): void => {
     this.lastReadAt = Date.now();
+    if (this.#bodyLimit !== 0 && (this.#bodyBytes += chunk.length) > this.#bodyLimit) {
+      this.bodyTooLarge = true;
+      this.stream.off('data', this.#onData);
+      this.#finishBody(false);
+      return;
+    }
     const body = this.#body;
     if (body !== null && !body.push(chunk)) {
       this.pausedForBody = true;
