@@ -232,13 +232,13 @@ function retry(r: NonNullable<BackendTrafficPolicySpec['retry']>, c: Checker): C
     });
     out.statusCodes = [...new Set(codes)].sort((a, b) => a - b);
     const triggers: RetryTrigger[] = [];
-    (on.triggers ?? (codes.length !== 0 ? ['retriable-status-codes'] : [])).forEach((t, i) => {
+    (on.triggers ?? ((on.httpStatusCodes ?? []).length !== 0 ? ['retriable-status-codes'] : [])).forEach((t, i) => {
       if (TRIGGERS.has(t)) triggers.push(t as RetryTrigger);
       else if (GRPC_TRIGGERS.has(t)) c.problem(`retry.retryOn.triggers[${i}]`, `${JSON.stringify(t)} is a gRPC status trigger, which Gatehouse does not support`);
       else c.problem(`retry.retryOn.triggers[${i}]`, `${JSON.stringify(t)} is not a known retry trigger`);
     });
     out.triggers = [...new Set(triggers)];
-    if (out.triggers.length === 0 && on.triggers === undefined) c.problem('retry.retryOn', 'names neither triggers nor httpStatusCodes');
+    if (on.triggers === undefined && (on.httpStatusCodes ?? []).length === 0) c.problem('retry.retryOn', 'names neither triggers nor httpStatusCodes');
     if (codes.length !== 0 && !out.triggers.includes('retriable-status-codes')) {
       c.problem('retry.retryOn.httpStatusCodes', 'need the retriable-status-codes trigger to take effect');
     }
