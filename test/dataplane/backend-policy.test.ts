@@ -330,3 +330,17 @@ test('the policy request timeout bounds a request when the route sets none, and 
   assert.ok(Date.now() - started < 900);
   void dp;
 });
+
+test('consistent hash on a cookie: a retried request hands out one cookie, hashed the same for every try', async (t) => {
+  const a = await controlled(t, 'a');
+  const b = await controlled(t, 'b');
+  a.status = b.status = 503;
+  const { port } = await setup(t, [withPolicy(cluster('web', a, b), {
+    loadBalancer: { type: 'ConsistentHash', hashOn: { type: 'Cookie', name: 'lb' } },
+    retry: { numRetries: 3, backoffBaseMs: 1, triggers: ['retriable-status-codes'], statusCodes: [503] },
+  })]);
+  const r = await request(port, '/');
+  assert.equal(r.status, 503);
+  assert.equal(r.headers['set-cookie']?.length, 1, JSON.stringify(r.headers['set-cookie']));
+  assert.ok(a.served === 4 || b.served === 4, `every try to one endpoint: a ${a.served}, b ${b.served}`);
+});

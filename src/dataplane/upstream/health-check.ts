@@ -180,7 +180,7 @@ class Checker {
   #h2(done: (ok: boolean, why: string) => void): () => void {
     const t = this.#target;
     const host = t.address.includes(':') ? `[${t.address}]` : t.address;
-    const session = http2.connect(`http://${host}:${t.port}`, { maxHeaderListPairs: 128, maxSendHeaderBlockLength: MAX_HEAD_BYTES });
+    const session = http2.connect(`http://${host}:${t.port}`, { maxHeaderListPairs: 128, settings: { maxHeaderListSize: MAX_HEAD_BYTES } });
     session.on('error', (err: NodeJS.ErrnoException) => done(false, err.code ?? err.message));
     const stream = session.request({ ':method': t.check.method, ':path': t.check.path, 'user-agent': 'gatehouse-health-check' }, { endStream: true });
     stream.on('response', (headers) => {

@@ -154,6 +154,15 @@ class ConsistentHash extends Balancer {
     return endpoints[table[slot]];
   }
 
+  /** The cookie value this balancer already set on the response of `ctx`, if any. */
+  #given(ctx: PickContext): string | undefined {
+    const name = (this.#hashOn as { name: string }).name;
+    for (const m of ctx.responseModifiers ?? []) {
+      for (const [field, value] of m.add) if (field === 'set-cookie' && value.startsWith(`${name}=`)) return cookieValueOf(value, name);
+    }
+    return undefined;
+  }
+
   #key(ctx: PickContext): string | undefined {
     const on = this.#hashOn;
     switch (on.type) {
@@ -166,6 +175,9 @@ class ConsistentHash extends Balancer {
       case 'Cookie': {
         const found = cookieValue(ctx.requestHeaders.get('cookie'), on.name);
         if (found !== undefined) return found;
+        // A retry of a request that had none: the key handed out at its first try.
+        const given = this.#given(ctx);
+        if (given !== undefined) return given;
         // None yet: this request's key is a new one, handed to the client to bring back.
         const value = randomBytes(16).toString('base64url');
         (ctx.responseModifiers ??= []).push({ set: [], add: [['set-cookie', `${on.name}=${value}${this.#cookieTail}`]], remove: [] });
@@ -173,6 +185,10 @@ class ConsistentHash extends Balancer {
       }
     }
   }
+}
+
+function cookieValueOf(line: string, name: string): string | undefined {
+  return cookieValue(line.split(';')[0], name);
 }
 
 function cookieValue(header: string | string[] | undefined, name: string): string | undefined {
