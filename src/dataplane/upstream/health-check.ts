@@ -18,13 +18,20 @@
 // closed as soon as the status is known. A target that hangs or sends
 // headers without end costs one socket for at most `timeoutMs`.
 
-import http from 'node:http';
-import http2 from 'node:http2';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 import type { ActiveHealthCheckIR, Cluster } from '../../ir/types.ts';
 import type { LogFn } from '../log.ts';
 import { EndpointStates } from './endpoint-state.ts';
 import { upstreamTLSOptions, type UpstreamTLSOptions } from './tls.ts';
+
+// Through require(), as the rest of the data plane: importing node:http as
+// an ES module loads node's bundled undici into every worker thread
+// (test/dataplane/footprint.test.ts), and workers only import this module.
+const nodeRequire = createRequire(import.meta.url);
+const http = nodeRequire('node:http') as typeof import('node:http');
+const lazyHttps = (): typeof import('node:https') => nodeRequire('node:https') as typeof import('node:https');
+const lazyHttp2 = (): typeof import('node:http2') => nodeRequire('node:http2') as typeof import('node:http2');
 
 /** The most response head a check reads; node's http parser fails a larger one. */
 export const MAX_HEAD_BYTES = 8 * 1024;
@@ -166,7 +173,7 @@ class Checker {
       maxHeaderSize: MAX_HEAD_BYTES,
       ...(t.tls ?? {}),
     };
-    const req = (t.tls === undefined ? http : https).request(options, (res) => {
+    const req = (t.tls === undefined ? http : lazyHttps()).request(options, (res) => {
       const status = res.statusCode ?? 0;
       res.destroy();
       done(this.#expected(status), `status ${status}`);
@@ -180,7 +187,7 @@ class Checker {
   #h2(done: (ok: boolean, why: string) => void): () => void {
     const t = this.#target;
     const host = t.address.includes(':') ? `[${t.address}]` : t.address;
-    const session = http2.connect(`http://${host}:${t.port}`, { maxHeaderListPairs: 128, settings: { maxHeaderListSize: MAX_HEAD_BYTES } });
+    const session = lazyHttp2().connect(`http://${host}:${t.port}`, { maxHeaderListPairs: 128, settings: { maxHeaderListSize: MAX_HEAD_BYTES } });
     session.on('error', (err: NodeJS.ErrnoException) => done(false, err.code ?? err.message));
     const stream = session.request({ ':method': t.check.method, ':path': t.check.path, 'user-agent': 'gatehouse-health-check' }, { endStream: true });
     stream.on('response', (headers) => {
