@@ -14,6 +14,7 @@ import { Worker } from 'node:worker_threads';
 import '../dataplane/upstream/sticky.ts';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { asText, IRDeltaEncoder } from '../ir/delta.ts';
+import { ActiveHealthChecks } from '../dataplane/upstream/health-check.ts';
 import type { IR } from '../ir/types.ts';
 import type { LogFn } from '../dataplane/log.ts';
 import type { RequestLimits } from '../dataplane/limits.ts';
@@ -52,6 +53,11 @@ export class WorkerPool {
   readonly #pending = new Map<number, Pending>();
   readonly #statsWaiters = new Map<number, { waiting: Set<Worker>; stats: WorkerStats[]; resolve(s: WorkerStats[]): void }>();
   readonly #encoder = new IRDeltaEncoder();
+  /**
+   * Active health checks, once for all workers: each verdict goes to every
+   * worker, and a worker that starts later is told the unhealthy ones.
+   */
+  readonly #health: ActiveHealthChecks;
   #seq = 0;
   #appliedSeq = 0;
   #closing = false;
@@ -59,6 +65,9 @@ export class WorkerPool {
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
+    this.#health = new ActiveHealthChecks((key, healthy) => {
+      for (const worker of this.#workers) this.#send(worker, { type: 'health', key, healthy });
+    }, opts.log);
     for (let i = 0; i < opts.workers; i++) this.#start();
   }
 
@@ -78,7 +87,10 @@ export class WorkerPool {
     worker.on('exit', (code) => this.#onExit(worker, code));
     // A worker started after the first config gets the current one at once.
     const full = this.#encoder.full();
-    if (full !== null) this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: asText(full) });
+    if (full !== null) {
+      this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: asText(full) });
+      for (const key of this.#health.unhealthy()) this.#send(worker, { type: 'health', key, healthy: false });
+    }
     if (this.#draining) this.#send(worker, { type: 'drain' });
     return worker;
   }
@@ -99,6 +111,8 @@ export class WorkerPool {
       for (const worker of this.#workers) {
         this.#send(worker, { type: 'apply', seq, delta: this.#needFull.delete(worker) ? asText(this.#encoder.full()!) : delta });
       }
+      // After the deltas: a verdict reaches a worker after the config with its endpoint.
+      this.#health.update(ir.clusters);
       this.#settle(seq, pending);
     });
   }
@@ -188,6 +202,7 @@ export class WorkerPool {
   /** Asks every worker to drain and exit; stops those still there after the drain timeout. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.#health.close();
     const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
       worker.once('exit', () => resolve());
       this.#send(worker, { type: 'close' });

@@ -11,6 +11,11 @@ import type { RequestLimits } from '../dataplane/limits.ts';
 export type ToWorker =
   | { type: 'apply'; seq: number; delta: IRDelta }
   | { type: 'stats'; seq: number }
+  /**
+   * An active health check's verdict on an endpoint (EndpointStates.key):
+   * the checks run once, on the main thread, for every worker.
+   */
+  | { type: 'health'; key: string; healthy: boolean }
   /** Shutdown, first step: answers ask clients to close; listeners keep accepting. */
   | { type: 'drain' }
   /** Stop accepting, drain up to the drain timeout, exit. */

@@ -19,6 +19,9 @@ import { RouteTable } from './http/router.ts';
 import { SniTable, type SecureContextCache } from './tls/sni.ts';
 import { upstreamCluster, WeightedBackends, type PooledOrigin, type UpstreamCluster } from './upstream/balancer.ts';
 import { SessionAffinity } from './upstream/sticky.ts';
+import { EndpointStates, type EndpointState } from './upstream/endpoint-state.ts';
+import { balancerFor } from './upstream/load-balancing.ts';
+import { compileBehaviour } from './upstream/policy.ts';
 import { endpointOrigin, type UpstreamPools, type UpstreamTransport } from './upstream/pools.ts';
 
 export interface CompiledRoute {
@@ -95,6 +98,8 @@ export interface CompileDeps {
   readonly secureContexts: SecureContextCache;
   /** The data plane's limits (mirror gates, replay buffers); DEFAULT_LIMITS when not given. */
   readonly limits?: RequestLimits;
+  /** What the data plane knows of endpoints of clusters with a policy, across configs; a fresh set when not given. */
+  readonly states?: EndpointStates;
 }
 
 /**
@@ -178,6 +183,15 @@ export function compileConfig(delta: IRDelta, deps: CompileDeps, cache: CompileC
     const next = new ConfigCompiler(delta, config, deps, cache).run();
     cache.virtualHosts = next.virtualHosts;
     cache.clusters = next.clusters;
+    if (deps.states !== undefined) {
+      const keys: string[] = [];
+      const names: string[] = [];
+      for (const { cluster } of next.clusters.values()) {
+        names.push(cluster.name);
+        for (const e of cluster.endpoints) if (e.state !== null) keys.push(e.state.key);
+      }
+      deps.states.retain(keys, names);
+    }
   } catch (err) {
     config.release();
     throw err;
@@ -260,7 +274,8 @@ class ConfigCompiler {
     const old = cached.cluster.endpoints;
     const endpoints = old.map((e) => this.#config.useOrigin(e.origin));
     if (endpoints.every((e, i) => e.pool === old[i].pool)) return cached;
-    return { cluster: upstreamCluster(cached.cluster.name, endpoints), error: cached.error };
+    const c = cached.cluster;
+    return { cluster: upstreamCluster(c.name, endpoints, c.behaviour, old.map((e) => e.state!), c.balancer), error: cached.error };
   }
 
   #listener(listener: ListenerShape): CompiledListener | null {
@@ -425,6 +440,7 @@ class ConfigCompiler {
 
   #upstreamCluster(name: string, spec: Cluster): CachedCluster {
     const endpoints: PooledOrigin[] = [];
+    const valid: Cluster['endpoints'] = [];
     let error: string | undefined;
     for (const endpoint of spec.endpoints) {
       if (!endpoint.address || !Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65535) {
@@ -433,14 +449,27 @@ class ConfigCompiler {
       }
       try {
         endpoints.push(this.#config.useOrigin(endpointOrigin(endpoint, spec), spec));
+        valid.push(endpoint);
       } catch (err) {
         // Unusable TLS material: the cluster serves nothing rather than talk to the backend without it.
         error = `TLS settings cannot be used: ${(err as Error).message}`;
+        endpoints.length = 0;
+        valid.length = 0;
         break;
       }
     }
-    return { cluster: upstreamCluster(name, endpoints), error };
+    const policy = spec.policy;
+    if (policy === undefined) return { cluster: upstreamCluster(name, endpoints), error };
+    const states = this.#deps.states ?? (this.#ownStates ??= new EndpointStates());
+    const slowStart = (policy.slowStartWindowMs ?? 0) > 0;
+    const now = Date.now();
+    const endpointStates: EndpointState[] = valid.map((e) => states.get(name, e.address, e.port, slowStart, now));
+    const balancer = balancerFor(policy.loadBalancer, policy.slowStartWindowMs ?? 0, valid.map((e) => `${e.address}:${e.port}`));
+    return { cluster: upstreamCluster(name, endpoints, compileBehaviour(policy), endpointStates, balancer), error };
   }
+
+  /** For a compile without a data plane's states (tools, tests): states of this compile only. */
+  #ownStates: EndpointStates | undefined;
 }
 
 function tightest(a: number | undefined, b: number | undefined): number {

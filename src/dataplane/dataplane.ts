@@ -15,6 +15,9 @@ import { UpstreamPools } from './upstream/pools.ts';
 import { L4ListenerSet } from './l4/listeners.ts';
 import { compileL4Listener, type CompiledL4Listener } from './l4/routes.ts';
 import type { Cluster } from '../ir/types.ts';
+import { EndpointStates } from './upstream/endpoint-state.ts';
+import { ActiveHealthChecks } from './upstream/health-check.ts';
+import type { ClusterStats } from './upstream/balancer.ts';
 
 export type { RequestLimits } from './limits.ts';
 export { DEFAULT_LIMITS } from './limits.ts';
@@ -28,6 +31,12 @@ export interface DataPlaneOptions {
    * which then also learns when another process holds its port.
    */
   reusePort?: boolean;
+  /**
+   * Run the active health checks the IR's clusters ask for (apply(IR)
+   * only). Off in worker threads: the worker pool runs them once for all
+   * and sends each verdict (setEndpointHealth).
+   */
+  activeHealthChecks?: boolean;
 }
 
 export interface ApplyResult {
@@ -55,9 +64,15 @@ export class DataPlane {
   #encoder = new IRDeltaEncoder();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Endpoint state of clusters with a BackendTrafficPolicy, across configs. */
+  readonly #states = new EndpointStates();
+  readonly #health: ActiveHealthChecks | null;
 
   constructor(opts: DataPlaneOptions = {}) {
     this.#log = opts.log ?? silentLog;
+    this.#health = opts.activeHealthChecks === false
+      ? null
+      : new ActiveHealthChecks((key, healthy) => this.setEndpointHealth(key, healthy), this.#log);
     this.#limits = resolveLimits(opts.limits);
     this.#pools = new UpstreamPools(this.#log, this.#limits);
     this.#handler = new HttpRequestHandler(this.#log);
@@ -76,12 +91,37 @@ export class DataPlane {
    * narrower is reported in the result and the rest is served.
    */
   apply(ir: IR): Promise<ApplyResult> {
-    return this.#serialised(() => this.#apply(this.#encoder.encode(ir)).catch((err: unknown) => {
+    return this.#serialised(() => this.#apply(this.#encoder.encode(ir)).then((result) => {
+      this.#health?.update(ir.clusters);
+      return result;
+    }, (err: unknown) => {
       // The encoder now takes this IR as known: start both sides afresh.
       this.#encoder = new IRDeltaEncoder();
       this.#cache = new CompileCache();
       throw err;
     }));
+  }
+
+  /** An active health check's verdict on an endpoint (`key`: EndpointStates.key). */
+  setEndpointHealth(key: string, healthy: boolean): void {
+    this.#states.setHealthy(key, healthy, Date.now());
+  }
+
+  /** What clusters with a policy refused or did, by cluster name (this data plane's, since each cluster was compiled). */
+  clusterStats(): Record<string, ClusterStats & { active: number; ejected: number; unhealthy: number }> {
+    const out: Record<string, ClusterStats & { active: number; ejected: number; unhealthy: number }> = {};
+    const now = Date.now();
+    for (const { cluster } of this.#cache.clusters.values()) {
+      if (cluster.behaviour === null) continue;
+      let ejected = 0;
+      let unhealthy = 0;
+      for (const e of cluster.endpoints) {
+        if (e.state!.ejectedUntil > now) ejected++;
+        if (!e.state!.healthy) unhealthy++;
+      }
+      out[cluster.name] = { ...cluster.stats, active: cluster.active, ejected, unhealthy };
+    }
+    return out;
   }
 
   /**
@@ -116,7 +156,7 @@ export class DataPlane {
 
   async #apply(delta: IRDelta): Promise<ApplyResult> {
     if (this.#closed) throw new Error('data plane is closed');
-    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits }, this.#cache);
+    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits, states: this.#states }, this.#cache);
     const previous = this.#current;
     this.#current = next;
     const l4 = this.#compileL4(delta, next.listenerErrors, next.routeErrors);
@@ -165,6 +205,7 @@ export class DataPlane {
   async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#health?.close();
     const deadline = Date.now() + this.#limits.drainTimeoutMs;
     await Promise.all([this.#listeners.closeAll(), this.#l4.closeAll()]);
     this.#current?.release();

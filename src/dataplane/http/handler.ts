@@ -214,7 +214,7 @@ export class HttpRequestHandler {
       sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
       return;
     }
-    const endpoint = sticky !== null ? sticky.endpoint : pickEndpoint(backend.cluster);
+    const endpoint = sticky !== null ? sticky.endpoint : pickEndpoint(backend.cluster, ex);
     if (endpoint === undefined) {
       sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });
       return;
