@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_SHUTDOWN_DELAY_MS, serve } from './serve.ts';
 import { validate } from './validate.ts';
+import { EXPLAIN_USAGE, runExplain } from './explain.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
 import { parseDuration } from '../api/durations.ts';
@@ -48,6 +49,7 @@ commands:
   controller run as a Kubernetes Gateway API controller that provisions its proxies (Kubernetes mode)
   proxy      run one Gateway's data plane, configured by the controller (Kubernetes mode)
   validate   check a directory of YAML and print every problem, then exit
+  explain    show which listener, route, rule and backend a request would reach, and why
   version    print the version
 
 gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--workers N] [--log-level LEVEL]
@@ -85,6 +87,8 @@ ${CONTROLLER_USAGE}
 ${PROXY_USAGE}
 
 gatehouse validate --config-dir DIR
+
+${EXPLAIN_USAGE}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -155,6 +159,10 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({ args: rest, options: { 'config-dir': { type: 'string' } }, strict: true });
       if (!values['config-dir']) return usage('validate needs --config-dir');
       return validate(values['config-dir']);
+    }
+    case 'explain': {
+      const code = runExplain(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+      return typeof code === 'string' ? usage(code) : code;
     }
     case 'version':
     case '--version':
