@@ -3,7 +3,7 @@
 // The directory is loaded and translated as `serve` and `validate` load it;
 // the decision is the data plane's (src/explain/explain.ts).
 // Exit codes: 0 routed, 1 not routed, 2 bad input.
-import { parseArgs } from 'node:util';
+import fs from 'node:fs';
 import { buildSnapshot } from '../api/build-snapshot.ts';
 import { CONTROLLER_NAME } from '../control/standalone.ts';
 import { explain, type ExplainInput } from '../explain/explain.ts';
@@ -35,26 +35,12 @@ export function explainInputFromDirectory(dir: string): { input: ExplainInput; e
 
 /** Returns the exit code, or a usage problem as a string. */
 export function runExplain(args: string[], out: (s: string) => void, err: (s: string) => void): number | string {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        'config-dir': { type: 'string' },
-        json: { type: 'boolean' },
-        gateway: { type: 'string' },
-        listener: { type: 'string' },
-        address: { type: 'string' },
-        sni: { type: 'string' },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (e) {
-    return (e as Error).message;
-  }
+  const parsed = splitArgs(args);
+  if (typeof parsed === 'string') return parsed;
+
   const { values, positionals } = parsed;
   if (!values['config-dir']) return 'explain needs --config-dir';
+  if (!isDirectory(values['config-dir'])) return `--config-dir ${values['config-dir']} is not a readable directory`;
   if (positionals.length === 0) return 'explain needs a request, e.g. \'GET https://nova.example/v2.1/servers -H "X-Foo: bar"\'';
   if (values.gateway !== undefined && !/^[^/\s]+\/[^/\s]+$/.test(values.gateway)) return `--gateway wants namespace/name, not ${values.gateway}`;
   // One argument holding the whole request, or the words of it as the shell split them.
@@ -71,6 +57,39 @@ export function runExplain(args: string[], out: (s: string) => void, err: (s: st
   const result = explain(input, req);
   out(values.json ? `${JSON.stringify(result, null, 2)}\n` : formatExplain(result));
   return result.routed ? 0 : 1;
+}
+
+const VALUED = new Set(['config-dir', 'gateway', 'listener', 'address', 'sni']);
+
+/**
+ * Explain's own flags, anywhere; every other word is the request's, so an
+ * unquoted `GET URL -H 'X: y'` works as well as one quoted argument.
+ */
+function splitArgs(args: string[]): { values: Partial<Record<'config-dir' | 'gateway' | 'listener' | 'address' | 'sni', string>> & { json?: boolean }; positionals: string[] } | string {
+  const values: Record<string, string | boolean> = {};
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (m !== null && m[1] === 'json' && m[2] === undefined) values.json = true;
+    else if (m !== null && VALUED.has(m[1])) {
+      const v = m[2] ?? args[++i];
+      if (v === undefined) return `--${m[1]} wants a value`;
+      values[m[1]] = v;
+    } else if (a === '--') {
+      positionals.push(...args.slice(i + 1));
+      break;
+    } else positionals.push(a);
+  }
+  return { values, positionals };
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return fs.statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function quote(word: string): string {
