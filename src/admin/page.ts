@@ -11,6 +11,7 @@ const HTML = `<!doctype html>
 <meta charset="utf-8">
 <title>Gatehouse</title>
 <link rel="stylesheet" href="/ui.css">
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">
 <script src="/ui.js" defer></script>
 </head>
 <body>
@@ -173,4 +174,6 @@ export const PAGE_FILES: Readonly<Record<string, { type: string; body: string }>
   '/': { type: 'text/html; charset=utf-8', body: HTML },
   '/ui.js': { type: 'text/javascript; charset=utf-8', body: JS },
   '/ui.css': { type: 'text/css; charset=utf-8', body: CSS },
+  // Without an icon of its own a browser asks for /favicon.ico and logs the 404.
+  '/favicon.svg': { type: 'image/svg+xml', body: '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#246"/></svg>' },
 };
