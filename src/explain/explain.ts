@@ -119,7 +119,11 @@ class Explainer {
     this.#path = path;
 
     const socket = this.#chooseSocket();
-    if (socket === null) return `not served: ${this.#sockets.length === 0 ? `no listener on port ${req.port}` : 'no listener takes this request'}`;
+    if (socket === null) {
+      if (this.#sockets.length === 0) return `not served: no listener on port ${req.port}`;
+      if (this.#sockets.some((s) => s.reason.startsWith('one of '))) return `ambiguous: several sockets on port ${req.port}; name one with --gateway or --address`;
+      return `not served: no listener on port ${req.port} takes this request`;
+    }
     this.#socket = socket;
 
     const table = new HostTable(socket.gatewayListeners.map((gl) => ({ pattern: normalizePattern(gl.hostname), value: gl })));
@@ -129,7 +133,6 @@ class Explainer {
       if (sni.table === null) return `not served: listener ${socket.key} has no usable certificate`;
       if (!sni.table.serves(this.#sni)) return `TLS handshake refused: no certificate for SNI ${JSON.stringify(this.#sni)}`;
       negotiated = table.match(this.#sni === null ? '' : hostFromAuthority(this.#sni))?.name ?? null;
-      if (socket.tls?.clientValidation?.mode === 'AllowValidOnly') this.#sockets.push({ name: socket.key, verdict: 'chosen', reason: 'note: this listener requires a valid client certificate' });
     }
 
     const chosen = table.match(this.#host);
@@ -139,10 +142,9 @@ class Explainer {
     }
     if (chosen === undefined) return `404: no listener on ${socket.key} has a hostname matching ${this.#host}`;
     this.#listener = chosen.name;
-    if (negotiated !== null || socket.protocol === 'HTTPS') {
-      if (chosen.name !== negotiated) {
-        return `421: host ${this.#host} belongs to listener ${chosen.name}, but SNI ${JSON.stringify(this.#sni)} negotiated ${negotiated ?? 'no listener'}`;
-      }
+    // handler.ts: a Host of another listener than the one whose certificate the connection negotiated.
+    if (socket.protocol === 'HTTPS' && chosen.name !== negotiated) {
+      return `421: host ${this.#host} belongs to listener ${chosen.name}, but SNI ${JSON.stringify(this.#sni)} negotiated ${negotiated ?? 'no listener'}`;
     }
 
     const vhosts = new HostTable(chosen.virtualHosts.map((vh) => ({ pattern: normalizePattern(vh.hostname), value: vh })));
@@ -165,7 +167,7 @@ class Explainer {
   #chooseSocket(): IRListener | null {
     const req = this.#req;
     const ip = req.address ?? ipLiteral(this.#host);
-    let left: IRListener[] = [];
+    const left: IRListener[] = [];
     for (const s of this.#input.ir.listeners) {
       if (s.port !== req.port) continue;
       const skip = (reason: string) => this.#sockets.push({ name: s.key, verdict: 'skipped', reason });
@@ -178,10 +180,10 @@ class Explainer {
     if (left.length === 0) return null;
     if (left.length > 1) {
       for (const s of left) this.#sockets.push({ name: s.key, verdict: 'skipped', reason: `one of ${left.length} sockets on port ${req.port}: name one with --gateway or --address` });
-      left = [];
       return null;
     }
-    this.#sockets.push({ name: left[0].key, verdict: 'chosen', reason: `${left[0].protocol} on port ${req.port}` });
+    const mtls = left[0].tls?.clientValidation?.mode === 'AllowValidOnly' ? '; clients must present a valid certificate' : '';
+    this.#sockets.push({ name: left[0].key, verdict: 'chosen', reason: `${left[0].protocol} on port ${req.port}${mtls}` });
     return left[0];
   }
 
