@@ -48,7 +48,7 @@ export interface AdminServerOptions {
    * Explains one request (`METHOD URL -H ...`) against the live config:
    * the result, or a string saying what is wrong with the request.
    */
-  explain?(request: string, opts: ExplainOptions): unknown;
+  explain?(request: string, opts: ExplainOptions): unknown | Promise<unknown>;
   /** Gateways, listeners and the routes naming them, with status, for the page. */
   overview?(): unknown;
   /** Whether the gateway is shutting down: /readyz then answers 503 `draining`. */
@@ -311,9 +311,13 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       }
       o[k] = v;
     }
-    const result = opts.explain!(text, o);
-    if (typeof result === 'string') sendJSON(res, 400, { error: result });
-    else sendJSON(res, 200, result);
+    new Promise<unknown>((resolve) => resolve(opts.explain!(text, o))).then((result) => {
+      if (typeof result === 'string') sendJSON(res, 400, { error: result });
+      else sendJSON(res, 200, result);
+    }, (e: unknown) => {
+      log('error', 'admin explain failed', { err: (e as Error)?.message ?? String(e) });
+      if (!res.headersSent) sendJSON(res, 500, { error: (e as Error)?.message ?? String(e) });
+    });
   }
 
   /** Reads at most MAX_EXPLAIN_BODY_BYTES of JSON (the server's requestTimeout bounds the wait), then answers. */
@@ -352,12 +356,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         sendJSON(res, 400, { error: 'body must be a JSON object with a "request" field' });
         return;
       }
-      try {
-        answerExplain(res, body as Record<string, unknown>);
-      } catch (e) {
-        log('error', 'admin explain failed', { err: (e as Error).message });
-        if (!res.headersSent) sendJSON(res, 500, { error: (e as Error).message });
-      }
+      answerExplain(res, body as Record<string, unknown>);
     });
   }
 

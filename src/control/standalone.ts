@@ -21,7 +21,7 @@ import type { LastGoodCertificates } from '../translate/certificates.ts';
 import { listenerReferenceProblems } from './status-problems.ts';
 import { watchPortSharing } from './port-sharing-watch.ts';
 import { startControlLoop, type ControlLoop, type Problem, type ProviderRead } from './loop.ts';
-import { explain, type ExplainInput } from '../explain/explain.ts';
+import type { ExplainInput } from '../explain/explain.ts';
 import { overview } from '../explain/overview.ts';
 import { parseExplainRequest } from '../explain/request.ts';
 
@@ -118,10 +118,14 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       config: () => currentIR,
       ready: () => ready,
       draining: () => draining,
-      explain: (text, o) => {
+      explain: async (text, o) => {
         const req = parseExplainRequest(text, o);
         if (typeof req === 'string') return req;
-        return explainInput === null ? 'no configuration loaded yet' : explain(explainInput, req);
+        if (explainInput === null) return 'no configuration loaded yet';
+        const input = explainInput;
+        // Loaded on first use: explain runs the data plane's matchers, whose modules otherwise load only where the data plane runs.
+        const { explain } = await import('../explain/explain.ts');
+        return explain(input, req);
       },
       // TODO(issue 12, metrics): requests per route once the data plane counts them; the page shows n/a until then.
       overview: () => (explainInput === null ? { gateways: [] } : overview(explainInput)),
