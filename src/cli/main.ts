@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_SHUTDOWN_DELAY_MS, serve } from './serve.ts';
 import { validate } from './validate.ts';
 import { convert } from './convert.ts';
+import { EXPLAIN_USAGE, runExplain } from './explain.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
 import { parseDuration } from '../api/durations.ts';
@@ -50,6 +51,7 @@ commands:
   proxy      run one Gateway's data plane, configured by the controller (Kubernetes mode)
   validate   check a directory of YAML and print every problem, then exit
   convert    rewrite Envoy Gateway ClientTrafficPolicy/BackendTrafficPolicy files as Gatehouse's
+  explain    show which listener, route, rule and backend a request would reach, and why
   version    print the version
 
 gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--workers N] [--log-level LEVEL]
@@ -92,6 +94,7 @@ gatehouse convert FILE... (- for stdin)
   Envoy Gateway ClientTrafficPolicy and BackendTrafficPolicy as Gatehouse's, on stdout (other
   documents as they are); each field that cannot be carried is named on stderr, and the exit
   code is then 2 (1: an input or converted object is invalid)
+${EXPLAIN_USAGE}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -166,6 +169,10 @@ async function main(argv: string[]): Promise<number> {
     case 'convert': {
       if (rest.length === 0) return usage('convert needs files (or - for stdin)');
       return convert(rest);
+    }
+    case 'explain': {
+      const code = runExplain(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+      return typeof code === 'string' ? usage(code) : code;
     }
     case 'version':
     case '--version':

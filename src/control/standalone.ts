@@ -21,6 +21,9 @@ import type { LastGoodCertificates } from '../translate/certificates.ts';
 import { listenerReferenceProblems } from './status-problems.ts';
 import { watchPortSharing } from './port-sharing-watch.ts';
 import { startControlLoop, type ControlLoop, type Problem, type ProviderRead } from './loop.ts';
+import type { ExplainInput } from '../explain/explain.ts';
+import { overview } from '../explain/overview.ts';
+import { parseExplainRequest } from '../explain/request.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -97,6 +100,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   let lastGoodCertificates: LastGoodCertificates = {};
   let problems: Problem[] = [];
   let currentIR: IR | null = null;
+  /** What explain and the admin page read: the last config applied, with its objects and statuses. */
+  let explainInput: ExplainInput | null = null;
   let assigned: Record<string, string> = {};
   let ready = false;
   let draining = false;
@@ -113,6 +118,17 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       config: () => currentIR,
       ready: () => ready,
       draining: () => draining,
+      explain: async (text, o) => {
+        const req = parseExplainRequest(text, o);
+        if (typeof req === 'string') return req;
+        if (explainInput === null) return 'no configuration loaded yet';
+        const input = explainInput;
+        // Loaded on first use: explain runs the data plane's matchers, whose modules otherwise load only where the data plane runs.
+        const { explain } = await import('../explain/explain.ts');
+        return explain(input, req);
+      },
+      // TODO(issue 12, metrics): requests per route once the data plane counts them; the page shows n/a until then.
+      overview: () => (explainInput === null ? { gateways: [] } : overview(explainInput)),
       workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
       token: opts.adminToken,
       allowedHosts: opts.adminAllowedHosts,
@@ -132,7 +148,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   async function cycle(read: ProviderRead): Promise<void> {
     const t1 = performance.now();
     const objects = read.objects.map((o) => o.object);
-    const result = translate(buildSnapshot(objects), {
+    const snap = buildSnapshot(objects);
+    const result = translate(snap, {
       controllerName: CONTROLLER_NAME,
       addressing: { pool: addressPool, hostAddress, previous: assigned },
       endpoints,
@@ -155,6 +172,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
     store.update(objects, result.statuses);
     currentIR = result.ir;
+    explainInput = { ir: result.ir, statuses: result.statuses, gateways: snap.gateways, httpRoutes: snap.httpRoutes };
     portSharing.check(result.ir.listeners);
     const t4 = performance.now();
     log.info({
