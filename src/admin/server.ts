@@ -13,6 +13,7 @@ import { BearerToken, crossSiteReason, hostAllowed, isLoopbackAddress } from './
 import { ChunkedBody, ClientGone, jsonPieces, safeStringify, writePieces } from './json-stream.ts';
 import { pageOf, parsePageRequest } from './paging.ts';
 import { redactedConfig } from './redact.ts';
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from './metrics-text.ts';
 
 // require(), not import: importing node:http as an ES module loads node's
 // bundled undici too (see src/dataplane/http/status-text.ts).
@@ -44,6 +45,8 @@ export interface AdminServerOptions {
   ready(): boolean;
   /** Whether the gateway is shutting down: /readyz then answers 503 `draining`. */
   draining?(): boolean;
+  /** /metrics: the text exposition (src/admin/metrics-text.ts). Absent: 404. */
+  metrics?(): Promise<string>;
   /** The data-plane workers (pid, requests, applied config), when the data plane runs in workers. */
   workers?(): Promise<unknown[]>;
   /**
@@ -107,7 +110,7 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
-type Path = '/healthz' | '/readyz' | '/api/v1/resources' | '/api/v1/errors' | '/api/v1/config' | '/api/v1/workers';
+type Path = '/healthz' | '/readyz' | '/api/v1/resources' | '/api/v1/errors' | '/api/v1/config' | '/api/v1/workers' | '/metrics';
 
 /** Probes answer without a token: a load balancer or kubelet has none, and they reveal nothing. */
 const PROBES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
@@ -211,7 +214,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
     if (!admitted(req, res, path)) return;
-    const known = PROBES.has(path) || LISTINGS.has(path) || (path === '/api/v1/workers' && opts.workers !== undefined);
+    const known = PROBES.has(path) || LISTINGS.has(path) || (path === '/api/v1/workers' && opts.workers !== undefined)
+      || (path === '/metrics' && opts.metrics !== undefined);
     if (!known) {
       sendJSON(res, 404, { error: `not found: ${path}` });
       return;
@@ -237,6 +241,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
           return;
         case '/api/v1/workers':
           opts.workers!().then((items) => sendJSON(res, 200, { items }), failed);
+          return;
+        case '/metrics':
+          opts.metrics!().then((text) => {
+            res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), ...COMMON_HEADERS });
+            res.end(req.method === 'HEAD' ? undefined : text);
+          }, failed);
           return;
         default:
           if (listings >= maxListings) {

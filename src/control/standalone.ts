@@ -21,6 +21,11 @@ import type { LastGoodCertificates } from '../translate/certificates.ts';
 import { listenerReferenceProblems } from './status-problems.ts';
 import { watchPortSharing } from './port-sharing-watch.ts';
 import { startControlLoop, type ControlLoop, type Problem, type ProviderRead } from './loop.ts';
+import { ControlMetrics } from './control-metrics.ts';
+import { renderMetrics } from '../admin/metrics-text.ts';
+import type { AccessLogOptions } from '../dataplane/access-log.ts';
+import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -47,11 +52,16 @@ export interface StandaloneOptions {
    * (loopback allowed, link-local refused; src/net/endpoint-policy.ts).
    */
   endpoints?: Partial<Pick<EndpointPolicyOptions, 'allowLoopback' | 'allowLinkLocal'>>;
+  /** Access logs; absent: off. */
+  accessLog?: AccessLogOptions;
+  /** Series each data-plane thread's metrics keep (src/dataplane/metrics.ts). */
+  maxMetricSeries?: number;
 }
 
 /** What the control loop needs of a data plane, in-process or in workers. */
 interface DataPlaneHandle {
   apply(ir: IR): Promise<ApplyResult>;
+  metrics(): Promise<MetricsSnapshot>;
   beginDrain(): void;
   close(): Promise<void>;
 }
@@ -87,11 +97,22 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const limits = resolveLimits(opts.limits);
   // Workers cut their own connections at the drain timeout; the pool stops
   // a worker that has still not exited 5 s after that.
+  const accessLog = opts.accessLog === undefined ? null : new AccessLogWriter(opts.accessLog);
+  accessLog?.opened.then((error) => {
+    if (error !== null) log.error({ target: opts.accessLog!.target }, `access log cannot be written: ${error}; its lines are counted as dropped`);
+  });
   const pool = workers > 0
-    ? new WorkerPool({ workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000 })
+    ? new WorkerPool({
+      workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined,
+    })
     : null;
   // The data plane's modules load only where it runs: in the workers, or here.
-  const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
+  const dataPlane: DataPlaneHandle = pool ?? localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
+    log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries,
+    accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
+  }));
+  const controlMetrics = new ControlMetrics();
 
   const provider = new FileProvider(opts.configDir, opts.loaderLimits);
   let lastGoodCertificates: LastGoodCertificates = {};
@@ -114,6 +135,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       ready: () => ready,
       draining: () => draining,
       workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
+      metrics: () => dataPlane.metrics().then((snapshot) => renderMetrics(snapshot, controlMetrics)),
       token: opts.adminToken,
       allowedHosts: opts.adminAllowedHosts,
       log: dpLog,
@@ -122,6 +144,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     // Without its admin API the gateway does not start: stop what did.
     portSharing.stop();
     await dataPlane.close();
+    await accessLog?.close();
     throw err;
   }
   const adminSocket = { address: admin.address, port: admin.port };
@@ -130,6 +153,16 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
 
   let readMs = 0;
   async function cycle(read: ProviderRead): Promise<void> {
+    let translated = false;
+    try {
+      await cycleOnce(read, () => { translated = true; });
+    } catch (err) {
+      controlMetrics.reloadFailed(!translated);
+      throw err;
+    }
+  }
+
+  async function cycleOnce(read: ProviderRead, onTranslated: () => void): Promise<void> {
     const t1 = performance.now();
     const objects = read.objects.map((o) => o.object);
     const result = translate(buildSnapshot(objects), {
@@ -139,6 +172,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       lastGoodCertificates,
       memo,
     });
+    onTranslated();
     assigned = result.assignedAddresses;
     lastGoodCertificates = result.lastGoodCertificates;
     const found = [...read.problems, ...listenerReferenceProblems(read.objects, result.statuses)];
@@ -157,6 +191,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     currentIR = result.ir;
     portSharing.check(result.ir.listeners);
     const t4 = performance.now();
+    controlMetrics.reloaded(readMs + t4 - t1, t2 - t1);
     log.info({
       objects: objects.length, listeners: result.ir.listeners.length, errors: problems.filter((p) => p.severity !== 'warning').length,
       ms: { load: readMs, translate: ms(t2 - t1), apply: ms(t3 - t2), status: ms(t4 - t3), total: ms(readMs + t4 - t1) },
@@ -199,10 +234,21 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       portSharing.stop();
       try {
         await dataPlane.close();
+        await accessLog?.close();
       } finally {
         await admin.close();
       }
     },
+  };
+}
+
+/** A data plane on this thread, seen as the pool is. */
+function localDataPlane(dp: import('../dataplane/dataplane.ts').DataPlane): DataPlaneHandle {
+  return {
+    apply: (ir) => dp.apply(ir),
+    metrics: () => Promise.resolve(dp.metricsSnapshot()),
+    beginDrain: () => dp.beginDrain(),
+    close: () => dp.close(),
   };
 }
 

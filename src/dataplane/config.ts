@@ -19,6 +19,8 @@ import { SniTable, type SecureContextCache } from './tls/sni.ts';
 import { upstreamCluster, WeightedBackends, type PooledOrigin, type UpstreamCluster } from './upstream/balancer.ts';
 import { SessionAffinity } from './upstream/sticky.ts';
 import { endpointOrigin, type UpstreamPools, type UpstreamTransport } from './upstream/pools.ts';
+import { DataPlaneMetrics } from './metrics.ts';
+import type { RouteSeriesEntry } from './http/request-record.ts';
 
 export interface CompiledRoute {
   readonly name: string;
@@ -33,6 +35,8 @@ export interface CompiledRoute {
   readonly invalid: string | null;
   /** The rule's session persistence; null: every request balanced afresh. */
   readonly session: SessionAffinity | null;
+  /** Its request series by (Gateway listener, cluster), filled as requests end (request-record.ts). */
+  readonly series: RouteSeriesEntry[];
 }
 
 export interface CompiledVirtualHost {
@@ -63,6 +67,8 @@ export interface CompileDeps {
   readonly secureContexts: SecureContextCache;
   /** The data plane's limits (mirror gates, replay buffers); DEFAULT_LIMITS when not given. */
   readonly limits?: RequestLimits;
+  /** Where clusters find their counters; counted nowhere when not given. */
+  readonly metrics?: DataPlaneMetrics;
 }
 
 /**
@@ -170,6 +176,7 @@ class ConfigCompiler {
    */
   readonly #sharedMatches = new Map<string, CompiledMatch>();
   readonly #sharedBackends = new Map<string, WeightedBackends>();
+  readonly #metrics: DataPlaneMetrics;
   /** RequestMirror clusters -> their gates (kept on the cluster, so they last as it does). */
   readonly #mirrors: MirrorResolver = (name, numerator, denominator) => {
     const cluster = this.#clusters.get(name);
@@ -182,6 +189,7 @@ class ConfigCompiler {
     this.#deps = deps;
     this.#cache = cache;
     this.#definedHosts = new Map(delta.define.virtualHosts);
+    this.#metrics = deps.metrics ?? new DataPlaneMetrics();
   }
 
   run(): CompileCache {
@@ -226,7 +234,7 @@ class ConfigCompiler {
     const old = cached.cluster.endpoints;
     const endpoints = old.map((e) => this.#config.useOrigin(e.origin));
     if (endpoints.every((e, i) => e.pool === old[i].pool)) return cached;
-    return { cluster: upstreamCluster(cached.cluster.name, endpoints), error: cached.error };
+    return { cluster: upstreamCluster(cached.cluster.name, endpoints, cached.cluster.stats), error: cached.error };
   }
 
   #listener(listener: ListenerShape): CompiledListener | null {
@@ -342,6 +350,7 @@ class ConfigCompiler {
       retry,
       invalid,
       session: entry.sessionPersistence === undefined ? null : new SessionAffinity(entry.sessionPersistence),
+      series: [],
     };
   }
 
@@ -399,7 +408,7 @@ class ConfigCompiler {
         break;
       }
     }
-    return { cluster: upstreamCluster(name, endpoints), error };
+    return { cluster: upstreamCluster(name, endpoints, this.#metrics.upstream(name)), error };
   }
 }
 

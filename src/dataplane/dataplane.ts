@@ -12,6 +12,10 @@ import { ListenerSet } from './listeners.ts';
 import { silentLog, type LogFn } from './log.ts';
 import { SecureContextCache } from './tls/sni.ts';
 import { UpstreamPools } from './upstream/pools.ts';
+import type { MessagePort } from 'node:worker_threads';
+import { AccessLog, type AccessLogOptions } from './access-log.ts';
+import { RequestObserver } from './http/request-record.ts';
+import { DataPlaneMetrics, type MetricsSnapshot } from './metrics.ts';
 
 export type { RequestLimits } from './limits.ts';
 export { DEFAULT_LIMITS } from './limits.ts';
@@ -25,6 +29,10 @@ export interface DataPlaneOptions {
    * which then also learns when another process holds its port.
    */
   reusePort?: boolean;
+  /** Series this data plane's metrics keep before the overflow series (metrics.ts: DEFAULT_MAX_SERIES). */
+  maxMetricSeries?: number;
+  /** Access logs: the options, and this thread's port to the writer thread (access-log-writer.ts). */
+  accessLog?: { options: AccessLogOptions; port: MessagePort };
 }
 
 export interface ApplyResult {
@@ -43,6 +51,8 @@ export class DataPlane {
   readonly #secureContexts = new SecureContextCache();
   readonly #listeners: ListenerSet;
   readonly #handler: HttpRequestHandler;
+  readonly #metrics: DataPlaneMetrics;
+  readonly #accessLog: AccessLog | null;
   #current: CompiledConfig | null = null;
   #cache = new CompileCache();
   /** For apply(IR): the delta from the IR applied before. */
@@ -54,8 +64,15 @@ export class DataPlane {
     this.#log = opts.log ?? silentLog;
     this.#limits = resolveLimits(opts.limits);
     this.#pools = new UpstreamPools(this.#log, this.#limits);
-    this.#handler = new HttpRequestHandler(this.#limits, this.#log);
-    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false);
+    this.#metrics = new DataPlaneMetrics(opts.maxMetricSeries);
+    this.#accessLog = opts.accessLog === undefined ? null : new AccessLog(opts.accessLog.options, opts.accessLog.port, this.#metrics, this.#log);
+    this.#handler = new HttpRequestHandler(this.#limits, this.#log, new RequestObserver(this.#metrics, this.#accessLog));
+    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false, this.#metrics);
+  }
+
+  /** This data plane's counters as they are now (see metrics.ts). */
+  metricsSnapshot(): MetricsSnapshot {
+    return this.#metrics.snapshot();
   }
 
   /** Requests received on every listener since start. */
@@ -109,7 +126,7 @@ export class DataPlane {
 
   async #apply(delta: IRDelta): Promise<ApplyResult> {
     if (this.#closed) throw new Error('data plane is closed');
-    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits }, this.#cache);
+    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits, metrics: this.#metrics }, this.#cache);
     const previous = this.#current;
     this.#current = next;
     const reconciled = await this.#listeners.reconcile(next);
@@ -145,5 +162,6 @@ export class DataPlane {
     // second, so that the whole close stays within the drain timeout plus
     // that second.
     await this.#pools.closeAll(Math.max(deadline - Date.now(), Math.min(1_000, this.#limits.drainTimeoutMs)));
+    this.#accessLog?.flushNow();
   }
 }

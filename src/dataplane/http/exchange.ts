@@ -8,6 +8,7 @@ import type { FilterTarget, HeaderModifier } from './filters.ts';
 import { joinedValue, type HeaderTable } from './headers.ts';
 import type { RequestFacts } from './match.ts';
 import type { MirrorTarget } from './mirror.ts';
+import type { RequestRecord } from './request-record.ts';
 
 /** What a request reads from its listener: set per apply, read once per request. */
 export interface ServingState {
@@ -31,6 +32,8 @@ export class Exchange implements RequestFacts, FilterTarget {
   readonly hasBody: boolean;
   readonly scheme: 'http' | 'https';
   readonly listenerPort: number;
+  /** What the metrics and the access log learn of this request. */
+  readonly record: RequestRecord;
   upstreamHost: string | null = null;
   responseModifiers: HeaderModifier[] | null = null;
   mirrors: MirrorTarget[] | null = null;
@@ -46,7 +49,9 @@ export class Exchange implements RequestFacts, FilterTarget {
     target: { path: string; query: string; host: string; authority: string },
     headers: HeaderTable,
     hasBody: boolean,
+    record: RequestRecord,
   ) {
+    this.record = record;
     this.req = req;
     this.res = res;
     this.state = state;

@@ -15,6 +15,7 @@ import { forward, prepareUpstreamHeaders } from './proxy.ts';
 import { sendLocalReply } from './responses.ts';
 import { normalizePath, type PathRefusal } from './path.ts';
 import { forwardUpgrade } from './websocket.ts';
+import { RequestRecord, type RequestObserver, type TlsFacts } from './request-record.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
 const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
@@ -74,31 +75,35 @@ function negotiatedListener(listener: CompiledListener, serverName: string | nul
 export class HttpRequestHandler {
   readonly #limits: RequestLimits;
   readonly #log: LogFn;
+  readonly #observer: RequestObserver;
   /** Requests received, for the admin API's per-worker view. */
   requests = 0;
 
-  constructor(limits: RequestLimits, log: LogFn) {
+  constructor(limits: RequestLimits, log: LogFn, observer: RequestObserver) {
     this.#limits = limits;
     this.#log = log;
+    this.#observer = observer;
   }
 
   /**
-   * `serverName`: on a TLS connection, the SNI its client sent (null:
-   * none); undefined for plain HTTP.
+   * `tls`: on a TLS connection, what its handshake settled (the SNI its
+   * client sent, the version); undefined for plain HTTP.
    */
-  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse, serverName?: string | null): void {
+  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse, tls?: TlsFacts): void {
     // The one read of the config reference: this request lives on it to the end.
     const listener = state.current;
     this.requests++;
+    const record = new RequestRecord(this.#observer, req, listener, tls ?? null);
+    res.record = record;
     try {
-      this.#handle(state, listener, req, res, serverName);
+      this.#handle(state, listener, record, req, res, tls === undefined ? undefined : tls.serverName);
     } catch (err) {
       this.#log('error', 'request handling failed', { listener: listener.key, error: String(err) });
       sendLocalReply(res, 500, { close: true });
     }
   }
 
-  #handle(state: ServingState, listener: CompiledListener, req: DownstreamRequest, res: DownstreamResponse, serverName: string | null | undefined): void {
+  #handle(state: ServingState, listener: CompiledListener, record: RequestRecord, req: DownstreamRequest, res: DownstreamResponse, serverName: string | null | undefined): void {
     const draining = state.draining;
     const line = refusedRequestLine(req);
     if (line !== null) {
@@ -129,7 +134,9 @@ export class HttpRequestHandler {
       return;
     }
     const host = hostFromAuthority(target.authority);
+    record.host = host;
     const gatewayListener = listener.gatewayListeners.match(host);
+    if (gatewayListener !== undefined) record.gatewayListener = gatewayListener;
     if (serverName !== undefined && gatewayListener !== undefined && gatewayListener !== negotiatedListener(listener, serverName)) {
       // The Host belongs to another listener than the one whose certificate
       // this connection negotiated (a reused HTTP/1.1 connection, HTTP/2
@@ -151,6 +158,7 @@ export class HttpRequestHandler {
       { path: target.path, query: target.query, host, authority: target.authority },
       head.headers,
       head.hasBody,
+      record,
     );
     const route = virtualHost.routes.find(ex);
     if (route === undefined) {
@@ -158,6 +166,7 @@ export class HttpRequestHandler {
       return;
     }
     ex.routeName = route.name;
+    record.route = route;
     if (route.invalid !== null) {
       sendLocalReply(res, 500, { draining });
       return;
@@ -188,6 +197,7 @@ export class HttpRequestHandler {
       sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
       return;
     }
+    record.cluster = backend.cluster;
     const endpoint = sticky !== null ? sticky.endpoint : pickEndpoint(backend.cluster);
     if (endpoint === undefined) {
       sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });

@@ -24,6 +24,7 @@ import { sendCopies } from './mirror.ts';
 import { ReplayableBody } from './replay-body.ts';
 import { backoffDelay, retriesFailure, retriesStatus, statusAfterTries, tryFailure, type CompiledRetry } from './retry.ts';
 import { sendLocalReply } from './responses.ts';
+import { clientAddress } from './client-address.ts';
 
 /** The route's deadline passed before the response completed. */
 class RouteTimeoutError extends Error {
@@ -52,6 +53,15 @@ const UNAVAILABLE_CODES: ReadonlySet<string> = new Set([
   'GATEHOUSE_UPSTREAM_QUEUE_FULL',
   'GATEHOUSE_UPSTREAM_QUEUE_TIMEOUT',
   // undici reports a failed connect with the system's code.
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/** Tries that got no connection to the backend at all (metric gatehouse_upstream_connect_failures_total). */
+const CONNECT_FAILURE_CODES: ReadonlySet<string> = new Set([
+  'GATEHOUSE_CONNECT_FAILED',
+  'UND_ERR_CONNECT_TIMEOUT',
   'ECONNREFUSED',
   'EHOSTUNREACH',
   'ENETUNREACH',
@@ -101,7 +111,7 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
   // We answered `Expect: 100-continue` ourselves (the handler does); the upstream
   // gets the body without waiting.
   headers.delete('expect');
-  const client = clientAddress(ex.req.remoteAddress);
+  const client = clientAddress(ex.req);
   const xff = headers.get('x-forwarded-for');
   headers.set(
     'x-forwarded-for',
@@ -116,12 +126,6 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
     headers.delete('x-forwarded-host');
     headers.delete('host');
   }
-}
-
-function clientAddress(address: string | undefined): string {
-  if (address === undefined) return 'unknown';
-  // Dual-stack sockets report IPv4 clients as IPv4-mapped IPv6.
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 /**
@@ -246,6 +250,7 @@ class RetryRun {
 
   /** A try failed before a response head: true when another is scheduled. */
   retryError(err: Error): boolean {
+    if (CONNECT_FAILURE_CODES.has(codeOf(err) ?? '')) this.#cluster.stats.connectFailures++;
     if (!retriesFailure(tryFailure(err), this.#ex.method) || !this.#mayTryAgain()) return false;
     this.#scheduleNext();
     return true;
@@ -265,6 +270,7 @@ class RetryRun {
 
   #scheduleNext(): void {
     this.#current = null;
+    this.#cluster.stats.retries++;
     // While nobody is sending, a client that goes away ends the run.
     this.#ex.res.onClose = this.#onClientClose;
     this.#backoff = setTimeout(this.#next, backoffDelay(this.#retry, this.tries));
@@ -334,6 +340,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   start(timeoutMs: number, options: Dispatcher.DispatchOptions): void {
     this.#config.retain();
+    this.#ex.record.upstreamStart(this.#endpoint.cluster, this.#endpoint.origin);
     const res = this.#ex.res;
     res.onClose = this.#onClientClose;
     res.onDrain = this.#onClientDrain;
@@ -429,6 +436,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     run?.end();
     const code = codeOf(err);
+    // A run counted it already when it asked whether to try again.
+    if (run === null && code !== undefined && CONNECT_FAILURE_CODES.has(code)) this.#endpoint.cluster.stats.connectFailures++;
     const limit = code === undefined ? undefined : LIMIT_OF_CODE[code];
     const cluster = this.#endpoint.cluster;
     if (res.headersSent) {
@@ -475,6 +484,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   #finishUpstream(): void {
     if (this.#upstreamDone) return;
     this.#upstreamDone = true;
+    this.#ex.record.upstreamEnd(this.#endpoint.cluster);
     this.#cleanup();
     this.#config.release();
   }

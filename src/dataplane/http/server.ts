@@ -25,8 +25,12 @@ import { sniff, type FrontProtocol } from '../http2/preface.ts';
 import { createSessionFactory, H2Connection } from '../http2/session.ts';
 import { ClientConnection, type ConnectionSpec } from './connection.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
+import type { TlsFacts } from './request-record.ts';
+import type { ListenerSeries } from '../metrics.ts';
 
 export interface ServerSpec extends ConnectionSpec {
+  /** The listener's connection and TLS counters (metrics.ts). */
+  readonly stats: ListenerSeries;
   /**
    * Whether the listener is draining. HTTP/1.1 answers learn it from the
    * pipeline (`Connection: close`); an HTTP/2 connection is then sent
@@ -46,7 +50,7 @@ export interface HttpsServerSpec extends ServerSpec {
    * certificate the connection negotiated, for the misdirected request
    * check (421).
    */
-  readonly onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, serverName: string | null) => void;
+  readonly onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, tls: TlsFacts) => void;
 }
 
 /**
@@ -107,6 +111,8 @@ export class ClientServer {
     // Counted by node on the raw sockets, TLS handshakes in progress included.
     server.maxConnections = spec.limits.maxClientConnections;
     server.on('drop', this.#onDrop);
+    // Raw sockets, TLS or not: 'connection' comes before any handshake.
+    server.on('connection', this.#count);
     server.on(secure !== null ? 'secureConnection' : 'connection', this.#accept);
     server.on('listening', () => {
       this.#sweep ??= setInterval(this.#checkDeadlines, sweepInterval(spec.limits));
@@ -133,14 +139,22 @@ export class ClientServer {
     for (const socket of this.#sniffing.keys()) socket.destroy();
   }
 
+  readonly #count = (socket: net.Socket): void => {
+    const stats = this.#spec.stats;
+    stats.connectionsTotal++;
+    stats.connectionsActive++;
+    socket.once('close', () => { stats.connectionsActive--; });
+  };
+
   readonly #accept = (socket: net.Socket): void => {
     const now = Date.now();
     const secure = this.#secure;
     if (secure !== null) {
       const tlsSocket = socket as tls.TLSSocket;
+      secure.stats.tlsHandshakes++;
       // `servername` is false without SNI.
-      const serverName = typeof tlsSocket.servername === 'string' ? tlsSocket.servername : null;
-      const spec = { ...secure, onRequest: (req: DownstreamRequest, res: DownstreamResponse) => secure.onSecureRequest(req, res, serverName) };
+      const facts: TlsFacts = { serverName: typeof tlsSocket.servername === 'string' ? tlsSocket.servername : null, version: tlsSocket.getProtocol() };
+      const spec = { ...secure, onRequest: (req: DownstreamRequest, res: DownstreamResponse) => secure.onSecureRequest(req, res, facts) };
       this.#serve(socket, tlsSocket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1', null, now, spec);
       return;
     }
@@ -231,6 +245,7 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
     },
   });
   server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    spec.stats.tlsHandshakeErrors++;
     spec.log('info', 'TLS handshake failed', { listener: spec.key, error: err.message, remote: socket.remoteAddress });
     socket.destroy();
   });
@@ -268,7 +283,10 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
   const chunks: Buffer[] = [];
   let length = 0;
   let need = 1;
-  const onTimeout = () => socket.destroy();
+  const onTimeout = () => {
+    spec.stats.tlsHandshakeErrors++;
+    socket.destroy();
+  };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
     length += chunk.length;
@@ -284,11 +302,13 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
     socket.off('data', onData);
     socket.pause();
     if (hello.kind === 'too-long') {
+      spec.stats.tlsHandshakeErrors++;
       spec.log('info', 'TLS ClientHello too long: connection closed', { listener: spec.key, remote: socket.remoteAddress });
       socket.destroy();
       return;
     }
     if (hello.kind === 'hello' && !spec.sni().serves(hello.serverName)) {
+      spec.stats.tlsHandshakeErrors++;
       spec.log('info', 'TLS handshake refused: unrecognized server name', {
         listener: spec.key,
         // The client's bytes: a DNS name is at most 253 characters.

@@ -6,6 +6,7 @@ import type { CompiledFilter } from '../http/filters.ts';
 import type { MirrorGate } from '../http/mirror.ts';
 import { ClusterAdmission } from './admission.ts';
 import type { Pool } from './pools.ts';
+import { UpstreamSeries } from '../metrics.ts';
 
 /** An endpoint's origin and the pool that holds its connections. */
 export interface PooledOrigin {
@@ -33,11 +34,14 @@ export interface UpstreamCluster {
   next: number;
   /** Copies mirrored to this cluster go through here (mirror.ts); made on first use, kept with the cluster. */
   mirrorGate?: MirrorGate;
+  /** Its counters (metrics.ts), by cluster name: a changed cluster keeps counting where the old one was. */
+  readonly stats: UpstreamSeries;
 }
 
-export function upstreamCluster(name: string, origins: readonly PooledOrigin[]): UpstreamCluster {
+/** `stats`: the cluster's series in its data plane's metrics; a series of its own when not counted (mirror copies). */
+export function upstreamCluster(name: string, origins: readonly PooledOrigin[], stats: UpstreamSeries = new UpstreamSeries(name, [name])): UpstreamCluster {
   const endpoints: UpstreamEndpoint[] = [];
-  const cluster: UpstreamCluster = { name, endpoints, admission: new ClusterAdmission(name), next: 0 };
+  const cluster: UpstreamCluster = { name, endpoints, admission: new ClusterAdmission(name), next: 0, stats };
   for (const { origin, pool } of origins) endpoints.push({ origin, pool, cluster });
   return cluster;
 }
