@@ -19,13 +19,13 @@ export class ControlMetrics {
   statusWritesSucceeded = 0;
   statusWritesFailed = 0;
 
-  /** A cycle that applied a configuration, `ms` long, of which `translateMs` translating. */
-  reloaded(ms: number, translateMs: number): void {
+  /** A cycle that applied a configuration, `ms` long, of which `translateMs` translating (absent: a proxy, which does not translate). */
+  reloaded(ms: number, translateMs?: number): void {
     this.generation++;
     this.reloadsSucceeded++;
     this.lastReloadSuccessSeconds = Date.now() / 1000;
     this.reloadDuration.observe(ms);
-    this.translateDuration.observe(translateMs);
+    if (translateMs !== undefined) this.translateDuration.observe(translateMs);
   }
 
   /** A cycle that failed (the previous configuration keeps serving); `inTranslate` when translate() threw. */

@@ -15,6 +15,7 @@ import { WorkerPool } from '../control/worker-pool.ts';
 import { startConfigClient, type ConfigClient, type ConfigClientOptions, type ControllerAddress } from './config-client.ts';
 import { startHealthServer } from './health.ts';
 import { renderMetrics } from '../admin/metrics-text.ts';
+import { ControlMetrics } from '../control/control-metrics.ts';
 import type { AccessLogOptions } from '../dataplane/access-log.ts';
 import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
 import type { MetricsSnapshot } from '../dataplane/metrics.ts';
@@ -105,12 +106,14 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     await dataPlane.close();
     throw new Error(`health address ${opts.healthAddress}: ${(err as Error).message}`);
   }
+  // Configurations applied (no translate here: the controller's): generation, reloads, their duration.
+  const controlMetrics = new ControlMetrics();
   let metricsServer: Awaited<ReturnType<typeof startHealthServer>> | null = null;
   if (opts.metricsAddress !== undefined) {
     try {
       metricsServer = await startHealthServer({
         address: opts.metricsAddress,
-        metrics: () => dataPlane.metrics().then((snapshot) => renderMetrics(snapshot, null)),
+        metrics: () => dataPlane.metrics().then((snapshot) => renderMetrics(snapshot, controlMetrics)),
       });
     } catch (err) {
       await health.close();
@@ -121,7 +124,14 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
 
   const applyConfig = async (ir: IR, info: { seq: number; snapshot: boolean }): Promise<void> => {
     const t0 = performance.now();
-    const result = await dataPlane.apply(ir);
+    let result: ApplyResult;
+    try {
+      result = await dataPlane.apply(ir);
+    } catch (err) {
+      controlMetrics.reloadFailed(false);
+      throw err;
+    }
+    controlMetrics.reloaded(performance.now() - t0);
     for (const [key, err] of Object.entries(result.listenerErrors)) {
       const hint = /EACCES/.test(err) ? ' (a port below 1024 needs root, CAP_NET_BIND_SERVICE or net.ipv4.ip_unprivileged_port_start=0)' : '';
       log.error({ listener: key }, `cannot listen on ${key}: ${err}${hint}`);

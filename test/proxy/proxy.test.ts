@@ -242,6 +242,7 @@ test('the metrics port: /metrics adds up every worker\'s requests; it serves not
   assert.equal(reply.status, 200);
   assert.match(String(reply.headers['content-type']), /^text\/plain; version=0\.0\.4/);
   assert.equal(sampleValue(reply.text, 'gatehouse_http_requests_total', ROUTE_LABELS), before + 20);
+  assert.ok(sampleValue(reply.text, 'gatehouse_config_generation')! >= 1, 'configurations applied are counted');
   assert.equal(await probe(proxy.metricsPort, '/readyz'), 404);
   assert.equal(await probe(proxy.healthPort, '/metrics'), 404);
 });
