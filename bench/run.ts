@@ -1,8 +1,12 @@
 // npm run bench: Gatehouse and nginx (the reference reverse proxy) side by
-// side against the same nginx backend, proxy pinned to one core, the load
-// generator (wrk for HTTP/1.1, h2load for HTTP/2) and the backend on the
-// other; the two proxies alternate, each scenario is repeated, and medians
-// and ratios are printed (and saved in bench/results/). Environment:
+// side against the same nginx backend (answering from memory), proxy pinned
+// to one core, the load generator (wrk for HTTP/1.1, h2load for HTTP/2) and
+// the backend on the other; the two proxies alternate, each scenario is
+// repeated, and medians and ratios are printed (and saved in bench/results/).
+// A ratio only counts when the reference is saturated: before each HTTP/1.1
+// scenario the load is raised (connections, then a second wrk thread) until
+// nginx keeps >= 95% of its core busy; when no level gets there the row is
+// marked load-limited, with how far nginx fell short. Environment:
 // BENCH_SECONDS (10), BENCH_REPS (3), BENCH_SCENARIOS (comma list),
 // BENCH_CONNECTIONS (50), and for HTTP/2 BENCH_H2_CONNECTIONS (10) x
 // BENCH_H2_STREAMS (5) in flight.
@@ -13,7 +17,7 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk, type WrkResult } from './lib/wrk.ts';
 import { h2Ok, runH2load } from './lib/h2load.ts';
-import { httpOk, machineBusy, startPinned, stop, treeCpuSeconds, treeRssMiB, waitUntil } from './lib/procs.ts';
+import { httpOk, machineBusy, startPinned, stop, treeCpuSeconds, treeRssMiB, waitUntil, watchCore } from './lib/procs.ts';
 import { backendConf, gatehouseConfigDir, nginxProxyConf, prepareFiles, PORTS, type Paths } from './lib/configs.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -23,6 +27,16 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const H2_CONNECTIONS = Number(process.env.BENCH_H2_CONNECTIONS ?? 10);
 const H2_STREAMS = Number(process.env.BENCH_H2_STREAMS ?? 5);
 const WARMUP_SECONDS = 3;
+/** A proxy at this share of its core or more is saturated: the load side was not its limit. */
+const SATURATED = 0.95;
+/** How hard wrk pushes; tried in order until nginx is saturated. */
+interface LoadLevel { connections: number; threads: number }
+const LOAD_LEVELS: LoadLevel[] = [
+  { connections: CONNECTIONS, threads: 1 },
+  { connections: CONNECTIONS * 2, threads: 2 },
+  { connections: CONNECTIONS * 4, threads: 2 },
+];
+const CALIBRATION_SECONDS = 4;
 /** The load generator and the backend share core 0; the proxy has core 1. */
 const LOAD_CPU = '0';
 const PROXY_CPU = '1';
@@ -61,6 +75,8 @@ interface Sample extends WrkResult {
   cpu: number;
   /** The load generator's CPU use, in cores, where measured (h2load). */
   loadCpu: number | null;
+  /** Share of the load core busy during the run (load generator + backend + anything else there). */
+  loadCore: number;
 }
 
 /** Whether this revision of gatehouse has `serve --workers` (so the bench also runs on older ones). */
@@ -107,29 +123,58 @@ function url(proxy: ProxyName, s: Scenario): string {
 }
 
 /** One measurement's load: wrk for HTTP/1.1, h2load for HTTP/2. */
-async function load(s: Scenario, target: string, seconds: number): Promise<WrkResult & { loadCpu: number | null }> {
+async function load(s: Scenario, level: LoadLevel, target: string, seconds: number): Promise<WrkResult & { loadCpu: number | null }> {
   if (s.h2) return runH2load({ url: target, seconds, connections: H2_CONNECTIONS, streams: H2_STREAMS, headers: s.headers, cpus: LOAD_CPU });
-  return { ...(await runWrk({ url: target, seconds, connections: CONNECTIONS, headers: s.headers, cpus: LOAD_CPU })), loadCpu: null };
+  return { ...(await runWrk({ url: target, seconds, connections: level.connections, threads: level.threads, headers: s.headers, cpus: LOAD_CPU })), loadCpu: null };
 }
 
-async function measure(p: Paths, proxy: ProxyName, s: Scenario): Promise<Sample> {
+async function measure(p: Paths, proxy: ProxyName, s: Scenario, level: LoadLevel, seconds = SECONDS): Promise<Sample> {
   const child = proxy === 'gatehouse' ? await startGatehouse(p, s) : await startNginx(p, s);
   try {
     const target = url(proxy, s);
     const headers = Object.fromEntries(s.headers.map((h) => { const i = h.indexOf(':'); return [h.slice(0, i), h.slice(i + 1).trim()]; }));
     if (s.https) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
     await waitUntil(`${proxy} serving ${target}`, () => (s.h2 ? h2Ok(target, headers) : httpOk(target, headers)), 30_000);
-    await load(s, target, WARMUP_SECONDS);
+    await load(s, level, target, WARMUP_SECONDS);
     // The proxy's CPU over the run says whether it or the load side was the limit.
     const cpuBefore = treeCpuSeconds(child.pid as number);
+    const loadCore = watchCore(LOAD_CPU);
     const t0 = performance.now();
-    const result = await load(s, target, SECONDS);
+    const result = await load(s, level, target, seconds);
     const cpu = (treeCpuSeconds(child.pid as number) - cpuBefore) / ((performance.now() - t0) / 1000);
     const rssMiB = proxy === 'gatehouse' ? treeRssMiB(child.pid as number) : null;
-    return { ...result, rssMiB, cpu };
+    return { ...result, rssMiB, cpu, loadCore: loadCore() };
   } finally {
     await stop(child);
   }
+}
+
+/** Whether a row's ratio counts, and why not. */
+function verdict(r: { sharesLoadCore: boolean; referenceSaturated: boolean; nginxCpu: number }): string {
+  if (r.sharesLoadCore) return 'n/a: the proxy shares the load core';
+  if (r.referenceSaturated) return 'yes';
+  return `no: load-limited, nginx used ${(r.nginxCpu * 100).toFixed(0)}% of its core`;
+}
+
+interface Calibration { level: LoadLevel; nginxCpu: number; saturated: boolean }
+
+/**
+ * The lowest load level at which nginx keeps its core busy; when none does,
+ * the level where it came closest (the row is then load-limited). HTTP/2
+ * scenarios and those whose proxy shares the load core are not calibrated.
+ */
+async function calibrate(p: Paths, s: Scenario): Promise<Calibration> {
+  const first = LOAD_LEVELS[0];
+  if (s.h2 || s.proxyCpus.split(',').includes(LOAD_CPU)) return { level: first, nginxCpu: NaN, saturated: false };
+  let best: Calibration | null = null;
+  for (const level of LOAD_LEVELS) {
+    const r = await measure(p, 'nginx', s, level, CALIBRATION_SECONDS);
+    process.stdout.write(`  calibrate ${s.name.padEnd(9)} ${String(level.connections).padStart(3)} conn x ${level.threads} thread  nginx cpu ${r.cpu.toFixed(2)}  load core ${r.loadCore.toFixed(2)}  ${r.rps.toFixed(0)} req/s\n`);
+    const c = { level, nginxCpu: r.cpu, saturated: r.cpu >= SATURATED };
+    if (c.saturated) return c;
+    if (best === null || c.nginxCpu > best.nginxCpu) best = c;
+  }
+  return best as Calibration;
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
@@ -145,19 +190,21 @@ async function main(): Promise<void> {
   const paths = prepareFiles(root);
   const backend = startPinned(LOAD_CPU, 'nginx', ['-c', backendConf(paths), '-g', 'daemon off;'], process.env, path.join(root, 'backend.log'));
   const samples = new Map<string, Sample[]>();
+  const calibrations = new Map<string, Calibration>();
   process.stdout.write(`bench: ${os.cpus().length} cores (${os.cpus()[0]?.model}), ${SECONDS}s x ${REPS} runs, ${CONNECTIONS} connections, work dir ${root}\n`);
   try {
     await waitUntil('backend', () => httpOk(`http://127.0.0.1:${PORTS.backend}/`));
+    for (const s of scenarios) calibrations.set(s.name, await calibrate(paths, s));
     for (let rep = 0; rep < REPS; rep++) {
       for (const s of scenarios) {
         // Alternate which proxy goes first, so neither always gets the warmer machine.
         const order: ProxyName[] = rep % 2 === 0 ? ['gatehouse', 'nginx'] : ['nginx', 'gatehouse'];
         for (const proxy of order) {
-          const r = await measure(paths, proxy, s);
+          const r = await measure(paths, proxy, s, (calibrations.get(s.name) as Calibration).level);
           const key = `${s.name}/${proxy}`;
           samples.set(key, [...(samples.get(key) ?? []), r]);
           process.stdout.write(`  run ${rep + 1} ${s.name.padEnd(9)} ${proxy.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99ms.toFixed(2).padStart(7)} ms` +
-            `  cpu ${r.cpu.toFixed(2)}${r.loadCpu !== null ? `  load cpu ${r.loadCpu.toFixed(2)}` : ''}${r.errors ? `  errors ${r.errors}` : ''}${r.rssMiB !== null ? `  rss ${r.rssMiB.toFixed(0)} MiB` : ''}\n`);
+            `  cpu ${r.cpu.toFixed(2)}  load core ${r.loadCore.toFixed(2)}${r.loadCpu !== null ? `  load cpu ${r.loadCpu.toFixed(2)}` : ''}${r.errors ? `  errors ${r.errors}` : ''}${r.rssMiB !== null ? `  rss ${r.rssMiB.toFixed(0)} MiB` : ''}\n`);
         }
       }
     }
@@ -169,19 +216,27 @@ async function main(): Promise<void> {
     const n = samples.get(`${s.name}/nginx`) ?? [];
     const gRps = median(g.map((x) => x.rps)), nRps = median(n.map((x) => x.rps));
     const gP99 = median(g.map((x) => x.p99ms)), nP99 = median(n.map((x) => x.p99ms));
+    const cal = calibrations.get(s.name) as Calibration;
+    const nginxCpu = median(n.map((x) => x.cpu));
     return { scenario: s.name, what: s.what, runs: g.length, gatehouseRps: Math.round(gRps), nginxRps: Math.round(nRps), rpsRatio: gRps / nRps,
       gatehouseP99Ms: gP99, nginxP99Ms: nP99, p99Ratio: gP99 / nP99, gatehouseRssMiB: Math.round(median(g.map((x) => x.rssMiB ?? 0))),
-      gatehouseCpu: median(g.map((x) => x.cpu)), nginxCpu: median(n.map((x) => x.cpu)),
+      gatehouseCpu: median(g.map((x) => x.cpu)), nginxCpu,
+      loadCore: { gatehouse: median(g.map((x) => x.loadCore)), nginx: median(n.map((x) => x.loadCore)) },
+      load: cal.level,
+      h2: s.h2 === true,
+      sharesLoadCore: s.proxyCpus.split(',').includes(LOAD_CPU),
+      // Counts only when the reference kept its core busy in the measured runs (not only in calibration).
+      referenceSaturated: !s.proxyCpus.split(',').includes(LOAD_CPU) && nginxCpu >= SATURATED,
       // Requests per CPU-second: what each proxy gets out of the core it used.
       gatehouseRpsPerCore: median(g.map((x) => x.rps / x.cpu)), nginxRpsPerCore: median(n.map((x) => x.rps / x.cpu)),
       loadCpu: s.h2 ? { gatehouse: median(g.map((x) => x.loadCpu ?? 0)), nginx: median(n.map((x) => x.loadCpu ?? 0)) } : null,
       errors: [...g, ...n].reduce((a, x) => a + x.errors, 0) };
   });
   const lines = [
-    `| scenario | Gatehouse req/s | nginx req/s | ratio | Gatehouse p99 | nginx p99 | ratio | Gatehouse RSS | CPU used G / n | req per CPU-s G / n | ratio |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`,
-    ...rows.map((r) => `| ${r.scenario} | ${r.gatehouseRps} | ${r.nginxRps} | ${r.rpsRatio.toFixed(2)} | ${r.gatehouseP99Ms.toFixed(2)} ms | ${r.nginxP99Ms.toFixed(2)} ms | ${r.p99Ratio.toFixed(2)} | ${r.gatehouseRssMiB} MiB | ${r.gatehouseCpu.toFixed(2)} / ${r.nginxCpu.toFixed(2)} | ${r.gatehouseRpsPerCore.toFixed(0)} / ${r.nginxRpsPerCore.toFixed(0)} | ${(r.gatehouseRpsPerCore / r.nginxRpsPerCore).toFixed(2)} |`),
-    '', 'CPU used: cores the proxy process tree kept busy during the run. Below 1.0 on one pinned core means the load side (wrk + backend on the other core) was the limit, not the proxy; then req per CPU-s compares the proxies\' efficiency.',
+    `| scenario | load | Gatehouse req/s | nginx req/s | ratio | Gatehouse p99 | nginx p99 | ratio | Gatehouse RSS | proxy CPU G / n | load core busy G / n | counts |`,
+    `| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |`,
+    ...rows.map((r) => `| ${r.scenario} | ${r.h2 ? `${H2_CONNECTIONS}c x ${H2_STREAMS} streams` : `${r.load.connections}c x ${r.load.threads}t`} | ${r.gatehouseRps} | ${r.nginxRps} | ${r.rpsRatio.toFixed(2)} | ${r.gatehouseP99Ms.toFixed(2)} ms | ${r.nginxP99Ms.toFixed(2)} ms | ${r.p99Ratio.toFixed(2)} | ${r.gatehouseRssMiB} MiB | ${r.gatehouseCpu.toFixed(2)} / ${r.nginxCpu.toFixed(2)} | ${r.loadCore.gatehouse.toFixed(2)} / ${r.loadCore.nginx.toFixed(2)} | ${verdict(r)} |`),
+    '', `proxy CPU: cores the proxy's process tree kept busy. A ratio counts only when nginx used >= ${SATURATED} of its pinned core (it was the limit, not wrk and the backend on core ${LOAD_CPU}); "load core busy" is core ${LOAD_CPU}'s busy share in the same runs. Load: wrk connections x threads, the lowest level at which nginx saturated in calibration (or the closest).`,
   ];
   const h2Rows = rows.filter((r) => r.loadCpu !== null);
   if (h2Rows.length !== 0) {

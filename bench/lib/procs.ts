@@ -122,3 +122,25 @@ export async function machineBusy(ms = 1000): Promise<number> {
   const b = read();
   return 1 - (b.idle - a.idle) / Math.max(1, b.total - a.total);
 }
+
+/** Busy and total jiffies of one CPU ("0", "1") so far, from /proc/stat. */
+function coreTicks(cpu: string): { busy: number; total: number } {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+  if (line === undefined) throw new Error(`no cpu${cpu} in /proc/stat`);
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - (f[4] ?? 0), total };
+}
+
+/**
+ * Starts watching one core; the returned function gives the share of it
+ * that was busy since (0..1), whoever used it: on the load core that is the
+ * load generator, the backend and anything else the machine ran there.
+ */
+export function watchCore(cpu: string): () => number {
+  const a = coreTicks(cpu);
+  return () => {
+    const b = coreTicks(cpu);
+    return (b.busy - a.busy) / Math.max(1, b.total - a.total);
+  };
+}

@@ -14,6 +14,8 @@ export interface WrkOptions {
   url: string;
   seconds: number;
   connections: number;
+  /** wrk threads (default 1). */
+  threads?: number;
   headers?: string[];
   /** CPU list for taskset, e.g. "0". */
   cpus: string;
@@ -22,7 +24,7 @@ export interface WrkOptions {
 }
 
 export function runWrk(opts: WrkOptions): Promise<WrkResult> {
-  const args = ['-c', opts.cpus, 'wrk', '-t1', `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', '--timeout', '5s'];
+  const args = ['-c', opts.cpus, 'wrk', `-t${opts.threads ?? 1}`, `-c${opts.connections}`, `-d${opts.seconds}s`, '--latency', '--timeout', '5s'];
   for (const h of opts.headers ?? []) args.push('-H', h);
   if (opts.script !== undefined) args.push('-s', opts.script);
   args.push(opts.url);

@@ -31,7 +31,7 @@ export const SUPPORTED_FEATURES = [
   'GatewayHTTPSListenerDetectMisdirectedRequests',
   'GatewayFrontendClientCertificateValidation', 'GatewayFrontendClientCertificateValidationInsecureFallback',
   'BackendTLSPolicy', 'BackendTLSPolicySANValidation', 'HTTPRouteBackendProtocolH2C',
-  'GatewayBackendClientCertificate',
+  'GatewayBackendClientCertificate', 'HTTPRouteBackendRequestRedirect', 'HTTPRouteBackendURLRewrite',
 ] as const;
 
 /**

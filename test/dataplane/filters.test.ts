@@ -74,6 +74,11 @@ test('filters', async (t) => {
             { type: 'ResponseHeaderModifier', set: [{ name: 'x-via-b', value: '1' }], add: [], remove: [] },
           ]),
         ]),
+        // One backend redirects, the other rewrites: each request takes one of the two.
+        route('backend-redirect-rewrite', match('/brr', 'PathPrefix'), [
+          backend('a', 1, [{ type: 'RequestRedirect', path: { type: 'ReplacePrefixMatch', value: '/moved', prefix: '/brr' }, statusCode: 302 }]),
+          backend('b', 1, [{ type: 'URLRewrite', path: { type: 'ReplacePrefixMatch', value: '/rewritten', prefix: '/brr' } }]),
+        ]),
         route('bad-filter', match('/bad-filter'), [backend('a')], {
           filters: [{ type: 'RequestHeaderModifier', set: [{ name: 'bad name', value: 'x' }], add: [], remove: [] }],
         }),
@@ -180,6 +185,25 @@ test('filters', async (t) => {
       seen.add(echo.backend);
     }
     assert.deepEqual([...seen].sort(), ['a', 'b']);
+  });
+
+  await t.test('RequestRedirect and URLRewrite on a backend apply when that backend is chosen', async () => {
+    let redirected = 0;
+    let rewritten = 0;
+    for (let i = 0; i < 40; i++) {
+      const reply = await request(port, '/brr/x?q=1', { host: `example.com:${port}` });
+      if (reply.status === 302) {
+        assert.equal(reply.headers.location, `http://example.com:${port}/moved/x?q=1`);
+        redirected++;
+      } else {
+        assert.equal(reply.status, 200);
+        const echo = reply.json();
+        assert.equal(echo.backend, 'b');
+        assert.equal(echo.path, '/rewritten/x?q=1');
+        rewritten++;
+      }
+    }
+    assert.ok(redirected > 0 && rewritten > 0, `both backends taken: ${redirected} redirected, ${rewritten} rewritten`);
   });
 
   await t.test('a route with a filter that cannot be applied answers 500', async () => {

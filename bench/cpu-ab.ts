@@ -1,0 +1,74 @@
+// node bench/cpu-ab.ts BEFORE_DIR AFTER_DIR: Gatehouse's CPU per HTTP/1.1
+// request in two checkouts (each with its own bin/gatehouse.js and
+// node_modules), alternating, for a fixed number of requests from
+// `h2load --h1`, so the figure does not depend on how fast the load side
+// was. It answers "did this change make requests cheaper or dearer",
+// which `npm run bench` cannot on a machine whose load side is the limit.
+// Environment: N (requests per measurement, 100000), ROUNDS (4),
+// SCEN (small,body16k,https).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { ensureTools } from './lib/tools.ts';
+import { backendConf, gatehouseConfigDir, prepareFiles, PORTS } from './lib/configs.ts';
+import { httpOk, startPinned, stop, treeCpuSeconds, waitUntil } from './lib/procs.ts';
+
+const [before, after] = process.argv.slice(2).map((d) => path.resolve(d));
+if (before === undefined || after === undefined) {
+  process.stderr.write('usage: node bench/cpu-ab.ts BEFORE_DIR AFTER_DIR\n');
+  process.exit(2);
+}
+const N = Number(process.env.N ?? 100_000);
+const ROUNDS = Number(process.env.ROUNDS ?? 4);
+const scenarios = (process.env.SCEN ?? 'small,body16k,https').split(',');
+const sides = { before, after };
+
+ensureTools();
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-cpuab-'));
+const p = prepareFiles(root);
+const backend = startPinned('0', 'nginx', ['-c', backendConf(p), '-g', 'daemon off;'], process.env, path.join(root, 'backend.log'));
+await waitUntil('backend', () => httpOk(`http://127.0.0.1:${PORTS.backend}/`));
+const dir = gatehouseConfigDir(p, 'base', false);
+const results: Record<string, number[]> = {};
+process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+
+function h2load(url: string, n: number): string {
+  return spawnSync('taskset', ['-c', '0', 'h2load', '--h1', '-n', String(n), '-c', '50', url], { encoding: 'utf8' }).stdout;
+}
+
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    // Alternate which side goes first, so neither always gets the warmer machine.
+    for (const side of (r % 2 === 0 ? ['before', 'after'] : ['after', 'before']) as (keyof typeof sides)[]) {
+      const gh = startPinned('1', process.execPath, [path.join(sides[side], 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
+        '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', 'warn', '--workers', '1'], process.env, path.join(root, `${side}.log`));
+      try {
+        await waitUntil('gatehouse', () => httpOk(`http://127.0.0.1:${PORTS.ghAdmin}/readyz`), 60_000);
+        for (const s of scenarios) {
+          const url = s === 'https' ? `https://127.0.0.1:${PORTS.ghHttps}/` : `http://127.0.0.1:${PORTS.ghHttp}/${s === 'body16k' ? 'big' : ''}`;
+          await waitUntil('serving', () => httpOk(url), 30_000);
+          h2load(url, N / 5); // warm-up: JIT, pools
+          const cpu0 = treeCpuSeconds(gh.pid as number);
+          const out = h2load(url, N);
+          const us = ((treeCpuSeconds(gh.pid as number) - cpu0) * 1e6) / N;
+          const ok = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
+          if (ok !== N) throw new Error(`${side} ${s}: ${ok} of ${N} requests succeeded:\n${out}`);
+          (results[`${s}/${side}`] ??= []).push(us);
+          process.stdout.write(`round ${r + 1} ${side.padEnd(6)} ${s.padEnd(8)} ${us.toFixed(1)} us CPU/request (${/([\d.]+) req\/s/.exec(out)?.[1]} req/s, load ${os.loadavg()[0].toFixed(1)})\n`);
+        }
+      } finally {
+        await stop(gh);
+      }
+    }
+  }
+} finally {
+  await stop(backend);
+  fs.rmSync(root, { recursive: true, force: true });
+}
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+for (const s of scenarios) {
+  const a = results[`${s}/before`], b = results[`${s}/after`];
+  process.stdout.write(`${s}: before ${median(a).toFixed(1)} us/req, after ${median(b).toFixed(1)} us/req, after/before ${(median(b) / median(a)).toFixed(3)}` +
+    `  (before: ${a.map((x) => x.toFixed(1)).join(' ')}; after: ${b.map((x) => x.toFixed(1)).join(' ')})\n`);
+}
