@@ -85,6 +85,10 @@ export function renderMetrics(data: MetricsSnapshot, control: ControlMetrics | n
   w.sample('gatehouse_access_log_lines_total', '', data.accessLogLines);
   w.family('gatehouse_access_log_dropped_total', 'counter', 'Access log lines dropped because the sink was behind or failed.');
   w.sample('gatehouse_access_log_dropped_total', '', data.accessLogDropped);
+  w.family('gatehouse_trace_spans_exported_total', 'counter', 'Trace spans the collector accepted.');
+  w.sample('gatehouse_trace_spans_exported_total', '', data.spansExported);
+  w.family('gatehouse_trace_spans_dropped_total', 'counter', 'Trace spans dropped: the buffer was full or the export failed.');
+  w.sample('gatehouse_trace_spans_dropped_total', '', data.spansDropped);
 
   if (control !== null) {
     w.family('gatehouse_config_generation', 'gauge', 'Configurations applied since start.');

@@ -128,6 +128,7 @@ export async function proxy(cmd: ProxyCommand): Promise<number> {
     healthAddress: cmd.healthAddress,
     metricsAddress: cmd.metricsAddress,
     accessLog: cmd.accessLog,
+    tracing: cmd.tracing,
     maxMetricSeries: cmd.maxMetricSeries,
     workers: cmd.workers,
     limits: cmd.limits,

@@ -42,7 +42,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const adminToken = opts.adminTokenFile === null ? undefined : readAdminTokenFile(opts.adminTokenFile);
   const gw = await startStandalone({
     configDir: opts.configDir, addressPool: opts.addressPool, log, workers: opts.workers, limits: opts.limits,
-    loaderLimits: opts.loaderLimits, endpoints: opts.endpoints, accessLog: opts.accessLog, maxMetricSeries: opts.maxMetricSeries,
+    loaderLimits: opts.loaderLimits, endpoints: opts.endpoints, accessLog: opts.accessLog, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
     adminAddress: opts.adminAddress, adminToken, adminAllowedHosts: opts.adminAllowedHosts,
   });
   shutDownOnSignal(gw, log, opts.shutdownDelayMs, drainTimeoutMs);

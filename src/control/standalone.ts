@@ -25,6 +25,7 @@ import { ControlMetrics } from './control-metrics.ts';
 import { renderMetrics } from '../admin/metrics-text.ts';
 import type { AccessLogOptions } from '../dataplane/access-log.ts';
 import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
 import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
@@ -54,6 +55,8 @@ export interface StandaloneOptions {
   endpoints?: Partial<Pick<EndpointPolicyOptions, 'allowLoopback' | 'allowLinkLocal'>>;
   /** Access logs; absent: off. */
   accessLog?: AccessLogOptions;
+  /** Tracing (OTLP/HTTP export); absent: off. */
+  tracing?: TracingOptions;
   /** Series each data-plane thread's metrics keep (src/dataplane/metrics.ts). */
   maxMetricSeries?: number;
 }
@@ -104,12 +107,12 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const pool = workers > 0
     ? new WorkerPool({
       workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
-      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing,
     })
     : null;
   // The data plane's modules load only where it runs: in the workers, or here.
   const dataPlane: DataPlaneHandle = pool ?? localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
-    log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries,
+    log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
     accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
   }));
   const controlMetrics = new ControlMetrics();

@@ -19,6 +19,7 @@ import type { LogFn } from '../dataplane/log.ts';
 import type { RequestLimits } from '../dataplane/limits.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
 import type { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
 import { emptySnapshot, mergeSnapshots, type MetricsSnapshot } from '../dataplane/metrics.ts';
 
 /** How long a scrape waits for the workers' counters; a worker that has not answered by then is left out of that scrape. */
@@ -41,6 +42,8 @@ export interface WorkerPoolOptions {
   maxMetricSeries?: number;
   /** When access logs are on: each worker gets a port of its own to this writer. */
   accessLog?: AccessLogWriter;
+  /** Tracing, in every worker. */
+  tracing?: TracingOptions;
 }
 
 interface Pending {
@@ -81,7 +84,7 @@ export class WorkerPool {
   }
 
   #start(): Worker {
-    const setup: WorkerSetup = { logLevel: this.#opts.logLevel, limits: this.#opts.limits, maxMetricSeries: this.#opts.maxMetricSeries };
+    const setup: WorkerSetup = { logLevel: this.#opts.logLevel, limits: this.#opts.limits, maxMetricSeries: this.#opts.maxMetricSeries, tracing: this.#opts.tracing };
     const writer = this.#opts.accessLog;
     if (writer !== undefined) setup.accessLog = { options: writer.options, port: writer.connect() };
     const worker = new Worker(ENTRY, {

@@ -10,6 +10,7 @@ import type { RequestLimits } from '../dataplane/limits.ts';
 import type { MessagePort } from 'node:worker_threads';
 import type { AccessLogOptions } from '../dataplane/access-log.ts';
 import type { MetricsSnapshot } from '../dataplane/metrics.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
 
 export type ToWorker =
   | { type: 'apply'; seq: number; delta: IRDelta }
@@ -54,6 +55,8 @@ export interface WorkerSetup {
   maxMetricSeries?: number;
   /** Access logs on: the options, and the worker's port to the writer (transferred). */
   accessLog?: { options: AccessLogOptions; port: MessagePort };
+  /** Tracing on: its options. */
+  tracing?: TracingOptions;
 }
 
 /**

@@ -100,6 +100,7 @@ export function jsonLine(record: RequestRecord, status: number, bytesOut: number
   if (record.cluster !== null) line += `,"backend":${JSON.stringify(record.cluster.name)}`;
   const tls = record.tls;
   if (tls !== null) line += `,"requested_server_name":${JSON.stringify(tls.serverName ?? '')},"tls_version":${JSON.stringify(tls.version ?? '')}`;
+  if (record.trace !== null) line += `,"trace_id":"${record.trace.traceId}"`;
   return line + '}\n';
 }
 
@@ -123,6 +124,7 @@ export function textLine(record: RequestRecord, status: number, bytesOut: number
   if (record.cluster !== null) line += ` backend=${record.cluster.name}`;
   const tls = record.tls;
   if (tls !== null) line += ` sni=${JSON.stringify(tls.serverName ?? '')} tls=${tls.version ?? ''}`;
+  if (record.trace !== null) line += ` trace_id=${record.trace.traceId}`;
   return line + '\n';
 }
 

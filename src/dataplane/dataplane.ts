@@ -16,6 +16,7 @@ import type { MessagePort } from 'node:worker_threads';
 import { AccessLog, type AccessLogOptions } from './access-log.ts';
 import { RequestObserver } from './http/request-record.ts';
 import { DataPlaneMetrics, type MetricsSnapshot } from './metrics.ts';
+import { Tracer, type TracingOptions } from './tracing.ts';
 
 export type { RequestLimits } from './limits.ts';
 export { DEFAULT_LIMITS } from './limits.ts';
@@ -33,6 +34,8 @@ export interface DataPlaneOptions {
   maxMetricSeries?: number;
   /** Access logs: the options, and this thread's port to the writer thread (access-log-writer.ts). */
   accessLog?: { options: AccessLogOptions; port: MessagePort };
+  /** Tracing; absent: off. */
+  tracing?: TracingOptions;
 }
 
 export interface ApplyResult {
@@ -53,6 +56,7 @@ export class DataPlane {
   readonly #handler: HttpRequestHandler;
   readonly #metrics: DataPlaneMetrics;
   readonly #accessLog: AccessLog | null;
+  readonly #tracer: Tracer | null;
   #current: CompiledConfig | null = null;
   #cache = new CompileCache();
   /** For apply(IR): the delta from the IR applied before. */
@@ -66,13 +70,19 @@ export class DataPlane {
     this.#pools = new UpstreamPools(this.#log, this.#limits);
     this.#metrics = new DataPlaneMetrics(opts.maxMetricSeries);
     this.#accessLog = opts.accessLog === undefined ? null : new AccessLog(opts.accessLog.options, opts.accessLog.port, this.#metrics, this.#log);
-    this.#handler = new HttpRequestHandler(this.#limits, this.#log, new RequestObserver(this.#metrics, this.#accessLog));
+    this.#tracer = opts.tracing === undefined ? null : new Tracer(opts.tracing, this.#log);
+    this.#handler = new HttpRequestHandler(this.#limits, this.#log, new RequestObserver(this.#metrics, this.#accessLog, this.#tracer));
     this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false, this.#metrics);
   }
 
   /** This data plane's counters as they are now (see metrics.ts). */
   metricsSnapshot(): MetricsSnapshot {
-    return this.#metrics.snapshot();
+    const snapshot = this.#metrics.snapshot();
+    if (this.#tracer !== null) {
+      snapshot.spansExported = this.#tracer.exported;
+      snapshot.spansDropped = this.#tracer.dropped;
+    }
+    return snapshot;
   }
 
   /** Requests received on every listener since start. */
@@ -163,5 +173,6 @@ export class DataPlane {
     // that second.
     await this.#pools.closeAll(Math.max(deadline - Date.now(), Math.min(1_000, this.#limits.drainTimeoutMs)));
     this.#accessLog?.flushNow();
+    this.#tracer?.flushNow();
   }
 }

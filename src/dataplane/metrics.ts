@@ -106,10 +106,13 @@ export interface MetricsSnapshot {
   /** Access log lines written, and dropped because the sink was behind. */
   accessLogLines: number;
   accessLogDropped: number;
+  /** Trace spans exported, and dropped (buffer full, export failed). */
+  spansExported: number;
+  spansDropped: number;
 }
 
 export function emptySnapshot(): MetricsSnapshot {
-  return { requests: [], upstreams: [], listeners: [], overflowed: 0, accessLogLines: 0, accessLogDropped: 0 };
+  return { requests: [], upstreams: [], listeners: [], overflowed: 0, accessLogLines: 0, accessLogDropped: 0, spansExported: 0, spansDropped: 0 };
 }
 
 /** `namespace/gateway/listener` -> gateway `namespace/gateway`, listener `listener`. */
@@ -213,7 +216,10 @@ export class DataPlaneMetrics {
       if (s === this.#overflowListener && s.connectionsTotal === 0) continue;
       listeners.push({ key: s.key, labels: s.labels, values: [s.connectionsTotal, s.connectionsActive, s.tlsHandshakes, s.tlsHandshakeErrors] });
     }
-    return { requests, upstreams, listeners, overflowed: this.#overflowed, accessLogLines: this.accessLogLines, accessLogDropped: this.accessLogDropped };
+    return {
+      requests, upstreams, listeners, overflowed: this.#overflowed, accessLogLines: this.accessLogLines, accessLogDropped: this.accessLogDropped,
+      spansExported: 0, spansDropped: 0,
+    };
   }
 }
 
@@ -233,6 +239,8 @@ export function mergeSnapshots(snapshots: readonly MetricsSnapshot[]): MetricsSn
     merged.overflowed += snap.overflowed;
     merged.accessLogLines += snap.accessLogLines;
     merged.accessLogDropped += snap.accessLogDropped;
+    merged.spansExported += snap.spansExported;
+    merged.spansDropped += snap.spansDropped;
   }
   merged.requests = [...maps.requests.values()];
   merged.upstreams = [...maps.upstreams.values()];

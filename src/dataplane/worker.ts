@@ -40,7 +40,7 @@ function runDataPlaneWorker(): void {
   if (port === null) throw new Error('the data-plane worker runs as a worker thread of gatehouse serve');
   const setup = workerData as WorkerSetup;
   const log = portLog(port, setup.logLevel);
-  const dataPlane = new DataPlane({ log, reusePort: true, limits: setup.limits, maxMetricSeries: setup.maxMetricSeries, accessLog: setup.accessLog });
+  const dataPlane = new DataPlane({ log, reusePort: true, limits: setup.limits, maxMetricSeries: setup.maxMetricSeries, accessLog: setup.accessLog, tracing: setup.tracing });
   let appliedSeq = 0;
   let closing = false;
   const reply = (m: FromWorker) => port.postMessage(m);

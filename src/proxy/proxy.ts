@@ -18,6 +18,7 @@ import { renderMetrics } from '../admin/metrics-text.ts';
 import { ControlMetrics } from '../control/control-metrics.ts';
 import type { AccessLogOptions } from '../dataplane/access-log.ts';
 import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
 import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export interface ProxyOptions {
@@ -35,6 +36,8 @@ export interface ProxyOptions {
   metricsAddress?: string;
   /** Access logs; absent: off. */
   accessLog?: AccessLogOptions;
+  /** Tracing (OTLP/HTTP export); absent: off. */
+  tracing?: TracingOptions;
   /** Series each data-plane thread's metrics keep. */
   maxMetricSeries?: number;
   /** Data-plane worker threads; 0 serves from the main thread. */
@@ -81,11 +84,11 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   if (opts.workers > 0) {
     dataPlane = new WorkerPool({
       workers: opts.workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
-      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing,
     });
   } else {
     const dp = new (await import('../dataplane/dataplane.ts')).DataPlane({
-      log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries,
+      log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
       accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
     });
     dataPlane = {

@@ -16,6 +16,7 @@ import { sendLocalReply } from './responses.ts';
 import { normalizePath, type PathRefusal } from './path.ts';
 import { forwardUpgrade } from './websocket.ts';
 import { RequestRecord, type RequestObserver, type TlsFacts } from './request-record.ts';
+import { Tracer } from '../tracing.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
 const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
@@ -173,6 +174,13 @@ export class HttpRequestHandler {
     }
 
     prepareUpstreamHeaders(ex);
+    const tracer = this.#observer.tracer;
+    if (tracer !== null) {
+      // Before filters, so that a RequestHeaderModifier still has the last word.
+      const trace = tracer.contextFor(ex.requestHeaders.get('traceparent'));
+      record.trace = trace;
+      ex.requestHeaders.set('traceparent', Tracer.traceparent(trace));
+    }
     let answer = applyFilters(route.filters, ex);
     if (answer !== null) {
       sendLocalReply(res, answer.statusCode, { location: answer.location, empty: true, modifiers: ex.responseModifiers, draining });

@@ -11,6 +11,7 @@ import type { AccessLog } from '../access-log.ts';
 import { type DataPlaneMetrics, type RequestSeries, statusClass } from '../metrics.ts';
 import type { UpstreamCluster } from '../upstream/balancer.ts';
 import type { DownstreamRequest } from './downstream.ts';
+import type { TraceContext, Tracer } from '../tracing.ts';
 
 /** The TLS side of a connection, read once when its handshake completes. */
 export interface TlsFacts {
@@ -35,10 +36,13 @@ export class RequestObserver {
   readonly metrics: DataPlaneMetrics;
   /** Set when access logs are on. */
   accessLog: AccessLog | null;
+  /** Set when tracing is on. */
+  readonly tracer: Tracer | null;
 
-  constructor(metrics: DataPlaneMetrics, accessLog: AccessLog | null) {
+  constructor(metrics: DataPlaneMetrics, accessLog: AccessLog | null, tracer: Tracer | null = null) {
     this.metrics = metrics;
     this.accessLog = accessLog;
+    this.tracer = tracer;
   }
 
   finished(record: RequestRecord, status: number, bytesOut: number): void {
@@ -48,6 +52,32 @@ export class RequestObserver {
     series.duration.observe(ms);
     if (this.metrics.isOverflow(series)) this.metrics.overflow();
     if (this.accessLog !== null) this.accessLog.record(record, status, bytesOut, ms);
+    const trace = record.trace;
+    if (trace !== null && trace.sampled && this.tracer !== null) this.#span(record, trace, status, ms);
+  }
+
+  #span(record: RequestRecord, trace: TraceContext, status: number, ms: number): void {
+    const startNs = BigInt(Math.round((performance.timeOrigin + record.startedAt) * 1e3)) * 1000n;
+    const req = record.req;
+    const attributes: Record<string, string | number> = {
+      'http.request.method': req.method,
+      'url.path': req.url,
+      'server.address': record.host,
+      'http.response.status_code': status,
+      'network.protocol.version': req.http2 ? '2' : `${req.httpVersionMajor}.${req.httpVersionMinor}`,
+      'gatehouse.listener': record.gatewayListener?.name ?? '',
+      'gatehouse.route': record.route?.name ?? '',
+    };
+    if (record.cluster !== null) attributes['gatehouse.backend'] = record.cluster.name;
+    if (record.upstreamAddress !== '') attributes['gatehouse.upstream.address'] = record.upstreamAddress;
+    this.tracer!.finished({
+      context: trace,
+      name: req.method,
+      startUnixNano: startNs,
+      endUnixNano: startNs + BigInt(Math.round(ms * 1e6)),
+      attributes,
+      error: status >= 500 || status === 0,
+    });
   }
 
   #series(record: RequestRecord): RequestSeries {
@@ -86,6 +116,8 @@ export class RequestRecord {
   upstreamStartedAt = 0;
   /** How long the last try took, ms; -1 while none has ended. */
   upstreamMs = -1;
+  /** Set when tracing is on and the request was routed. */
+  trace: TraceContext | null = null;
   #done = false;
 
   constructor(observer: RequestObserver, req: DownstreamRequest, listener: CompiledListener, tls: TlsFacts | null) {
