@@ -15,6 +15,7 @@ import { pageOf, parsePageRequest } from './paging.ts';
 import { redactedConfig } from './redact.ts';
 import { PAGE_FILES } from './page.ts';
 import type { ExplainOptions } from '../explain/request.ts';
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from './metrics-text.ts';
 
 // require(), not import: importing node:http as an ES module loads node's
 // bundled undici too (see src/dataplane/http/status-text.ts).
@@ -53,6 +54,8 @@ export interface AdminServerOptions {
   overview?(): unknown;
   /** Whether the gateway is shutting down: /readyz then answers 503 `draining`. */
   draining?(): boolean;
+  /** /metrics: the text exposition (src/admin/metrics-text.ts). Absent: 404. */
+  metrics?(): Promise<string>;
   /** The data-plane workers (pid, requests, applied config), when the data plane runs in workers. */
   workers?(): Promise<unknown[]>;
   /**
@@ -116,7 +119,8 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
-type Path = '/healthz' | '/readyz' | '/api/v1/resources' | '/api/v1/errors' | '/api/v1/config' | '/api/v1/workers' | '/api/v1/explain' | '/api/v1/overview';
+type Path = '/healthz' | '/readyz' | '/api/v1/resources' | '/api/v1/errors' | '/api/v1/config' | '/api/v1/workers' | '/api/v1/explain' | '/api/v1/overview'
+  | '/metrics';
 
 /** Largest POST /api/v1/explain body; a request line is at most MAX_REQUEST_TEXT characters. */
 export const MAX_EXPLAIN_BODY_BYTES = 16 * 1024;
@@ -233,7 +237,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     if (!admitted(req, res, path)) return;
     const known = PROBES.has(path) || LISTINGS.has(path) || (path === '/api/v1/workers' && opts.workers !== undefined)
       || (STATIC.has(path) && opts.overview !== undefined)
-      || (path === '/api/v1/overview' && opts.overview !== undefined) || (path === '/api/v1/explain' && opts.explain !== undefined);
+      || (path === '/api/v1/overview' && opts.overview !== undefined) || (path === '/api/v1/explain' && opts.explain !== undefined)
+      || (path === '/metrics' && opts.metrics !== undefined);
     if (!known) {
       sendJSON(res, 404, { error: `not found: ${path}` });
       return;
@@ -281,6 +286,12 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
           answerExplain(res, { request: q.get('request'), gateway: q.get('gateway'), listener: q.get('listener'), address: q.get('address'), sni: q.get('sni') });
           return;
         }
+        case '/metrics':
+          opts.metrics!().then((text) => {
+            res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), ...COMMON_HEADERS });
+            res.end(req.method === 'HEAD' ? undefined : text);
+          }, failed);
+          return;
         default:
           if (listings >= maxListings) {
             sendJSON(res, 503, { error: `${maxListings} listings are being served already; retry shortly` }, { 'retry-after': '1' });

@@ -1,6 +1,7 @@
 // gatehouse: the command line. Subcommands are small modules of their own.
 import { parseArgs } from 'node:util';
 import { DEFAULT_SHUTDOWN_DELAY_MS, serve } from './serve.ts';
+import { OBSERVABILITY_FLAG_OPTIONS, OBSERVABILITY_USAGE, parseObservabilityFlags } from './observability-flags.ts';
 import { validate } from './validate.ts';
 import { convert } from './convert.ts';
 import { EXPLAIN_USAGE, runExplain } from './explain.ts';
@@ -84,6 +85,8 @@ ${limitUsage()}
 config directory limits (serve): a file beyond one is refused, reported, and keeps its last objects
 ${loaderUsage()}
 
+${OBSERVABILITY_USAGE}
+
 ${CONTROLLER_USAGE}
 
 ${PROXY_USAGE}
@@ -114,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
           workers: { type: 'string' },
           'deny-loopback-endpoints': { type: 'boolean' },
           'allow-link-local-endpoints': { type: 'boolean' },
+          ...OBSERVABILITY_FLAG_OPTIONS,
           ...limitFlagOptions(),
           ...Object.fromEntries(LOADER_FLAGS.map(({ flag }) => [flag, { type: 'string' as const }])),
         },
@@ -126,6 +130,8 @@ async function main(argv: string[]): Promise<number> {
       if (typeof limits === 'string') return usage(limits);
       const loaderLimits = parseLoaderFlags(values);
       if (typeof loaderLimits === 'string') return usage(loaderLimits);
+      const observability = parseObservabilityFlags(values);
+      if (typeof observability === 'string') return usage(observability);
       const rawDelay = values['shutdown-delay'];
       const shutdownDelayMs = rawDelay === undefined ? DEFAULT_SHUTDOWN_DELAY_MS : rawDelay === '0' ? 0 : parseDuration(rawDelay);
       if (shutdownDelayMs === null) return usage(`--shutdown-delay wants a duration such as 5s or 500ms, not ${rawDelay}`);
@@ -133,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
       const badHost = allowedHosts.find((h) => !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?$/.test(h));
       if (badHost !== undefined) return usage(`--admin-allowed-host wants a DNS name without port, not ${badHost}`);
       return serve({
+        ...observability,
         workers,
         limits,
         loaderLimits,

@@ -24,6 +24,12 @@ import { startControlLoop, type ControlLoop, type Problem, type ProviderRead } f
 import type { ExplainInput } from '../explain/explain.ts';
 import { overview } from '../explain/overview.ts';
 import { parseExplainRequest } from '../explain/request.ts';
+import { ControlMetrics } from './control-metrics.ts';
+import { renderMetrics } from '../admin/metrics-text.ts';
+import type { AccessLogOptions } from '../dataplane/access-log.ts';
+import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
+import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -50,11 +56,18 @@ export interface StandaloneOptions {
    * (loopback allowed, link-local refused; src/net/endpoint-policy.ts).
    */
   endpoints?: Partial<Pick<EndpointPolicyOptions, 'allowLoopback' | 'allowLinkLocal'>>;
+  /** Access logs; absent: off. */
+  accessLog?: AccessLogOptions;
+  /** Tracing (OTLP/HTTP export); absent: off. */
+  tracing?: TracingOptions;
+  /** Series each data-plane thread's metrics keep (src/dataplane/metrics.ts). */
+  maxMetricSeries?: number;
 }
 
 /** What the control loop needs of a data plane, in-process or in workers. */
 interface DataPlaneHandle {
   apply(ir: IR): Promise<ApplyResult>;
+  metrics(): Promise<MetricsSnapshot>;
   beginDrain(): void;
   close(): Promise<void>;
 }
@@ -90,11 +103,22 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const limits = resolveLimits(opts.limits);
   // Workers cut their own connections at the drain timeout; the pool stops
   // a worker that has still not exited 5 s after that.
+  const accessLog = opts.accessLog === undefined ? null : new AccessLogWriter(opts.accessLog);
+  accessLog?.opened.then((error) => {
+    if (error !== null) log.error({ target: opts.accessLog!.target }, `access log cannot be written: ${error}; its lines are counted as dropped`);
+  });
   const pool = workers > 0
-    ? new WorkerPool({ workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000 })
+    ? new WorkerPool({
+      workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing,
+    })
     : null;
   // The data plane's modules load only where it runs: in the workers, or here.
-  const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
+  const dataPlane: DataPlaneHandle = pool ?? localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
+    log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
+    accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
+  }));
+  const controlMetrics = new ControlMetrics();
 
   const provider = new FileProvider(opts.configDir, opts.loaderLimits);
   let lastGoodCertificates: LastGoodCertificates = {};
@@ -130,6 +154,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       // TODO(issue 12, metrics): requests per route once the data plane counts them; the page shows n/a until then.
       overview: () => (explainInput === null ? { gateways: [] } : overview(explainInput)),
       workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
+      metrics: () => dataPlane.metrics().then((snapshot) => renderMetrics(snapshot, controlMetrics)),
       token: opts.adminToken,
       allowedHosts: opts.adminAllowedHosts,
       log: dpLog,
@@ -138,6 +163,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     // Without its admin API the gateway does not start: stop what did.
     portSharing.stop();
     await dataPlane.close();
+    await accessLog?.close();
     throw err;
   }
   const adminSocket = { address: admin.address, port: admin.port };
@@ -146,6 +172,16 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
 
   let readMs = 0;
   async function cycle(read: ProviderRead): Promise<void> {
+    let translated = false;
+    try {
+      await cycleOnce(read, () => { translated = true; });
+    } catch (err) {
+      controlMetrics.reloadFailed(!translated);
+      throw err;
+    }
+  }
+
+  async function cycleOnce(read: ProviderRead, onTranslated: () => void): Promise<void> {
     const t1 = performance.now();
     const objects = read.objects.map((o) => o.object);
     const snap = buildSnapshot(objects);
@@ -156,6 +192,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       lastGoodCertificates,
       memo,
     });
+    onTranslated();
     assigned = result.assignedAddresses;
     lastGoodCertificates = result.lastGoodCertificates;
     const found = [...read.problems, ...listenerReferenceProblems(read.objects, result.statuses)];
@@ -175,6 +212,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     explainInput = { ir: result.ir, statuses: result.statuses, gateways: snap.gateways, httpRoutes: snap.httpRoutes };
     portSharing.check(result.ir.listeners);
     const t4 = performance.now();
+    controlMetrics.reloaded(readMs + t4 - t1, t2 - t1);
     log.info({
       objects: objects.length, listeners: result.ir.listeners.length, errors: problems.filter((p) => p.severity !== 'warning').length,
       ms: { load: readMs, translate: ms(t2 - t1), apply: ms(t3 - t2), status: ms(t4 - t3), total: ms(readMs + t4 - t1) },
@@ -217,10 +255,21 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       portSharing.stop();
       try {
         await dataPlane.close();
+        await accessLog?.close();
       } finally {
         await admin.close();
       }
     },
+  };
+}
+
+/** A data plane on this thread, seen as the pool is. */
+function localDataPlane(dp: import('../dataplane/dataplane.ts').DataPlane): DataPlaneHandle {
+  return {
+    apply: (ir) => dp.apply(ir),
+    metrics: () => Promise.resolve(dp.metricsSnapshot()),
+    beginDrain: () => dp.beginDrain(),
+    close: () => dp.close(),
   };
 }
 

@@ -19,6 +19,12 @@ import type { IR } from '../ir/types.ts';
 import type { LogFn } from '../dataplane/log.ts';
 import type { RequestLimits } from '../dataplane/limits.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
+import type { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
+import { emptySnapshot, mergeSnapshots, type MetricsSnapshot } from '../dataplane/metrics.ts';
+
+/** How long a scrape waits for the workers' counters; a worker that has not answered by then is left out of that scrape. */
+export const METRICS_WAIT_MS = 2_000;
 
 export interface WorkerPoolOptions {
   workers: number;
@@ -33,6 +39,12 @@ export interface WorkerPoolOptions {
   drainTimeoutMs?: number;
   /** Overrides of the data plane's limits, for every worker. */
   limits?: Partial<RequestLimits>;
+  /** See DataPlaneOptions.maxMetricSeries. */
+  maxMetricSeries?: number;
+  /** When access logs are on: each worker gets a port of its own to this writer. */
+  accessLog?: AccessLogWriter;
+  /** Tracing, in every worker. */
+  tracing?: TracingOptions;
 }
 
 interface Pending {
@@ -52,6 +64,11 @@ export class WorkerPool {
   readonly #needFull = new Set<Worker>();
   readonly #pending = new Map<number, Pending>();
   readonly #statsWaiters = new Map<number, { waiting: Set<Worker>; stats: WorkerStats[]; resolve(s: WorkerStats[]): void }>();
+  readonly #metricsWaiters = new Map<number, { waiting: Set<Worker>; snapshots: MetricsSnapshot[]; resolve(s: MetricsSnapshot): void }>();
+  /** What workers that exited had counted: kept, so that counters never go back. */
+  #retired: MetricsSnapshot = emptySnapshot();
+  /** Each worker's last answer, so that its counts are retired when it exits. */
+  readonly #lastSnapshot = new Map<Worker, MetricsSnapshot>();
   readonly #encoder = new IRDeltaEncoder();
   /**
    * Active health checks, once for all workers: each verdict goes to every
@@ -76,9 +93,12 @@ export class WorkerPool {
   }
 
   #start(): Worker {
-    const setup: WorkerSetup = { logLevel: this.#opts.logLevel, limits: this.#opts.limits };
+    const setup: WorkerSetup = { logLevel: this.#opts.logLevel, limits: this.#opts.limits, maxMetricSeries: this.#opts.maxMetricSeries, tracing: this.#opts.tracing };
+    const writer = this.#opts.accessLog;
+    if (writer !== undefined) setup.accessLog = { options: writer.options, port: writer.connect() };
     const worker = new Worker(ENTRY, {
       workerData: setup,
+      transferList: setup.accessLog === undefined ? [] : [setup.accessLog.port],
       resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
     this.#workers.add(worker);
@@ -130,6 +150,28 @@ export class WorkerPool {
     });
   }
 
+  /**
+   * Every worker's counters added up, with those of workers that exited
+   * (as far as their last scrape saw them). Waits METRICS_WAIT_MS at most.
+   */
+  metrics(): Promise<MetricsSnapshot> {
+    const seq = ++this.#seq;
+    return new Promise((resolve) => {
+      const entry = { waiting: new Set(this.#workers), snapshots: [] as MetricsSnapshot[], resolve };
+      const done = () => {
+        this.#metricsWaiters.delete(seq);
+        clearTimeout(timer);
+        resolve(mergeSnapshots([this.#retired, ...entry.snapshots]));
+      };
+      entry.resolve = done;
+      this.#metricsWaiters.set(seq, entry);
+      for (const worker of this.#workers) this.#send(worker, { type: 'metrics', seq });
+      const timer = setTimeout(done, METRICS_WAIT_MS);
+      timer.unref();
+      if (entry.waiting.size === 0) done();
+    });
+  }
+
   /** The sequence number of the IR last handed to apply(). */
   get currentSeq(): number {
     return this.#appliedSeq;
@@ -162,6 +204,13 @@ export class WorkerPool {
     } else if (m.type === 'log') {
       // `worker` first, where the worker's own logger had it.
       this.#opts.log(m.level, m.msg, { worker: worker.threadId, ...m.fields });
+    } else if (m.type === 'metrics') {
+      this.#lastSnapshot.set(worker, m.snapshot);
+      const entry = this.#metricsWaiters.get(m.seq);
+      if (entry === undefined) return;
+      entry.snapshots.push(m.snapshot);
+      entry.waiting.delete(worker);
+      if (entry.waiting.size === 0) entry.resolve(emptySnapshot());
     } else if (m.type === 'stats') {
       const entry = this.#statsWaiters.get(m.seq);
       if (entry === undefined) return;
@@ -186,6 +235,16 @@ export class WorkerPool {
     }
     for (const [seq, entry] of this.#statsWaiters) {
       if (entry.waiting.delete(worker) && entry.waiting.size === 0) { this.#statsWaiters.delete(seq); entry.resolve(entry.stats); }
+    }
+    const last = this.#lastSnapshot.get(worker);
+    if (last !== undefined) {
+      // Its connections are gone with it: only its totals are kept.
+      for (const l of last.listeners) l.values[1] = 0;
+      this.#retired = mergeSnapshots([this.#retired, last]);
+      this.#lastSnapshot.delete(worker);
+    }
+    for (const entry of this.#metricsWaiters.values()) {
+      if (entry.waiting.delete(worker) && entry.waiting.size === 0) entry.resolve(emptySnapshot());
     }
     if (this.#closing) return;
     this.#opts.log('error', 'data-plane worker exited; starting another', { worker: worker.threadId, code });

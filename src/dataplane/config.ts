@@ -23,6 +23,8 @@ import { EndpointStates, type EndpointState } from './upstream/endpoint-state.ts
 import { balancerFor } from './upstream/load-balancing.ts';
 import { compileBehaviour } from './upstream/policy.ts';
 import { endpointOrigin, type UpstreamPools, type UpstreamTransport } from './upstream/pools.ts';
+import { DataPlaneMetrics } from './metrics.ts';
+import type { RouteSeriesEntry } from './http/request-record.ts';
 
 export interface CompiledRoute {
   readonly name: string;
@@ -37,6 +39,8 @@ export interface CompiledRoute {
   readonly invalid: string | null;
   /** The rule's session persistence; null: every request balanced afresh. */
   readonly session: SessionAffinity | null;
+  /** Its request series by (Gateway listener, cluster), filled as requests end (request-record.ts). */
+  readonly series: RouteSeriesEntry[];
 }
 
 export interface CompiledVirtualHost {
@@ -100,6 +104,8 @@ export interface CompileDeps {
   readonly limits?: RequestLimits;
   /** What the data plane knows of endpoints of clusters with a policy, across configs; a fresh set when not given. */
   readonly states?: EndpointStates;
+  /** Where clusters find their counters; counted nowhere when not given. */
+  readonly metrics?: DataPlaneMetrics;
 }
 
 /**
@@ -216,6 +222,7 @@ class ConfigCompiler {
    */
   readonly #sharedMatches = new Map<string, CompiledMatch>();
   readonly #sharedBackends = new Map<string, WeightedBackends>();
+  readonly #metrics: DataPlaneMetrics;
   /** RequestMirror clusters -> their gates (kept on the cluster, so they last as it does). */
   readonly #mirrors: MirrorResolver = (name, numerator, denominator) => {
     const cluster = this.#clusters.get(name);
@@ -228,6 +235,7 @@ class ConfigCompiler {
     this.#deps = deps;
     this.#cache = cache;
     this.#definedHosts = new Map(delta.define.virtualHosts);
+    this.#metrics = deps.metrics ?? new DataPlaneMetrics();
   }
 
   run(): CompileCache {
@@ -275,7 +283,7 @@ class ConfigCompiler {
     const endpoints = old.map((e) => this.#config.useOrigin(e.origin));
     if (endpoints.every((e, i) => e.pool === old[i].pool)) return cached;
     const c = cached.cluster;
-    return { cluster: upstreamCluster(c.name, endpoints, c.behaviour, old.map((e) => e.state!), c.balancer), error: cached.error };
+    return { cluster: upstreamCluster(c.name, endpoints, c.behaviour, old.map((e) => e.state!), c.balancer, c.stats), error: cached.error };
   }
 
   #listener(listener: ListenerShape): CompiledListener | null {
@@ -397,6 +405,7 @@ class ConfigCompiler {
       retry,
       invalid,
       session: entry.sessionPersistence === undefined ? null : new SessionAffinity(entry.sessionPersistence),
+      series: [],
     };
   }
 
@@ -459,13 +468,14 @@ class ConfigCompiler {
       }
     }
     const policy = spec.policy;
-    if (policy === undefined) return { cluster: upstreamCluster(name, endpoints), error };
+    const stats = this.#metrics.upstream(name);
+    if (policy === undefined) return { cluster: upstreamCluster(name, endpoints, null, [], null, stats), error };
     const states = this.#deps.states ?? (this.#ownStates ??= new EndpointStates());
     const slowStart = (policy.slowStartWindowMs ?? 0) > 0;
     const now = Date.now();
     const endpointStates: EndpointState[] = valid.map((e) => states.get(name, e.address, e.port, slowStart, now));
     const balancer = balancerFor(policy.loadBalancer, policy.slowStartWindowMs ?? 0, valid.map((e) => `${e.address}:${e.port}`));
-    return { cluster: upstreamCluster(name, endpoints, compileBehaviour(policy), endpointStates, balancer), error };
+    return { cluster: upstreamCluster(name, endpoints, compileBehaviour(policy), endpointStates, balancer, stats), error };
   }
 
   /** For a compile without a data plane's states (tools, tests): states of this compile only. */

@@ -17,7 +17,11 @@ import { compileL4Listener, type CompiledL4Listener } from './l4/routes.ts';
 import type { Cluster } from '../ir/types.ts';
 import { EndpointStates } from './upstream/endpoint-state.ts';
 import { ActiveHealthChecks } from './upstream/health-check.ts';
-import type { ClusterStats } from './upstream/balancer.ts';
+import type { MessagePort } from 'node:worker_threads';
+import { AccessLog, type AccessLogOptions } from './access-log.ts';
+import { RequestObserver } from './http/request-record.ts';
+import { DataPlaneMetrics, type MetricsSnapshot } from './metrics.ts';
+import { Tracer, type TracingOptions } from './tracing.ts';
 
 export type { RequestLimits } from './limits.ts';
 export { DEFAULT_LIMITS } from './limits.ts';
@@ -37,6 +41,12 @@ export interface DataPlaneOptions {
    * and sends each verdict (setEndpointHealth).
    */
   activeHealthChecks?: boolean;
+  /** Series this data plane's metrics keep before the overflow series (metrics.ts: DEFAULT_MAX_SERIES). */
+  maxMetricSeries?: number;
+  /** Access logs: the options, and this thread's port to the writer thread (access-log-writer.ts). */
+  accessLog?: { options: AccessLogOptions; port: MessagePort };
+  /** Tracing; absent: off. */
+  tracing?: TracingOptions;
 }
 
 export interface ApplyResult {
@@ -46,6 +56,22 @@ export interface ApplyResult {
   certificateErrors: Record<string, string>;
   /** By RouteEntry.name: routes left out (bad match) or answering 500 (bad filter, unknown cluster). */
   routeErrors: Record<string, string>;
+}
+
+/** What a cluster with a BackendTrafficPolicy refused or did, and its endpoints now. */
+export interface ClusterPolicyStats {
+  /** Requests answered 503 because maxParallelRequests were in flight. */
+  circuitOpen: number;
+  /** Retries not made because of maxParallelRetries or the retry budget. */
+  retriesRefused: number;
+  /** Endpoints ejected by passive health, since the cluster's series began. */
+  ejections: number;
+  /** Requests in flight. */
+  active: number;
+  /** Endpoints ejected now. */
+  ejected: number;
+  /** Endpoints an active health check marks unhealthy now. */
+  unhealthy: number;
 }
 
 export class DataPlane {
@@ -58,6 +84,9 @@ export class DataPlane {
   readonly #l4: L4ListenerSet;
   /** Cluster specs by delta id, for the L4 sockets (which connect to endpoints directly, not through pools). */
   #l4Clusters = new Map<number, Cluster>();
+  readonly #metrics: DataPlaneMetrics;
+  readonly #accessLog: AccessLog | null;
+  readonly #tracer: Tracer | null;
   #current: CompiledConfig | null = null;
   #cache = new CompileCache();
   /** For apply(IR): the delta from the IR applied before. */
@@ -75,9 +104,22 @@ export class DataPlane {
       : new ActiveHealthChecks((key, healthy) => this.setEndpointHealth(key, healthy), this.#log);
     this.#limits = resolveLimits(opts.limits);
     this.#pools = new UpstreamPools(this.#log, this.#limits);
-    this.#handler = new HttpRequestHandler(this.#log);
-    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false);
+    this.#metrics = new DataPlaneMetrics(opts.maxMetricSeries);
+    this.#accessLog = opts.accessLog === undefined ? null : new AccessLog(opts.accessLog.options, opts.accessLog.port, this.#metrics, this.#log);
+    this.#tracer = opts.tracing === undefined ? null : new Tracer(opts.tracing, this.#log);
+    this.#handler = new HttpRequestHandler(this.#log, new RequestObserver(this.#metrics, this.#accessLog, this.#tracer));
+    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false, this.#metrics);
     this.#l4 = new L4ListenerSet(this.#log, opts.reusePort ?? false, this.#limits);
+  }
+
+  /** This data plane's counters as they are now (see metrics.ts). */
+  metricsSnapshot(): MetricsSnapshot {
+    const snapshot = this.#metrics.snapshot();
+    if (this.#tracer !== null) {
+      snapshot.spansExported = this.#tracer.exported;
+      snapshot.spansDropped = this.#tracer.dropped;
+    }
+    return snapshot;
   }
 
   /** Requests received on every listener since start. */
@@ -108,8 +150,8 @@ export class DataPlane {
   }
 
   /** What clusters with a policy refused or did, by cluster name (this data plane's, since each cluster was compiled). */
-  clusterStats(): Record<string, ClusterStats & { active: number; ejected: number; unhealthy: number }> {
-    const out: Record<string, ClusterStats & { active: number; ejected: number; unhealthy: number }> = {};
+  clusterStats(): Record<string, ClusterPolicyStats> {
+    const out: Record<string, ClusterPolicyStats> = {};
     const now = Date.now();
     for (const { cluster } of this.#cache.clusters.values()) {
       if (cluster.behaviour === null) continue;
@@ -119,7 +161,8 @@ export class DataPlane {
         if (e.state!.ejectedUntil > now) ejected++;
         if (!e.state!.healthy) unhealthy++;
       }
-      out[cluster.name] = { ...cluster.stats, active: cluster.active, ejected, unhealthy };
+      const { circuitOpen, retriesRefused, ejections } = cluster.stats;
+      out[cluster.name] = { circuitOpen, retriesRefused, ejections, active: cluster.active, ejected, unhealthy };
     }
     return out;
   }
@@ -156,7 +199,7 @@ export class DataPlane {
 
   async #apply(delta: IRDelta): Promise<ApplyResult> {
     if (this.#closed) throw new Error('data plane is closed');
-    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits, states: this.#states }, this.#cache);
+    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits, states: this.#states, metrics: this.#metrics }, this.#cache);
     const previous = this.#current;
     this.#current = next;
     const l4 = this.#compileL4(delta, next.listenerErrors, next.routeErrors);
@@ -215,5 +258,7 @@ export class DataPlane {
     // second, so that the whole close stays within the drain timeout plus
     // that second.
     await this.#pools.closeAll(Math.max(deadline - Date.now(), Math.min(1_000, this.#limits.drainTimeoutMs)));
+    this.#accessLog?.flushNow();
+    this.#tracer?.flushNow();
   }
 }

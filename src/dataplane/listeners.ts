@@ -16,6 +16,8 @@ import type { HttpRequestHandler } from './http/handler.ts';
 import { createPlainServer, createTlsServer, type ClientServer } from './http/server.ts';
 import type { RequestLimits } from './limits.ts';
 import type { LogFn } from './log.ts';
+import type { DataPlaneMetrics } from './metrics.ts';
+import type { TlsFacts } from './http/request-record.ts';
 import { MIN_TLS_VERSION, type SniTable } from './tls/sni.ts';
 
 const DRAIN_SWEEP_MS = 250;
@@ -59,10 +61,12 @@ export class ListenerSet {
   readonly #log: LogFn;
   readonly #handler: HttpRequestHandler;
   readonly #reusePort: boolean;
+  readonly #metrics: DataPlaneMetrics;
   /** Set by markDraining(): listeners bound after it drain too. */
   #shuttingDown = false;
 
-  constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler, reusePort: boolean) {
+  constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler, reusePort: boolean, metrics: DataPlaneMetrics) {
+    this.#metrics = metrics;
     this.#limits = limits;
     this.#log = log;
     this.#handler = handler;
@@ -167,6 +171,7 @@ export class ListenerSet {
       proxyProtocol: listener.client?.proxyProtocol ?? null,
       http2Windows: listener.client?.http2 ?? null,
       log: this.#log,
+      stats: this.#metrics.listener(listener.key),
       onRequest: (req: DownstreamRequest, res: DownstreamResponse) => this.#handler.handle(slot, req, res),
       draining: () => slot.draining,
     };
@@ -176,8 +181,8 @@ export class ListenerSet {
         : createTlsServer({
             ...spec,
             sni: () => slot.current.sni as SniTable,
-            onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, serverName: string | null) =>
-              this.#handler.handle(slot, req, res, serverName),
+            onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, tls: TlsFacts) =>
+              this.#handler.handle(slot, req, res, tls),
             defaultCertificate: listener.sni.defaultMaterial,
           });
     slot = new ListenerSlot(listener, server);

@@ -14,6 +14,10 @@
 // trusted address, addresses are skipped from the right while they are
 // trusted; the first that is not is the client (all trusted: the
 // leftmost).
+//
+// The address found is the one every user of "the client" sees: the
+// Exchange (source-IP matching, X-Real-IP), the access log and traces
+// (RequestRecord.clientAddress).
 
 import net from 'node:net';
 import type { ClientSettings } from '../../ir/types.ts';

@@ -486,9 +486,15 @@ export class ClientConnection implements DownstreamChannel {
     this.#current = null;
     if (current !== null) {
       current.discardBody();
-      if (!current.response.writableEnded) current.response.onClose?.();
+      if (!current.response.writableEnded) {
+        current.response.onClose?.();
+        current.response.abandoned();
+      }
     }
-    for (const request of this.#waiting) request.discardBody();
+    for (const request of this.#waiting) {
+      request.discardBody();
+      request.response.abandoned();
+    }
     this.#waiting.length = 0;
     this.#receiving = null;
     this.#freeParser();

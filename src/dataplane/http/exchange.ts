@@ -9,6 +9,7 @@ import { joinedValue, type HeaderTable } from './headers.ts';
 import type { RequestFacts } from './match.ts';
 import type { MirrorTarget } from './mirror.ts';
 import { plainAddress } from './client-address.ts';
+import type { RequestRecord } from './request-record.ts';
 
 /** What a request reads from its listener: set per apply, read once per request. */
 export interface ServingState {
@@ -32,6 +33,8 @@ export class Exchange implements RequestFacts, FilterTarget {
   readonly hasBody: boolean;
   readonly scheme: 'http' | 'https';
   readonly listenerPort: number;
+  /** What the metrics and the access log learn of this request. */
+  readonly record: RequestRecord;
   upstreamHost: string | null = null;
   responseModifiers: HeaderModifier[] | null = null;
   mirrors: MirrorTarget[] | null = null;
@@ -55,7 +58,9 @@ export class Exchange implements RequestFacts, FilterTarget {
     headers: HeaderTable,
     hasBody: boolean,
     clientAddress: string | undefined,
+    record: RequestRecord,
   ) {
+    this.record = record;
     this.req = req;
     this.clientAddress = clientAddress === undefined ? plainAddress(req.remoteAddress) : clientAddress;
     this.res = res;

@@ -15,6 +15,8 @@ import { sendLocalReply } from './responses.ts';
 import { normalizePath, type PathRefusal } from './path.ts';
 import { plainAddress } from './client-address.ts';
 import { forwardUpgrade } from './websocket.ts';
+import { RequestRecord, type RequestObserver, type TlsFacts } from './request-record.ts';
+import { Tracer } from '../tracing.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
 const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
@@ -73,31 +75,35 @@ function negotiatedListener(listener: CompiledListener, serverName: string | nul
 
 export class HttpRequestHandler {
   readonly #log: LogFn;
+  readonly #observer: RequestObserver;
   /** Requests received, for the admin API's per-worker view. */
   requests = 0;
 
   /** Limits are each listener's (CompiledListener.limits: the data plane's, or its ClientTrafficPolicy's). */
-  constructor(log: LogFn) {
+  constructor(log: LogFn, observer: RequestObserver) {
     this.#log = log;
+    this.#observer = observer;
   }
 
   /**
-   * `serverName`: on a TLS connection, the SNI its client sent (null:
-   * none); undefined for plain HTTP.
+   * `tls`: on a TLS connection, what its handshake settled (the SNI its
+   * client sent, the version); undefined for plain HTTP.
    */
-  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse, serverName?: string | null): void {
+  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse, tls?: TlsFacts): void {
     // The one read of the config reference: this request lives on it to the end.
     const listener = state.current;
     this.requests++;
+    const record = new RequestRecord(this.#observer, req, listener, tls ?? null);
+    res.record = record;
     try {
-      this.#handle(state, listener, req, res, serverName);
+      this.#handle(state, listener, record, req, res, tls === undefined ? undefined : tls.serverName);
     } catch (err) {
       this.#log('error', 'request handling failed', { listener: listener.key, error: String(err) });
       sendLocalReply(res, 500, { close: true });
     }
   }
 
-  #handle(state: ServingState, listener: CompiledListener, req: DownstreamRequest, res: DownstreamResponse, serverName: string | null | undefined): void {
+  #handle(state: ServingState, listener: CompiledListener, record: RequestRecord, req: DownstreamRequest, res: DownstreamResponse, serverName: string | null | undefined): void {
     const draining = state.draining;
     const line = refusedRequestLine(req);
     if (line !== null) {
@@ -133,6 +139,7 @@ export class HttpRequestHandler {
           return;
         }
         clientAddress = resolved;
+        record.clientAddress = resolved;
       }
     }
     const expect = head.headers.get('expect');
@@ -154,7 +161,9 @@ export class HttpRequestHandler {
       return;
     }
     const host = hostFromAuthority(target.authority);
+    record.host = host;
     const gatewayListener = listener.gatewayListeners.match(host);
+    if (gatewayListener !== undefined) record.gatewayListener = gatewayListener;
     if (serverName !== undefined && gatewayListener !== undefined && gatewayListener !== negotiatedListener(listener, serverName)) {
       // The Host belongs to another listener than the one whose certificate
       // this connection negotiated (a reused HTTP/1.1 connection, HTTP/2
@@ -177,6 +186,7 @@ export class HttpRequestHandler {
       head.headers,
       head.hasBody,
       clientAddress,
+      record,
     );
     const route = virtualHost.routes.find(ex);
     if (route === undefined) {
@@ -184,12 +194,20 @@ export class HttpRequestHandler {
       return;
     }
     ex.routeName = route.name;
+    record.route = route;
     if (route.invalid !== null) {
       sendLocalReply(res, 500, { draining });
       return;
     }
 
     prepareUpstreamHeaders(ex);
+    const tracer = this.#observer.tracer;
+    if (tracer !== null) {
+      // Before filters, so that a RequestHeaderModifier still has the last word.
+      const trace = tracer.contextFor(ex.requestHeaders.get('traceparent'));
+      record.trace = trace;
+      ex.requestHeaders.set('traceparent', Tracer.traceparent(trace));
+    }
     let answer = applyFilters(route.filters, ex);
     if (answer !== null) {
       sendLocalReply(res, answer.statusCode, { location: answer.location, empty: true, modifiers: ex.responseModifiers, draining });
@@ -214,6 +232,7 @@ export class HttpRequestHandler {
       sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
       return;
     }
+    record.cluster = backend.cluster;
     const endpoint = sticky !== null ? sticky.endpoint : pickEndpoint(backend.cluster, ex);
     if (endpoint === undefined) {
       sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });

@@ -59,6 +59,15 @@ const UNAVAILABLE_CODES: ReadonlySet<string> = new Set([
   'ENETUNREACH',
 ]);
 
+/** Tries that got no connection to the backend at all (metric gatehouse_upstream_connect_failures_total). */
+const CONNECT_FAILURE_CODES: ReadonlySet<string> = new Set([
+  'GATEHOUSE_CONNECT_FAILED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
 /** The backend took the request and was too slow to answer it. */
 const TIMEOUT_CODES: ReadonlySet<string> = new Set([
   'GATEHOUSE_ROUTE_TIMEOUT',
@@ -124,7 +133,6 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
     headers.delete('host');
   }
 }
-
 
 /**
  * Sends the exchange to `endpoint`, of `route`'s chosen backend. The
@@ -293,6 +301,7 @@ class RetryRun {
 
   /** A try failed before a response head: true when another is scheduled. */
   retryError(err: Error): boolean {
+    if (CONNECT_FAILURE_CODES.has(codeOf(err) ?? '')) this.#cluster.stats.connectFailures++;
     if (!retriesTryFailure(this.#retry, tryFailure(err), this.#ex.method) || !this.#mayTryAgain()) return false;
     this.#scheduleNext();
     return true;
@@ -316,6 +325,7 @@ class RetryRun {
 
   #scheduleNext(): void {
     this.#current = null;
+    this.#cluster.stats.retries++;
     // While nobody is sending, a client that goes away ends the run.
     this.#ex.res.onClose = this.#onClientClose;
     this.#backoff = setTimeout(this.#next, backoffDelay(this.#retry, this.tries));
@@ -389,6 +399,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   start(timeoutMs: number, options: Dispatcher.DispatchOptions): void {
     this.#config.retain();
+    this.#ex.record.upstreamStart(this.#endpoint.cluster, this.#endpoint.origin);
     const res = this.#ex.res;
     res.onClose = this.#onClientClose;
     res.onDrain = this.#onClientDrain;
@@ -514,6 +525,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     run?.end();
     const code = codeOf(err);
+    // A run counted it already when it asked whether to try again.
+    if (run === null && code !== undefined && CONNECT_FAILURE_CODES.has(code)) this.#endpoint.cluster.stats.connectFailures++;
     const limit = code === undefined ? undefined : LIMIT_OF_CODE[code];
     const cluster = this.#endpoint.cluster;
     if (res.headersSent) {
@@ -562,6 +575,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.#upstreamDone) return;
     this.#upstreamDone = true;
     this.#uncount();
+    this.#ex.record.upstreamEnd(this.#endpoint.cluster);
     this.#cleanup();
     this.#config.release();
   }

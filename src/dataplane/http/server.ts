@@ -26,8 +26,12 @@ import { createSessionFactory, H2Connection, type H2Windows } from '../http2/ses
 import { readProxyHeader } from '../proxy-protocol.ts';
 import { ClientConnection, type ConnectionSpec } from './connection.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
+import type { TlsFacts } from './request-record.ts';
+import type { ListenerSeries } from '../metrics.ts';
 
 export interface ServerSpec extends ConnectionSpec {
+  /** The listener's connection and TLS counters (metrics.ts). */
+  readonly stats: ListenerSeries;
   /**
    * Read a PROXY protocol header first (./proxy-protocol.ts), within the
    * headers timeout; optional: connections without one are served too.
@@ -54,7 +58,7 @@ export interface HttpsServerSpec extends ServerSpec {
    * certificate the connection negotiated, for the misdirected request
    * check (421).
    */
-  readonly onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, serverName: string | null) => void;
+  readonly onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, tls: TlsFacts) => void;
 }
 
 /**
@@ -115,6 +119,8 @@ export class ClientServer {
     // Counted by node on the raw sockets, TLS handshakes in progress included.
     server.maxConnections = spec.limits.maxClientConnections;
     server.on('drop', this.#onDrop);
+    // Raw sockets, TLS or not: 'connection' comes before any handshake.
+    server.on('connection', this.#count);
     server.on(secure !== null ? 'secureConnection' : 'connection', this.#accept);
     server.on('listening', () => {
       this.#sweep ??= setInterval(this.#checkDeadlines, sweepInterval(spec.limits));
@@ -141,14 +147,22 @@ export class ClientServer {
     for (const socket of this.#sniffing.keys()) socket.destroy();
   }
 
+  readonly #count = (socket: net.Socket): void => {
+    const stats = this.#spec.stats;
+    stats.connectionsTotal++;
+    stats.connectionsActive++;
+    socket.once('close', () => { stats.connectionsActive--; });
+  };
+
   readonly #accept = (socket: net.Socket): void => {
     const now = Date.now();
     const secure = this.#secure;
     if (secure !== null) {
       const tlsSocket = socket as tls.TLSSocket;
+      secure.stats.tlsHandshakes++;
       // `servername` is false without SNI.
-      const serverName = typeof tlsSocket.servername === 'string' ? tlsSocket.servername : null;
-      const spec = { ...secure, onRequest: (req: DownstreamRequest, res: DownstreamResponse) => secure.onSecureRequest(req, res, serverName) };
+      const facts: TlsFacts = { serverName: typeof tlsSocket.servername === 'string' ? tlsSocket.servername : null, version: tlsSocket.getProtocol() };
+      const spec = { ...secure, onRequest: (req: DownstreamRequest, res: DownstreamResponse) => secure.onSecureRequest(req, res, facts) };
       this.#serve(socket, tlsSocket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1', null, now, spec);
       return;
     }
@@ -249,6 +263,7 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
     },
   });
   server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    spec.stats.tlsHandshakeErrors++;
     spec.log('info', 'TLS handshake failed', { listener: spec.key, error: err.message, remote: socket.remoteAddress });
     socket.destroy();
   });
@@ -297,7 +312,10 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
   const chunks: Buffer[] = [];
   let length = 0;
   let need = 1;
-  const onTimeout = () => socket.destroy();
+  const onTimeout = () => {
+    spec.stats.tlsHandshakeErrors++;
+    socket.destroy();
+  };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
     length += chunk.length;
@@ -313,11 +331,13 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
     socket.off('data', onData);
     socket.pause();
     if (hello.kind === 'too-long') {
+      spec.stats.tlsHandshakeErrors++;
       spec.log('info', 'TLS ClientHello too long: connection closed', { listener: spec.key, remote: socket.remoteAddress });
       socket.destroy();
       return;
     }
     if (hello.kind === 'hello' && !spec.sni().serves(hello.serverName)) {
+      spec.stats.tlsHandshakeErrors++;
       spec.log('info', 'TLS handshake refused: unrecognized server name', {
         listener: spec.key,
         // The client's bytes: a DNS name is at most 253 characters.

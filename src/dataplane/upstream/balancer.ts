@@ -9,6 +9,7 @@ import type { EndpointState } from './endpoint-state.ts';
 import type { Balancer, PickContext } from './load-balancing.ts';
 import type { Pool } from './pools.ts';
 import type { ClusterBehaviour } from './policy.ts';
+import { UpstreamSeries } from '../metrics.ts';
 
 /** An endpoint's origin and the pool that holds its connections. */
 export interface PooledOrigin {
@@ -46,17 +47,8 @@ export interface UpstreamCluster {
   active: number;
   /** With a behaviour: requests between their first try and their end that are retrying. */
   retriesActive: number;
-  /** With a behaviour: what it refused or did, for the admin API and tests. */
-  readonly stats: ClusterStats;
-}
-
-export interface ClusterStats {
-  /** Requests answered 503 because maxParallelRequests were in flight. */
-  circuitOpen: number;
-  /** Retries not made because of maxParallelRetries or the retry budget. */
-  retriesRefused: number;
-  /** Endpoints ejected by passive health. */
-  ejections: number;
+  /** Its counters (metrics.ts), by cluster name: a changed cluster keeps counting where the old one was. */
+  readonly stats: UpstreamSeries;
 }
 
 export function upstreamCluster(
@@ -65,6 +57,7 @@ export function upstreamCluster(
   behaviour: ClusterBehaviour | null = null,
   states: readonly EndpointState[] = [],
   balancer: Balancer | null = null,
+  stats: UpstreamSeries = new UpstreamSeries(name, [name]),
 ): UpstreamCluster {
   const endpoints: UpstreamEndpoint[] = [];
   const admission = new ClusterAdmission(name);
@@ -73,8 +66,7 @@ export function upstreamCluster(
     admission.maxPending = behaviour.maxPending;
   }
   const cluster: UpstreamCluster = {
-    name, endpoints, admission, next: 0, behaviour, balancer, active: 0, retriesActive: 0,
-    stats: { circuitOpen: 0, retriesRefused: 0, ejections: 0 },
+    name, endpoints, admission, next: 0, behaviour, balancer, active: 0, retriesActive: 0, stats,
   };
   origins.forEach(({ origin, pool }, i) => endpoints.push({ origin, pool, cluster, state: behaviour === null ? null : states[i] }));
   return cluster;
