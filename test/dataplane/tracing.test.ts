@@ -86,7 +86,8 @@ test('a caller\'s trace is continued: the backend gets the trace id with the gat
   assert.equal(attrs['gatehouse.route'], 'ns/web/0/0');
   const resource = (collector.bodies[0] as { resourceSpans: { resource: { attributes: { key: string; value: { stringValue: string } }[] } }[] }).resourceSpans[0].resource;
   assert.deepEqual(resource.attributes, [{ key: 'service.name', value: { stringValue: 'gw-test' } }]);
-  assert.equal(dp.metricsSnapshot().spansExported, 1);
+  // Counted when the collector's answer comes back, which is after it has the span.
+  await until('the export counted', () => (dp.metricsSnapshot().spansExported === 1 ? true : undefined));
   // The access log line names the trace.
   const line = await until('the access log line', () => (fs.existsSync(logFile) && fs.readFileSync(logFile, 'utf8') !== '' ? fs.readFileSync(logFile, 'utf8') : undefined));
   assert.equal((JSON.parse(line) as { trace_id: string }).trace_id, TRACE);
