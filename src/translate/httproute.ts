@@ -12,6 +12,8 @@ import { sessionPersistenceProblem, toSessionPersistence } from './session-persi
 export interface TranslatedHTTPRoute {
   /** One per match of each rule kept, in rule then match order: the order of the last precedence tie-break. */
   entries: RouteEntry[];
+  /** The name of each entry's rule (`rules[].name`), when it has one: what a policy's sectionName names. */
+  entryRules: (string | undefined)[];
   /** The route's creationTimestamp in ms and `namespace/name`: how ties between routes are broken. */
   routeAge: number;
   routeName: string;
@@ -83,7 +85,7 @@ type ResolvedMirrors = Map<HTTPRouteFilter, Filter | null>;
 export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, shared: SharedParts = newSharedParts()): TranslatedHTTPRoute {
   const routeName = nameOf(route);
   const routeAge = Date.parse(route.metadata.creationTimestamp ?? '') || 0;
-  const out: TranslatedHTTPRoute = { entries: [], routeAge, routeName, clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
+  const out: TranslatedHTTPRoute = { entries: [], entryRules: [], routeAge, routeName, clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
   const rules = route.spec.rules?.length ? route.spec.rules : [{}];
   out.ruleCount = rules.length;
   rules.forEach((rule, ruleIndex) => {
@@ -124,6 +126,7 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
       if (retry) entry.retry = retry;
       if (session) entry.sessionPersistence = session;
       out.entries.push(entry);
+      out.entryRules.push(rule.name);
     });
   });
   return out;

@@ -5,7 +5,7 @@
 import type { BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
-import { IR_VERSION, type ClientSettings, type Cluster, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
+import { IR_VERSION, type ClientSettings, type Cluster, type ClusterPolicy, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, NO_PARAMETERS, SUPPORTED_FEATURES, type ParametersJudge } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, markConflicts, resolveListener, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
@@ -24,6 +24,8 @@ import { translateL4Routes } from './l4route.ts';
 import type { L4Route } from '../ir/types.ts';
 import { attachPolicies, effectiveClientPolicy, markConflicted, type AttachedPolicies, type PolicyWorld } from './policy-attachment.ts';
 import { clientSettings } from './client-policy.ts';
+import { clusterSettings } from './backend-traffic-policy.ts';
+import { BackendPolicyClusters, newBackendPolicyMemo, type BackendPolicyMemo } from './backend-policy-clusters.ts';
 
 export interface TranslateInput {
   controllerName: string;
@@ -70,13 +72,15 @@ export interface TranslateMemo {
    * sees the very object it compiled before).
    */
   virtualHosts: Map<string, { routes: HostRoutes; vh: VirtualHost }>;
+  /** Routes and clusters as BackendTrafficPolicies rewrote them (backend-policy-clusters.ts). */
+  backendPolicies: BackendPolicyMemo;
 }
 
 /** The routes attached to one hostname of a listener, in snapshot order. */
 type HostRoutes = TranslatedHTTPRoute[];
 
 export function newTranslateMemo(): TranslateMemo {
-  return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map() };
+  return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map(), backendPolicies: newBackendPolicyMemo() };
 }
 
 export interface TranslateResult {
@@ -306,9 +310,15 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     settings.set(p, r.settings);
     return null;
   });
-  // The data plane side of BackendTrafficPolicy is wired where clusters are built (effectiveBackendPolicy()).
-  const backend = attachPolicies(snap.backendTrafficPolicies, world, () => null);
-  const ir = buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes, client, settings);
+  const backendSettings = new Map<BackendTrafficPolicy, ClusterPolicy>();
+  const backend = attachPolicies(snap.backendTrafficPolicies, world, (p) => {
+    const r = clusterSettings(p.spec);
+    if (!r.ok) return r.problems.map((x) => `${x.field}: ${x.reason}`).join('; ');
+    backendSettings.set(p, r.settings);
+    return null;
+  });
+  const policyClusters = new BackendPolicyClusters(backend, backendSettings, clusters, memo?.backendPolicies ?? newBackendPolicyMemo());
+  const ir = buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes, client, settings, policyClusters);
   for (const [p, status] of client.statuses) statuses.set(statusKey(p), status);
   for (const [p, status] of backend.statuses) statuses.set(statusKey(p), status);
 
@@ -456,6 +466,7 @@ function buildIR(
   memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
   l4Routes: Map<ResolvedListener, L4Route[]>,
   clientPolicies: AttachedPolicies<ClientTrafficPolicy>, clientSettingsOf: Map<ClientTrafficPolicy, ClientSettings>,
+  policyClusters: BackendPolicyClusters,
 ): IR {
   /** Socket key -> the client policy its settings came from, and the listener that brought it. */
   const socketPolicy = new Map<string, { policy: ClientTrafficPolicy; listener: string }>();
@@ -509,7 +520,7 @@ function buildIR(
       const byHost = hosts.get(l) ?? new Map<string, HostRoutes>();
       const virtualHosts: VirtualHost[] = [...byHost.entries()]
         .sort(([a], [b]) => bySpecificity(a, b))
-        .map(([hostname, routes]) => virtualHost(l.name, hostname, routes, variant));
+        .map(([hostname, routes]) => virtualHost(l.name, hostname, policyClusters.hostRoutes(routes, g.key), variant));
       const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
       sock.gatewayListeners.push(gl);
       const policy = effectiveClientPolicy(clientPolicies, g.key, l.spec.name);

@@ -53,6 +53,10 @@ interface Step {
     backends?: Record<string, string[]>;
     /** cluster name -> "address:port" endpoints. */
     clusters?: Record<string, string[]>;
+    /** cluster name -> its IR policy (BackendTrafficPolicy), compared whole; null for none. */
+    clusterPolicies?: Record<string, unknown>;
+    /** "socket-key entry-name" -> "cluster*weight" per backend: an entry as one socket has it (entries of several Gateways share names). */
+    socketBackends?: Record<string, string[]>;
     /** "Kind namespace/name" of objects translate must give no status (not ours). */
     noStatus?: string[];
     /** socket keys of the IR, in order. */
@@ -213,6 +217,18 @@ function checkStep(objects: KubeObject[], expect: Step['expect'], result: Transl
   for (const [name, want] of Object.entries(expect.clusters ?? {})) {
     assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
     assert.deepEqual(ir.clusters[name].endpoints.map((e) => `${e.address}:${e.port}`), want, `${name}: endpoints`);
+  }
+  for (const [name, want] of Object.entries(expect.clusterPolicies ?? {})) {
+    assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
+    assert.deepEqual(ir.clusters[name].policy ?? null, want, `${name}: policy`);
+  }
+  for (const [key, want] of Object.entries(expect.socketBackends ?? {})) {
+    const space = key.indexOf(' ');
+    const sock = ir.listeners.find((s) => s.key === key.slice(0, space));
+    assert.ok(sock, `no socket ${key.slice(0, space)}`);
+    const found = sock.gatewayListeners.flatMap((gl) => gl.virtualHosts.flatMap((vh) => vh.routes)).find((r) => r.name === key.slice(space + 1));
+    assert.ok(found, `no route entry ${key}`);
+    assert.deepEqual(found.backends.map((b) => `${b.cluster ?? '-'}*${b.weight}`), want, `${key}: backends`);
   }
   for (const [key, want] of Object.entries(expect.client ?? {})) {
     const sock = ir.listeners.find((s) => s.key === key);
