@@ -114,7 +114,7 @@ async function loadOverview() {
       gw.listeners.map((l) => [l.name, l.port, l.protocol, l.hostname || '(any)', l.attachedRoutes, conditions(l.conditions)])));
     s.append(el('h3', 'Routes'));
     s.append(table(['route', 'hostnames', 'listener', 'requests', 'conditions'],
-      gw.routes.map((r) => [r.name, r.hostnames.join(', ') || '(any)', r.sectionName || '(all)', r.requests === null ? 'n/a' : r.requests, conditions(r.conditions)])));
+      gw.routes.map((r) => [r.name, r.hostnames.join(', ') || '(any)', r.sectionName || '(all)', r.requests === null ? '-' : r.requests, conditions(r.conditions)])));
     out.append(s);
   }
 }

@@ -51,7 +51,7 @@ export interface AdminServerOptions {
    */
   explain?(request: string, opts: ExplainOptions): unknown | Promise<unknown>;
   /** Gateways, listeners and the routes naming them, with status, for the page. */
-  overview?(): unknown;
+  overview?(): unknown | Promise<unknown>;
   /** Whether the gateway is shutting down: /readyz then answers 503 `draining`. */
   draining?(): boolean;
   /** /metrics: the text exposition (src/admin/metrics-text.ts). Absent: 404. */
@@ -279,7 +279,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
           opts.workers!().then((items) => sendJSON(res, 200, { items }), failed);
           return;
         case '/api/v1/overview':
-          sendJSON(res, 200, opts.overview!());
+          Promise.resolve(opts.overview!()).then((v) => sendJSON(res, 200, v), failed);
           return;
         case '/api/v1/explain': {
           const q = url.searchParams;

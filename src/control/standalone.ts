@@ -29,7 +29,7 @@ import { renderMetrics } from '../admin/metrics-text.ts';
 import type { AccessLogOptions } from '../dataplane/access-log.ts';
 import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
 import type { TracingOptions } from '../dataplane/tracing.ts';
-import type { MetricsSnapshot } from '../dataplane/metrics.ts';
+import { STATUS_CLASSES, type MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -151,8 +151,11 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
         const { explain } = await import('../explain/explain.ts');
         return explain(input, req);
       },
-      // TODO(issue 12, metrics): requests per route once the data plane counts them; the page shows n/a until then.
-      overview: () => (explainInput === null ? { gateways: [] } : overview(explainInput)),
+      overview: async () => {
+        if (explainInput === null) return { gateways: [] };
+        const input = explainInput;
+        return overview(input, requestCounter(await dataPlane.metrics()));
+      },
       workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
       metrics: () => dataPlane.metrics().then((snapshot) => renderMetrics(snapshot, controlMetrics)),
       token: opts.adminToken,
@@ -283,4 +286,26 @@ function firstHostAddress(): string {
     for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
   return '127.0.0.1';
+}
+
+/**
+ * Requests by (Gateway, route, listener) from the data plane's request
+ * series (labels: gateway, listener, route, rule, backend; the first six
+ * values are the status classes), for the page's overview.
+ */
+function requestCounter(snapshot: MetricsSnapshot): (gateway: string, route: string, listener: string | null) => number {
+  const byListener = new Map<string, number>();
+  const byRoute = new Map<string, number>();
+  for (const s of snapshot.requests) {
+    const [gateway, listener, route] = s.labels;
+    let n = 0;
+    for (let i = 0; i < STATUS_CLASSES.length; i++) n += s.values[i];
+    const routeKey = `${gateway}\u0000${route}`;
+    byRoute.set(routeKey, (byRoute.get(routeKey) ?? 0) + n);
+    const listenerKey = `${routeKey}\u0000${listener}`;
+    byListener.set(listenerKey, (byListener.get(listenerKey) ?? 0) + n);
+  }
+  return (gateway, route, listener) => (listener === null
+    ? byRoute.get(`${gateway}\u0000${route}`) ?? 0
+    : byListener.get(`${gateway}\u0000${route}\u0000${listener}`) ?? 0);
 }

@@ -17,8 +17,15 @@ export interface Overview {
   }[];
 }
 
-/** `requests(route)`: requests served by the route since start, or null when the data plane does not count them. */
-export function overview(input: ExplainInput, requests: (route: string) => number | null = () => null): Overview {
+/**
+ * `requests(gateway, route, listener)`: requests the route served through
+ * that Gateway (and listener, null: any) since start, or null when the
+ * data plane does not count them. A parent that did not accept the route
+ * shows null: it serves nothing of it.
+ */
+export function overview(
+  input: ExplainInput, requests: (gateway: string, route: string, listener: string | null) => number | null = () => null,
+): Overview {
   return {
     gateways: input.gateways.filter((gw) => input.statuses.has(statusKey(gw))).map((gw) => {
       const status = input.statuses.get(statusKey(gw)) as {
@@ -36,7 +43,8 @@ export function overview(input: ExplainInput, requests: (route: string) => numbe
             hostnames: route.spec.hostnames ?? [],
             sectionName: p.parentRef.sectionName ?? null,
             conditions: p.conditions.map(plain),
-            requests: requests(nameOf(route)),
+            requests: p.conditions.some((c) => c.type === 'Accepted' && c.status === 'True')
+              ? requests(name, nameOf(route), p.parentRef.sectionName ?? null) : null,
           });
         }
       }

@@ -93,7 +93,13 @@ test('the page and its files: CSP, no external resource; overview lists the Gate
   assert.deepEqual(g.listeners.map((l: any) => l.name), ['http', 'admin', 'https', 'keystone']);
   const intruder = g.routes.find((r: any) => r.name === 'other/intruder');
   assert.equal(intruder.conditions.find((c: any) => c.type === 'Accepted').reason, 'NotAllowedByListeners');
-  assert.equal(intruder.requests, null);
+  assert.equal(intruder.requests, null, 'a route its Gateway did not accept serves nothing');
+  // Requests are counted per route and listener from the data plane's metrics.
+  const before = g.routes.find((r: any) => r.name === 'default/nova' && r.sectionName === 'http').requests;
+  for (let i = 0; i < 3; i++) await (await request(`http://127.61.0.1:${port('http')}/v2.1/flavors`, { headers: { host: 'nova.example' } })).body.dump();
+  const after = (await (await request(`${base}/api/v1/overview`)).body.json() as any).gateways.find((x: any) => x.name === 'default/gw').routes;
+  assert.equal(after.find((r: any) => r.name === 'default/nova' && r.sectionName === 'http').requests, before + 3);
+  assert.equal(after.find((r: any) => r.name === 'default/nova' && r.sectionName === 'https').requests, 0);
 });
 
 test('with a token: the page loads without it, explain and overview need it', async () => {

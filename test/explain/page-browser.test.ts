@@ -84,7 +84,9 @@ test('the page shows the Gateway and its routes, and the explain form answers', 
     const routes = await page.locator('section.gateway table').nth(2).innerText();
     assert.match(routes, /default\/nova\b/);
     assert.match(routes, /other\/intruder[\s\S]*NotAllowedByListeners/);
-    assert.match(routes, /n\/a/);
+    // Requests per route and listener; a parent that refused the route shows none.
+    assert.match(routes, /default\/nova\tnova\.example\thttp\t0\t/);
+    assert.match(routes, /other\/intruder\t\(any\)\t\(all\)\t-\t/);
     const listeners = await page.locator('section.gateway table').nth(1).innerText();
     assert.match(listeners, /https\s+\d+\s+HTTPS\s+\*\.example/);
 
