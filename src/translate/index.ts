@@ -269,7 +269,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   }
 
   // TLSRoutes, TCPRoutes, UDPRoutes.
-  const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName);
+  const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName, listenerSets);
   for (const [route, status] of l4.statuses) statuses.set(statusKey(route), status);
   for (const c of l4.clusters) clusters[c.name] = c;
   for (const [name, gws] of l4.clusterGateways) {

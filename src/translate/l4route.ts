@@ -13,6 +13,7 @@ import { attachToParent } from './attachment.ts';
 import { resolveBackend, type BackendIndex } from './backends.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import type { ResolvedGateway, ResolvedListener } from './gateway.ts';
+import type { ResolvedListenerSet } from './listenerset.ts';
 import { bySpecificity } from './hostnames.ts';
 
 export const L4_ROUTE_KINDS: ReadonlySet<string> = new Set(['TLSRoute', 'TCPRoute', 'UDPRoute']);
@@ -42,7 +43,7 @@ export interface L4Translation {
 
 export function translateL4Routes(
   objects: readonly KubeObject[], gateways: Map<string, ResolvedGateway>, namespaces: Map<string, Namespace>,
-  index: BackendIndex, controllerName: string,
+  index: BackendIndex, controllerName: string, listenerSets: ReadonlyMap<string, ResolvedListenerSet>,
 ): L4Translation {
   const out: L4Translation = { routes: new Map(), clusters: [], clusterGateways: new Map(), statuses: new Map() };
   const routes = (objects.filter((o) => L4_ROUTE_KINDS.has(o.kind)) as L4RouteObject[]).sort(byAge);
@@ -55,7 +56,7 @@ export function translateL4Routes(
     const attachedTo = new Set<ResolvedListener>();
     let used = false;
     for (const ref of route.spec.parentRefs ?? []) {
-      const res = attachToParent(route, ref, gateways, namespaces);
+      const res = attachToParent(route, ref, gateways, namespaces, listenerSets);
       if (res.kind === 'notOurs') continue;
       const conditions: PlainCondition[] = [];
       if (res.kind === 'rejected') {
