@@ -28,6 +28,21 @@ export class ControlMetrics {
     if (translateMs !== undefined) this.translateDuration.observe(translateMs);
   }
 
+  /**
+   * Runs one control cycle, counting its failure: `cycle` calls
+   * `translated()` once translate() returned, so that a throw before it
+   * counts as a translate failure too.
+   */
+  async counted(cycle: (translated: () => void) => Promise<void>): Promise<void> {
+    let translated = false;
+    try {
+      await cycle(() => { translated = true; });
+    } catch (err) {
+      this.reloadFailed(!translated);
+      throw err;
+    }
+  }
+
   /** A cycle that failed (the previous configuration keeps serving); `inTranslate` when translate() threw. */
   reloadFailed(inTranslate: boolean): void {
     this.reloadsFailed++;

@@ -164,14 +164,8 @@ export async function startController(opts: ControllerOptions): Promise<Controll
     let loop: ControlLoop | null = null;
     let retryTimer: NodeJS.Timeout | null = null;
 
-    async function cycle(read: ProviderRead): Promise<void> {
-      let translated = false;
-      try {
-        await cycleOnce(read, () => { translated = true; });
-      } catch (err) {
-        controlMetrics.reloadFailed(!translated);
-        throw err;
-      }
+    function cycle(read: ProviderRead): Promise<void> {
+      return controlMetrics.counted((translated) => cycleOnce(read, translated));
     }
 
     async function cycleOnce(read: ProviderRead, onTranslated: () => void): Promise<void> {

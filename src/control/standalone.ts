@@ -174,14 +174,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const endpoints: EndpointPolicyOptions = { ...STANDALONE_ENDPOINT_DEFAULTS, ...opts.endpoints, admin: adminSocket, localAddresses };
 
   let readMs = 0;
-  async function cycle(read: ProviderRead): Promise<void> {
-    let translated = false;
-    try {
-      await cycleOnce(read, () => { translated = true; });
-    } catch (err) {
-      controlMetrics.reloadFailed(!translated);
-      throw err;
-    }
+  function cycle(read: ProviderRead): Promise<void> {
+    return controlMetrics.counted((translated) => cycleOnce(read, translated));
   }
 
   async function cycleOnce(read: ProviderRead, onTranslated: () => void): Promise<void> {

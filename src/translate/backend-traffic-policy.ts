@@ -38,6 +38,7 @@
 //     http.method                             GET
 //     http.expectedStatuses                   [200]
 import { parseDuration } from '../api/durations.ts';
+import type { BackendTrafficPolicySpec as CrdSpec } from '../api/types.ts';
 import type {
   ActiveHealthCheckIR,
   CircuitBreakerIR,
@@ -51,53 +52,8 @@ import type {
 /** A Gateway API duration string: `1h`, `10s`, `1m30s`, `500ms`. */
 export type Duration = string;
 
-export interface BackendTrafficPolicySpec {
-  /** Resolved by the attachment framework, not here. */
-  targetRefs?: unknown[];
-  loadBalancer?: {
-    type: 'RoundRobin' | 'LeastRequest' | 'Random' | 'ConsistentHash';
-    consistentHash?: {
-      type: 'Header' | 'Cookie' | 'SourceIP';
-      header?: { name: string };
-      cookie?: { name: string; ttl?: Duration };
-    };
-    slowStart?: { window: Duration };
-  };
-  timeout?: {
-    tcp?: { connectTimeout?: Duration };
-    http?: { requestTimeout?: Duration; connectionIdleTimeout?: Duration };
-  };
-  retry?: {
-    numRetries?: number;
-    perRetry?: { timeout?: Duration; backOff?: { baseInterval?: Duration; maxInterval?: Duration } };
-    retryOn?: { httpStatusCodes?: number[]; triggers?: string[] };
-    budget?: { percent?: number; minRetryConcurrency?: number };
-  };
-  circuitBreaker?: {
-    maxConnections?: number;
-    maxPendingRequests?: number;
-    maxParallelRequests?: number;
-    maxParallelRetries?: number;
-  };
-  healthCheck?: {
-    passive?: {
-      consecutive5XxErrors?: number;
-      consecutiveGatewayErrors?: number;
-      consecutiveLocalOriginFailures?: number;
-      interval?: Duration;
-      baseEjectionTime?: Duration;
-      maxEjectionPercent?: number;
-    };
-    active?: {
-      type: 'HTTP';
-      interval?: Duration;
-      timeout?: Duration;
-      unhealthyThreshold?: number;
-      healthyThreshold?: number;
-      http?: { path: string; method?: string; expectedStatuses?: number[] };
-    };
-  };
-}
+/** The spec as the CRD defines it (api/types.ts); targetRefs are the attachment framework's business, not this module's. */
+export type BackendTrafficPolicySpec = Omit<CrdSpec, 'targetRefs'> & { targetRefs?: unknown[] };
 
 /** One thing wrong with a spec: the field (a path from `spec`) and why. */
 export interface PolicyProblem {
