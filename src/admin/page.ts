@@ -91,6 +91,20 @@ function table(headings, rows) {
   return t;
 }
 
+// Counts of the last refresh, by Gateway, route and listener: the rate is the change since then.
+let lastCounts = new Map();
+let lastAt = 0;
+
+function requestsCell(gw, r, counts, now) {
+  if (r.requests === null) return '-';
+  const key = gw.name + ' ' + r.name + ' ' + (r.sectionName || '');
+  counts.set(key, r.requests);
+  const before = lastCounts.get(key);
+  if (before === undefined || lastAt === 0 || r.requests < before) return String(r.requests);
+  const rate = (r.requests - before) / ((now - lastAt) / 1000);
+  return r.requests + ' (' + rate.toFixed(1) + '/s)';
+}
+
 async function loadOverview() {
   let data;
   try {
@@ -102,6 +116,8 @@ async function loadOverview() {
   $('status').textContent = 'updated ' + new Date().toLocaleTimeString();
   const out = $('gateways');
   out.replaceChildren();
+  const now = Date.now();
+  const counts = new Map();
   if (data.gateways.length === 0) out.append(el('p', 'No Gateways of this controller.'));
   for (const gw of data.gateways) {
     const s = el('section');
@@ -113,10 +129,12 @@ async function loadOverview() {
     s.append(table(['name', 'port', 'protocol', 'hostname', 'attached routes', 'conditions'],
       gw.listeners.map((l) => [l.name, l.port, l.protocol, l.hostname || '(any)', l.attachedRoutes, conditions(l.conditions)])));
     s.append(el('h3', 'Routes'));
-    s.append(table(['route', 'hostnames', 'listener', 'requests', 'conditions'],
-      gw.routes.map((r) => [r.name, r.hostnames.join(', ') || '(any)', r.sectionName || '(all)', r.requests === null ? '-' : r.requests, conditions(r.conditions)])));
+    s.append(table(['route', 'hostnames', 'listener', 'requests (rate)', 'conditions'],
+      gw.routes.map((r) => [r.name, r.hostnames.join(', ') || '(any)', r.sectionName || '(all)', requestsCell(gw, r, counts, now), conditions(r.conditions)])));
     out.append(s);
   }
+  lastCounts = counts;
+  lastAt = now;
 }
 
 function candidates(title, list) {

@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { request } from 'undici';
 import path from 'node:path';
 import { startAdminServer } from '../../src/admin/server.ts';
 import { freePort, startGatehouse } from '../e2e/helpers.ts';
@@ -97,6 +98,24 @@ test('the page shows the Gateway and its routes, and the explain form answers', 
     assert.equal(await outcome.innerText(), 'ROUTED: routed');
     assert.equal(await page.locator('#explain-result .route').innerText(), 'rule default/nova/foo-baz/0 of route default/nova');
     assert.match(await page.locator('#explain-result').innerText(), /skipped default\/nova-old\/0\/0: also matches, but default\/nova\/foo-baz\/0 comes first: it has more header matches/);
+
+    // Live rates: requests sent between two refreshes (every 5 s) show as a rate on the next.
+    const gwAddress = '127.62.0.1';
+    for (let i = 0; i < 10; i++) {
+      // undici's request, not fetch: fetch may not set Host.
+      const r = await request(`http://${gwAddress}:${httpPort}/v2.1/flavors`, { headers: { host: 'nova.example' } });
+      await r.body.dump();
+    }
+    const deadline = Date.now() + 12_000;
+    let row = '';
+    while (Date.now() < deadline) {
+      row = (await page.locator('section.gateway table').nth(2).innerText()).split('\n').find((l) => l.startsWith('default/nova\tnova.example\thttp\t')) ?? '';
+      if (/\t10 \(\d+\.\d\/s\)\t/.test(row)) break;
+      await page.waitForTimeout(250);
+    }
+    const rate = /\t10 \((\d+\.\d)\/s\)\t/.exec(row);
+    assert.ok(rate !== null, `no rate in ${JSON.stringify(row)}`);
+    assert.ok(Number(rate[1]) > 0, row);
     assert.deepEqual(problems, []);
   } finally {
     await page.close();
