@@ -169,3 +169,21 @@ test('a sink nobody reads (a FIFO): requests are not slowed, lines beyond the bu
   assert.ok(slowest < 1_000, `slowest request ${slowest.toFixed(0)} ms`);
   assert.ok(elapsed < 20_000, `350 requests took ${elapsed.toFixed(0)} ms`);
 });
+
+test('the client address in a line is the one a ClientTrafficPolicy resolved (two trusted X-Forwarded-For hops), else the peer', async (t) => {
+  const web = await startBackend(t, 'web');
+  const file = path.join(tempDir(t), 'access.log');
+  const withPolicy = await freePort();
+  const without = await freePort();
+  const routes = [route('ns/web/0/0', match('/'), [backend('ns/web/80')])];
+  const { dp } = await withAccessLog(t, accessLogOptions(file));
+  const resolving = listener(withPolicy, [gatewayListener('ns/gw/vip', null, [vhost('*', routes)])]);
+  resolving.client = { policy: 'ns/vip', clientIP: { xForwardedFor: { numTrustedHops: 2 } } };
+  await dp.apply(ir([resolving, listener(without, [gatewayListener('ns/gw/plain', null, [vhost('*', routes)])])], [cluster('ns/web/80', web)]));
+  const chain = { 'x-forwarded-for': '203.0.113.7, 10.0.0.5' };
+  assert.equal((await request(withPolicy, '/a', { headers: chain })).status, 200);
+  assert.equal((await request(without, '/b', { headers: chain })).status, 200);
+  const lines = (await linesOf(file, 2)).map((l) => JSON.parse(l) as { path: string; client_address: string });
+  assert.equal(lines.find((l) => l.path === '/a')?.client_address, '203.0.113.7');
+  assert.equal(lines.find((l) => l.path === '/b')?.client_address, '127.0.0.1', 'no policy: nothing in the header is believed');
+});
