@@ -286,6 +286,37 @@ export interface HTTPRoute extends KubeObject {
   };
 }
 
+// ---------------------------------------------------------------- GRPCRoute
+
+export interface GRPCMethodMatch {
+  type?: 'Exact' | 'RegularExpression';
+  service?: string;
+  method?: string;
+}
+
+export interface GRPCRouteMatch {
+  method?: GRPCMethodMatch;
+  headers?: HTTPHeaderMatch[];
+}
+
+export interface GRPCRouteRule {
+  name?: string;
+  matches?: GRPCRouteMatch[];
+  /** RequestHeaderModifier, ResponseHeaderModifier, RequestMirror, ExtensionRef: HTTPRoute's filters of those types. */
+  filters?: HTTPRouteFilter[];
+  backendRefs?: HTTPBackendRef[];
+  sessionPersistence?: unknown;
+}
+
+export interface GRPCRoute extends KubeObject {
+  kind: 'GRPCRoute';
+  spec: {
+    parentRefs?: ParentReference[];
+    hostnames?: string[];
+    rules?: GRPCRouteRule[];
+  };
+}
+
 // ---------------------------------------------------------------- ReferenceGrant
 
 export interface ReferenceGrant extends KubeObject {

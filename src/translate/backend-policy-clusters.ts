@@ -85,7 +85,7 @@ export class BackendPolicyClusters {
       const row = e.backends.map((b) => {
         if (b.cluster === null) return null;
         const colon = b.cluster.lastIndexOf(':');
-        const policy = effectiveBackendPolicy(this.#attached, { gateway, route: t.routeName, rule: t.entryRules[i], service: b.cluster.slice(0, colon) });
+        const policy = effectiveBackendPolicy(this.#attached, { gateway, route: t.routeName, routeKind: t.routeKind, rule: t.entryRules[i], service: b.cluster.slice(0, colon) });
         const inEffect = policy === null ? undefined : this.#inEffect.get(policy);
         keys.push(inEffect?.key ?? '');
         if (inEffect === undefined) return null;

@@ -2,7 +2,7 @@
 // every object and the IR. All Gateway API semantics live below this file;
 // it only orders the passes: classes, gateways and their listeners,
 // addresses and port claims, routes and their attachment, then the IR.
-import type { BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
+import type { BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, Gateway, GRPCRoute, HTTPRoute, KubeObject, Namespace, ParentReference, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
 import { IR_VERSION, type ClientSettings, type Cluster, type ClusterPolicy, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
@@ -18,6 +18,7 @@ import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from '
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
 import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
+import { grpcAsHTTPRoute } from './grpcroute.ts';
 import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
 import { translateL4Routes } from './l4route.ts';
@@ -61,7 +62,7 @@ export interface TranslateInput {
  * instances, so a one-file change re-translates one route, not all.
  */
 export interface TranslateMemo {
-  routes: WeakMap<HTTPRoute, TranslatedHTTPRoute>;
+  routes: WeakMap<HTTPRoute | GRPCRoute, TranslatedHTTPRoute>;
   backendObjects: KubeObject[];
   /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
   backendIndex: BackendIndex | null;
@@ -206,12 +207,14 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   /** Route key -> the Gateways it is accepted by: the ancestors of the policies on it. */
   const routeGateways = new Map<string, Set<string>>();
   const shared = newSharedParts();
-  for (const route of snap.httpRoutes) {
-    let t = memo?.routes.get(route);
+  const grpcRoutes = snap.other.filter((o): o is GRPCRoute => o.kind === 'GRPCRoute');
+  for (const source of [...snap.httpRoutes, ...grpcRoutes]) {
+    let t = memo?.routes.get(source);
     if (!t) {
-      t = translateHTTPRoute(route, backendIndex, shared);
-      memo?.routes.set(route, t);
+      t = translateHTTPRoute(source.kind === 'GRPCRoute' ? grpcAsHTTPRoute(source) : source, backendIndex, shared);
+      memo?.routes.set(source, t);
     }
+    const route: KubeObject & { spec: { parentRefs?: ParentReference[]; hostnames?: string[] } } = source;
     // A route may select the same listener through several parentRefs; it attaches once.
     const attachedTo = new Set<ResolvedListener>();
     const gen = route.metadata.generation;
@@ -229,7 +232,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
       } else {
         conditions.push(condition('Accepted', true, 'Accepted', 'Route is accepted', gen));
         for (const att of res.attachments) {
-          const rk = nameOf(route);
+          const rk = `${route.kind}|${nameOf(route)}`;
           const rg = routeGateways.get(rk);
           if (rg === undefined) routeGateways.set(rk, new Set([nameOf(att.listener.gateway)]));
           else rg.add(nameOf(att.listener.gateway));
@@ -336,24 +339,11 @@ function policyWorld(
     else (world.otherGateways as Set<string>).add(nameOf(g));
   }
   const routes = world.routes as Map<string, { ruleNames: Set<string>; gateways: string[] }>;
-  for (const r of snap.httpRoutes) {
+  for (const r of [...snap.httpRoutes, ...snap.other.filter((o): o is GRPCRoute => o.kind === 'GRPCRoute')]) {
     const ruleNames = new Set<string>();
     for (const rule of r.spec.rules ?? []) if (rule.name !== undefined) ruleNames.add(rule.name);
-    routes.set(`HTTPRoute|${nameOf(r)}`, { ruleNames, gateways: [...(routeGateways.get(nameOf(r)) ?? [])].sort() });
-  }
-  // GRPCRoutes are held, not translated yet: their Gateways are those their parentRefs name.
-  for (const r of snap.other) {
-    if (r.kind !== 'GRPCRoute') continue;
-    const spec = (r.spec ?? {}) as { rules?: { name?: string }[]; parentRefs?: { group?: string; kind?: string; namespace?: string; name: string }[] };
-    const ruleNames = new Set<string>();
-    for (const rule of spec.rules ?? []) if (rule.name !== undefined) ruleNames.add(rule.name);
-    const gws = new Set<string>();
-    for (const ref of spec.parentRefs ?? []) {
-      if ((ref.kind ?? 'Gateway') !== 'Gateway') continue;
-      const key = `${ref.namespace ?? namespaceOf(r)}/${ref.name}`;
-      if (world.gateways.has(key)) gws.add(key);
-    }
-    routes.set(`GRPCRoute|${nameOf(r)}`, { ruleNames, gateways: [...gws].sort() });
+    const key = `${r.kind}|${nameOf(r)}`;
+    routes.set(key, { ruleNames, gateways: [...(routeGateways.get(key) ?? [])].sort() });
   }
   const byService = new Map<string, Set<string>>();
   for (const [cluster, gws] of clusterGateways) {

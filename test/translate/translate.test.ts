@@ -53,6 +53,8 @@ interface Step {
     backends?: Record<string, string[]>;
     /** cluster name -> "address:port" endpoints. */
     clusters?: Record<string, string[]>;
+    /** cluster name -> its protocol (`http1`, `h2c`). */
+    clusterProtocols?: Record<string, string>;
     /** cluster name -> its IR policy (BackendTrafficPolicy), compared whole; null for none. */
     clusterPolicies?: Record<string, unknown>;
     /** "socket-key entry-name" -> "cluster*weight" per backend: an entry as one socket has it (entries of several Gateways share names). */
@@ -217,6 +219,10 @@ function checkStep(objects: KubeObject[], expect: Step['expect'], result: Transl
   for (const [name, want] of Object.entries(expect.clusters ?? {})) {
     assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
     assert.deepEqual(ir.clusters[name].endpoints.map((e) => `${e.address}:${e.port}`), want, `${name}: endpoints`);
+  }
+  for (const [name, want] of Object.entries(expect.clusterProtocols ?? {})) {
+    assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
+    assert.equal(ir.clusters[name].protocol, want, `${name}: protocol`);
   }
   for (const [name, want] of Object.entries(expect.clusterPolicies ?? {})) {
     assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
