@@ -41,9 +41,11 @@ export const SUPPORTED_FEATURES = [
  * Kubernetes mode provisions each Gateway's proxies, Service and
  * ServiceAccount, and puts spec.infrastructure.labels and .annotations on
  * each (providers/kubernetes/provision/render.ts); standalone provisions
- * nothing, so only this mode claims GatewayInfrastructurePropagation.
+ * nothing, so only this mode claims it. Its name in pkg/features and for
+ * the suite is GatewayInfrastructure (the v1.2 changelog called it
+ * GatewayInfrastructurePropagation; the suite does not know that name).
  */
-export const KUBERNETES_FEATURES = [...SUPPORTED_FEATURES, 'GatewayInfrastructurePropagation'] as const;
+export const KUBERNETES_FEATURES = [...SUPPORTED_FEATURES, 'GatewayInfrastructure'] as const;
 
 /**
  * Judges parametersRef on GatewayClasses and Gateways: null when the

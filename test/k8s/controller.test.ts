@@ -150,7 +150,7 @@ test('two replicas: one leads; the class, the Gateway and its routes get status;
   assert.ok(gc);
   // Kubernetes mode provisions, so it (and only it) claims propagating spec.infrastructure.
   const features = ((gc.status?.supportedFeatures ?? []) as { name: string }[]).map((f) => f.name);
-  assert.ok(features.includes('GatewayInfrastructurePropagation'), `supportedFeatures: ${features.join(', ')}`);
+  assert.ok(features.includes('GatewayInfrastructure'), `supportedFeatures: ${features.join(', ')}`);
   assert.ok(features.includes('HTTPRoute'));
   const gw = await eventually('Gateway Accepted', async () => {
     const o = await get('gateways', 'infra', 'cloud');

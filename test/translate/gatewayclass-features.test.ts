@@ -13,9 +13,9 @@ const gc = {
 
 const names = (features: readonly string[]) => gatewayClassStatus(gc, features).status.supportedFeatures.map((f) => f.name);
 
-test('standalone does not claim GatewayInfrastructurePropagation; Kubernetes mode does, on top of the rest', () => {
-  assert.ok(!names(SUPPORTED_FEATURES).includes('GatewayInfrastructurePropagation'));
+test('standalone does not claim GatewayInfrastructure; Kubernetes mode does, on top of the rest', () => {
+  assert.ok(!names(SUPPORTED_FEATURES).includes('GatewayInfrastructure'));
   const k8s = names(KUBERNETES_FEATURES);
-  assert.ok(k8s.includes('GatewayInfrastructurePropagation'));
+  assert.ok(k8s.includes('GatewayInfrastructure'));
   for (const f of SUPPORTED_FEATURES) assert.ok(k8s.includes(f), f);
 });
