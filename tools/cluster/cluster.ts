@@ -118,6 +118,8 @@ async function stop(code: number): Promise<never> {
   await kubeProxy?.stop().catch(() => {});
   metallb?.stop();
   await cluster?.stop().catch(() => {});
+  // The bridge too, so that `cluster:down` leaves the host's network as it was.
+  try { execFileSync('ip', ['link', 'del', values.bridge], { stdio: 'ignore', timeout: 10_000 }); } catch { /* not there */ }
   fs.rmSync(path.join(stateDir, 'ready'), { force: true });
   process.exit(code);
 }
