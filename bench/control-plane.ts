@@ -220,6 +220,7 @@ async function rssOverLoad(p: Paths, pid: number, routes: number, port: number, 
   }
   const result = await load;
   const end = treeRssMiB(pid);
+  peak = Math.max(peak, end);
   const after: number[] = [];
   for (const at of [10, 30, 60]) {
     await sleep((at - (after.length === 0 ? 0 : [10, 30, 60][after.length - 1])) * 1000);
