@@ -13,6 +13,9 @@ import { BearerToken, crossSiteReason, hostAllowed, isLoopbackAddress } from './
 import { ChunkedBody, ClientGone, jsonPieces, safeStringify, writePieces } from './json-stream.ts';
 import { pageOf, parsePageRequest } from './paging.ts';
 import { redactedConfig } from './redact.ts';
+import { PAGE_FILES } from './page.ts';
+import type { ExplainOptions } from '../explain/request.ts';
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from './metrics-text.ts';
 
 // require(), not import: importing node:http as an ES module loads node's
 // bundled undici too (see src/dataplane/http/status-text.ts).
@@ -42,8 +45,17 @@ export interface AdminServerOptions {
   config(): IR | null;
   /** Whether the first load has been served. */
   ready(): boolean;
+  /**
+   * Explains one request (`METHOD URL -H ...`) against the live config:
+   * the result, or a string saying what is wrong with the request.
+   */
+  explain?(request: string, opts: ExplainOptions): unknown | Promise<unknown>;
+  /** Gateways, listeners and the routes naming them, with status, for the page. */
+  overview?(): unknown | Promise<unknown>;
   /** Whether the gateway is shutting down: /readyz then answers 503 `draining`. */
   draining?(): boolean;
+  /** /metrics: the text exposition (src/admin/metrics-text.ts). Absent: 404. */
+  metrics?(): Promise<string>;
   /** The data-plane workers (pid, requests, applied config), when the data plane runs in workers. */
   workers?(): Promise<unknown[]>;
   /**
@@ -107,10 +119,22 @@ function sendText(res: ServerResponse, status: number, text: string): void {
   res.end(text);
 }
 
-type Path = '/healthz' | '/readyz' | '/api/v1/resources' | '/api/v1/errors' | '/api/v1/config' | '/api/v1/workers';
+type Path = '/healthz' | '/readyz' | '/api/v1/resources' | '/api/v1/errors' | '/api/v1/config' | '/api/v1/workers' | '/api/v1/explain' | '/api/v1/overview'
+  | '/metrics';
+
+/** Largest POST /api/v1/explain body; a request line is at most MAX_REQUEST_TEXT characters. */
+export const MAX_EXPLAIN_BODY_BYTES = 16 * 1024;
+/** The page's own files may load nothing from elsewhere, and nothing may frame it. */
+const PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /** Probes answer without a token: a load balancer or kubelet has none, and they reveal nothing. */
 const PROBES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+/**
+ * The page's static files carry no data (it fetches it from the API, with
+ * the token the user gives it when there is one), so they need no token;
+ * the Host and cross-site checks still apply.
+ */
+const STATIC: ReadonlySet<string> = new Set(Object.keys(PAGE_FILES));
 const LISTINGS: ReadonlySet<string> = new Set(['/api/v1/resources', '/api/v1/errors', '/api/v1/config']);
 
 /** The address to bind: an IP literal as given, a name resolved once (as listen() would), undefined for all interfaces. */
@@ -151,7 +175,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       sendJSON(res, 403, { error: `${crossSite}; the admin API does not answer other sites' pages` });
       return false;
     }
-    if (token !== null && !PROBES.has(path) && !token.accepts(req.headers.authorization)) {
+    if (token !== null && !PROBES.has(path) && !STATIC.has(path) && !token.accepts(req.headers.authorization)) {
       log('warn', 'admin request refused: missing or wrong bearer token', { path, remote: req.socket.remoteAddress });
       sendJSON(res, 401, { error: 'this admin API needs Authorization: Bearer <token>' }, { 'www-authenticate': 'Bearer realm="gatehouse-admin"' });
       return false;
@@ -211,13 +235,20 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/+$/, '') : url.pathname;
     if (!admitted(req, res, path)) return;
-    const known = PROBES.has(path) || LISTINGS.has(path) || (path === '/api/v1/workers' && opts.workers !== undefined);
+    const known = PROBES.has(path) || LISTINGS.has(path) || (path === '/api/v1/workers' && opts.workers !== undefined)
+      || (STATIC.has(path) && opts.overview !== undefined)
+      || (path === '/api/v1/overview' && opts.overview !== undefined) || (path === '/api/v1/explain' && opts.explain !== undefined)
+      || (path === '/metrics' && opts.metrics !== undefined);
     if (!known) {
       sendJSON(res, 404, { error: `not found: ${path}` });
       return;
     }
+    if (path === '/api/v1/explain' && req.method === 'POST') {
+      explainPost(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      sendJSON(res, 405, { error: `method ${req.method} not allowed` }, { allow: 'GET, HEAD' });
+      sendJSON(res, 405, { error: `method ${req.method} not allowed` }, { allow: path === '/api/v1/explain' ? 'GET, HEAD, POST' : 'GET, HEAD' });
       return;
     }
     const failed = (e: unknown) => {
@@ -226,6 +257,15 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       else res.destroy();
     };
     try {
+      const file = PAGE_FILES[path];
+      if (file !== undefined) {
+        res.writeHead(200, {
+          'content-type': file.type, 'content-length': Buffer.byteLength(file.body), ...COMMON_HEADERS,
+          'content-security-policy': PAGE_CSP, 'x-frame-options': 'DENY', 'referrer-policy': 'no-referrer',
+        });
+        res.end(req.method === 'HEAD' ? undefined : file.body);
+        return;
+      }
       switch (path as Path) {
         case '/healthz':
           sendText(res, 200, 'ok');
@@ -237,6 +277,20 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
           return;
         case '/api/v1/workers':
           opts.workers!().then((items) => sendJSON(res, 200, { items }), failed);
+          return;
+        case '/api/v1/overview':
+          Promise.resolve(opts.overview!()).then((v) => sendJSON(res, 200, v), failed);
+          return;
+        case '/api/v1/explain': {
+          const q = url.searchParams;
+          answerExplain(res, { request: q.get('request'), gateway: q.get('gateway'), listener: q.get('listener'), address: q.get('address'), sni: q.get('sni') });
+          return;
+        }
+        case '/metrics':
+          opts.metrics!().then((text) => {
+            res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), ...COMMON_HEADERS });
+            res.end(req.method === 'HEAD' ? undefined : text);
+          }, failed);
           return;
         default:
           if (listings >= maxListings) {
@@ -251,6 +305,72 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       failed(e);
     }
   });
+  /** The answer for a request given as fields (query parameters or a JSON body). */
+  function answerExplain(res: ServerResponse, fields: Record<string, unknown>): void {
+    const text = fields.request;
+    if (typeof text !== 'string' || text === '') {
+      sendJSON(res, 400, { error: 'request wanted: METHOD URL [-H "Name: value"]..., e.g. GET https://nova.example/v2.1/servers' });
+      return;
+    }
+    const o: ExplainOptions = {};
+    for (const k of ['gateway', 'listener', 'address', 'sni'] as const) {
+      const v = fields[k];
+      if (v === undefined || v === null || v === '') continue;
+      if (typeof v !== 'string') {
+        sendJSON(res, 400, { error: `${k} must be a string` });
+        return;
+      }
+      o[k] = v;
+    }
+    new Promise<unknown>((resolve) => resolve(opts.explain!(text, o))).then((result) => {
+      if (typeof result === 'string') sendJSON(res, 400, { error: result });
+      else sendJSON(res, 200, result);
+    }, (e: unknown) => {
+      log('error', 'admin explain failed', { err: (e as Error)?.message ?? String(e) });
+      if (!res.headersSent) sendJSON(res, 500, { error: (e as Error)?.message ?? String(e) });
+    });
+  }
+
+  /** Reads at most MAX_EXPLAIN_BODY_BYTES of JSON (the server's requestTimeout bounds the wait), then answers. */
+  function explainPost(req: IncomingMessage, res: ServerResponse): void {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > MAX_EXPLAIN_BODY_BYTES) {
+      sendJSON(res, 413, { error: `body larger than ${MAX_EXPLAIN_BODY_BYTES} bytes` }, { connection: 'close' });
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > MAX_EXPLAIN_BODY_BYTES) {
+        done = true;
+        sendJSON(res, 413, { error: `body larger than ${MAX_EXPLAIN_BODY_BYTES} bytes` }, { connection: 'close' });
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (done) return;
+      done = true;
+      let body: unknown;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      } catch {
+        sendJSON(res, 400, { error: 'body must be JSON: {"request": "GET https://host/path"}' });
+        return;
+      }
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        sendJSON(res, 400, { error: 'body must be a JSON object with a "request" field' });
+        return;
+      }
+      answerExplain(res, body as Record<string, unknown>);
+    });
+  }
+
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
   server.keepAliveTimeout = 5_000;

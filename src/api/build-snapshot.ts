@@ -15,6 +15,8 @@ const LISTS: Record<string, keyof Omit<Snapshot, 'other'>> = {
   EndpointSlice: 'endpointSlices',
   Secret: 'secrets',
   ConfigMap: 'configMaps',
+  ClientTrafficPolicy: 'clientTrafficPolicies',
+  BackendTrafficPolicy: 'backendTrafficPolicies',
 };
 
 /** Gateway API kinds held and reported, not yet translated. */

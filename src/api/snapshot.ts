@@ -1,7 +1,8 @@
 // The Snapshot: every object a provider holds at one moment, typed and
 // already validated. translate() reads nothing else.
 import type {
-  ConfigMap, EndpointSlice, Gateway, GatewayClass, HTTPRoute, KubeObject, ListenerSet, Namespace, ReferenceGrant, Secret, Service,
+  BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, EndpointSlice, Gateway, GatewayClass, HTTPRoute, KubeObject, ListenerSet, Namespace,
+  ReferenceGrant, Secret, Service,
 } from './types.ts';
 
 export interface Snapshot {
@@ -16,6 +17,9 @@ export interface Snapshot {
   endpointSlices: EndpointSlice[];
   secrets: Secret[];
   configMaps: ConfigMap[];
+  /** Gatehouse's own policies (gatehouse.dev), attached by translate/policy-attachment.ts. */
+  clientTrafficPolicies: ClientTrafficPolicy[];
+  backendTrafficPolicies: BackendTrafficPolicy[];
   /** Gateway API kinds Gatehouse holds but does not act on yet; reported with their spec. */
   other: KubeObject[];
 }
@@ -23,7 +27,7 @@ export interface Snapshot {
 export function emptySnapshot(): Snapshot {
   return {
     namespaces: [], gatewayClasses: [], gateways: [], listenerSets: [], httpRoutes: [], referenceGrants: [],
-    services: [], endpointSlices: [], secrets: [], configMaps: [], other: [],
+    services: [], endpointSlices: [], secrets: [], configMaps: [], clientTrafficPolicies: [], backendTrafficPolicies: [], other: [],
   };
 }
 

@@ -286,6 +286,37 @@ export interface HTTPRoute extends KubeObject {
   };
 }
 
+// ---------------------------------------------------------------- GRPCRoute
+
+export interface GRPCMethodMatch {
+  type?: 'Exact' | 'RegularExpression';
+  service?: string;
+  method?: string;
+}
+
+export interface GRPCRouteMatch {
+  method?: GRPCMethodMatch;
+  headers?: HTTPHeaderMatch[];
+}
+
+export interface GRPCRouteRule {
+  name?: string;
+  matches?: GRPCRouteMatch[];
+  /** RequestHeaderModifier, ResponseHeaderModifier, RequestMirror, ExtensionRef: HTTPRoute's filters of those types. */
+  filters?: HTTPRouteFilter[];
+  backendRefs?: HTTPBackendRef[];
+  sessionPersistence?: unknown;
+}
+
+export interface GRPCRoute extends KubeObject {
+  kind: 'GRPCRoute';
+  spec: {
+    parentRefs?: ParentReference[];
+    hostnames?: string[];
+    rules?: GRPCRouteRule[];
+  };
+}
+
 // ---------------------------------------------------------------- ReferenceGrant
 
 export interface ReferenceGrant extends KubeObject {
@@ -316,3 +347,85 @@ export interface GatewayStatus {
   conditions: Condition[];
   listeners: ListenerStatus[];
 }
+
+// ---------------------------------------------------------------- Gatehouse policies (gatehouse.dev)
+
+export const GATEHOUSE_GROUP = 'gatehouse.dev';
+
+/** A policy's reference to what it applies to (GEP-713 LocalPolicyTargetReferenceWithSectionName). */
+export interface PolicyTargetReference {
+  group: string;
+  kind: string;
+  name: string;
+  sectionName?: string;
+}
+
+/** A Kubernetes quantity as the CRDs take it: a count, or `64Ki`, `10Mi`, `1G`. */
+export type Quantity = number | string;
+
+export interface ClientTrafficPolicySpec {
+  targetRefs: PolicyTargetReference[];
+  clientIPDetection?: {
+    xForwardedFor?: { numTrustedHops?: number; trustedCIDRs?: string[] };
+    customHeader?: { name: string; failClosed?: boolean };
+  };
+  proxyProtocol?: { optional?: boolean };
+  timeout?: { http?: { idleTimeout?: string; requestReceivedTimeout?: string; requestHeaderTimeout?: string } };
+  connection?: { connectionLimit?: { value: number }; bufferLimit?: Quantity };
+  maxRequestBodySize?: Quantity;
+  http1?: { maxHeaderBytes?: number; maxHeaderCount?: number };
+  http2?: { maxConcurrentStreams?: number; initialStreamWindowSize?: Quantity; initialConnectionWindowSize?: Quantity };
+}
+
+export interface ClientTrafficPolicy extends KubeObject {
+  kind: 'ClientTrafficPolicy';
+  spec: ClientTrafficPolicySpec;
+}
+
+/** Durations are Gateway API duration strings (`5s`, `1m30s`, `250ms`). */
+export interface BackendTrafficPolicySpec {
+  targetRefs: PolicyTargetReference[];
+  loadBalancer?: {
+    type: 'RoundRobin' | 'LeastRequest' | 'Random' | 'ConsistentHash';
+    consistentHash?: {
+      type: 'Header' | 'Cookie' | 'SourceIP';
+      header?: { name: string };
+      cookie?: { name: string; ttl?: string };
+    };
+    slowStart?: { window: string };
+  };
+  timeout?: { tcp?: { connectTimeout?: string }; http?: { requestTimeout?: string; connectionIdleTimeout?: string } };
+  retry?: {
+    numRetries?: number;
+    perRetry?: { timeout?: string; backOff?: { baseInterval?: string; maxInterval?: string } };
+    retryOn?: { httpStatusCodes?: number[]; triggers?: string[] };
+    budget?: { percent?: number; minRetryConcurrency?: number };
+  };
+  circuitBreaker?: { maxConnections?: number; maxPendingRequests?: number; maxParallelRequests?: number; maxParallelRetries?: number };
+  healthCheck?: {
+    passive?: {
+      consecutive5XxErrors?: number;
+      consecutiveGatewayErrors?: number;
+      consecutiveLocalOriginFailures?: number;
+      interval?: string;
+      baseEjectionTime?: string;
+      maxEjectionPercent?: number;
+    };
+    active?: {
+      type: 'HTTP';
+      interval?: string;
+      timeout?: string;
+      unhealthyThreshold?: number;
+      healthyThreshold?: number;
+      http?: { path: string; method?: string; expectedStatuses?: number[] };
+    };
+  };
+}
+
+export interface BackendTrafficPolicy extends KubeObject {
+  kind: 'BackendTrafficPolicy';
+  spec: BackendTrafficPolicySpec;
+}
+
+/** Either of Gatehouse's policy kinds. */
+export type TrafficPolicy = ClientTrafficPolicy | BackendTrafficPolicy;

@@ -1,7 +1,10 @@
 // gatehouse: the command line. Subcommands are small modules of their own.
 import { parseArgs } from 'node:util';
 import { DEFAULT_SHUTDOWN_DELAY_MS, serve } from './serve.ts';
+import { OBSERVABILITY_FLAG_OPTIONS, OBSERVABILITY_USAGE, parseObservabilityFlags } from './observability-flags.ts';
 import { validate } from './validate.ts';
+import { convert } from './convert.ts';
+import { EXPLAIN_USAGE, runExplain } from './explain.ts';
 import { VERSION } from './version.ts';
 import os from 'node:os';
 import { parseDuration } from '../api/durations.ts';
@@ -48,6 +51,8 @@ commands:
   controller run as a Kubernetes Gateway API controller that provisions its proxies (Kubernetes mode)
   proxy      run one Gateway's data plane, configured by the controller (Kubernetes mode)
   validate   check a directory of YAML and print every problem, then exit
+  convert    rewrite Envoy Gateway ClientTrafficPolicy/BackendTrafficPolicy files as Gatehouse's
+  explain    show which listener, route, rule and backend a request would reach, and why
   version    print the version
 
 gatehouse serve --config-dir DIR [--admin-address HOST:PORT] [--address-pool CIDR] [--workers N] [--log-level LEVEL]
@@ -80,11 +85,19 @@ ${limitUsage()}
 config directory limits (serve): a file beyond one is refused, reported, and keeps its last objects
 ${loaderUsage()}
 
+${OBSERVABILITY_USAGE}
+
 ${CONTROLLER_USAGE}
 
 ${PROXY_USAGE}
 
 gatehouse validate --config-dir DIR
+
+gatehouse convert FILE... (- for stdin)
+  Envoy Gateway ClientTrafficPolicy and BackendTrafficPolicy as Gatehouse's, on stdout (other
+  documents as they are); each field that cannot be carried is named on stderr, and the exit
+  code is then 2 (1: an input or converted object is invalid)
+${EXPLAIN_USAGE}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -104,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
           workers: { type: 'string' },
           'deny-loopback-endpoints': { type: 'boolean' },
           'allow-link-local-endpoints': { type: 'boolean' },
+          ...OBSERVABILITY_FLAG_OPTIONS,
           ...limitFlagOptions(),
           ...Object.fromEntries(LOADER_FLAGS.map(({ flag }) => [flag, { type: 'string' as const }])),
         },
@@ -116,6 +130,8 @@ async function main(argv: string[]): Promise<number> {
       if (typeof limits === 'string') return usage(limits);
       const loaderLimits = parseLoaderFlags(values);
       if (typeof loaderLimits === 'string') return usage(loaderLimits);
+      const observability = parseObservabilityFlags(values);
+      if (typeof observability === 'string') return usage(observability);
       const rawDelay = values['shutdown-delay'];
       const shutdownDelayMs = rawDelay === undefined ? DEFAULT_SHUTDOWN_DELAY_MS : rawDelay === '0' ? 0 : parseDuration(rawDelay);
       if (shutdownDelayMs === null) return usage(`--shutdown-delay wants a duration such as 5s or 500ms, not ${rawDelay}`);
@@ -123,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
       const badHost = allowedHosts.find((h) => !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9.])?$/.test(h));
       if (badHost !== undefined) return usage(`--admin-allowed-host wants a DNS name without port, not ${badHost}`);
       return serve({
+        ...observability,
         workers,
         limits,
         loaderLimits,
@@ -155,6 +172,14 @@ async function main(argv: string[]): Promise<number> {
       const { values } = parseArgs({ args: rest, options: { 'config-dir': { type: 'string' } }, strict: true });
       if (!values['config-dir']) return usage('validate needs --config-dir');
       return validate(values['config-dir']);
+    }
+    case 'convert': {
+      if (rest.length === 0) return usage('convert needs files (or - for stdin)');
+      return convert(rest);
+    }
+    case 'explain': {
+      const code = runExplain(rest, (s) => process.stdout.write(s), (s) => process.stderr.write(s));
+      return typeof code === 'string' ? usage(code) : code;
     }
     case 'version':
     case '--version':

@@ -16,10 +16,13 @@ import { parseGatewayRef } from '../providers/kubernetes/config-protocol.ts';
 import { parseControllerAddresses, type ControllerAddress } from '../proxy/config-client.ts';
 import { startProxy } from '../proxy/proxy.ts';
 import { formatDuration, limitFlagOptions, parseLimitFlags, parseWorkersFlag } from './limit-flags.ts';
+import { OBSERVABILITY_FLAG_OPTIONS, parseObservabilityFlags, type ObservabilitySettings } from './observability-flags.ts';
 
 /** Where a pod's projected ServiceAccount token is mounted by convention; the provisioned Deployment mounts it there. */
 export const DEFAULT_TOKEN_FILE = '/var/run/secrets/gatehouse/token';
 export const DEFAULT_HEALTH_ADDRESS = '0.0.0.0:8081';
+/** Where Prometheus scrapes a proxy; the provisioned pod names this port `metrics` and annotates it. */
+export const DEFAULT_METRICS_ADDRESS = '0.0.0.0:9090';
 
 export const PROXY_USAGE = `gatehouse proxy --controller-address HOST:PORT --gateway NS/NAME --ca-file FILE [--token-file FILE]
                 [--health-address HOST:PORT] [--workers N] [--log-level LEVEL] [--shutdown-delay DUR] [limits]
@@ -32,6 +35,10 @@ export const PROXY_USAGE = `gatehouse proxy --controller-address HOST:PORT --gat
                              connect; default ${DEFAULT_TOKEN_FILE}
   --health-address ADDR      /healthz (200 while running) and /readyz (200 once configured, 503
                              while draining); nothing else; default ${DEFAULT_HEALTH_ADDRESS}
+  --metrics-address ADDR     /metrics for Prometheus (no token: the pod's network decides who
+                             scrapes); nothing else; default ${DEFAULT_METRICS_ADDRESS}
+  --access-log ... --metrics-max-series N
+                             as for serve
   --workers N                as for serve
   --log-level LEVEL          trace, debug, info, warn, error; default info
   --shutdown-delay DUR       after SIGTERM/SIGINT, /readyz answers 503 and listeners keep accepting
@@ -40,7 +47,9 @@ export const PROXY_USAGE = `gatehouse proxy --controller-address HOST:PORT --gat
   Listener ports below 1024 need root, CAP_NET_BIND_SERVICE or the sysctl
   net.ipv4.ip_unprivileged_port_start=0 (the pods the controller provisions set it).`;
 
-export interface ProxyCommand {
+export interface ProxyCommand extends ObservabilitySettings {
+  /** `host:port` of /metrics. */
+  metricsAddress: string;
   controllers: ControllerAddress[];
   gateway: string;
   caFile: string;
@@ -64,6 +73,8 @@ export function parseProxyArgs(args: string[]): ProxyCommand | string {
         'ca-file': { type: 'string' },
         'token-file': { type: 'string', default: DEFAULT_TOKEN_FILE },
         'health-address': { type: 'string', default: DEFAULT_HEALTH_ADDRESS },
+        'metrics-address': { type: 'string', default: DEFAULT_METRICS_ADDRESS },
+        ...OBSERVABILITY_FLAG_OPTIONS,
         workers: { type: 'string' },
         'log-level': { type: 'string', default: 'info' },
         'shutdown-delay': { type: 'string' },
@@ -85,10 +96,14 @@ export function parseProxyArgs(args: string[]): ProxyCommand | string {
   if (typeof workers === 'string') return workers;
   const limits = parseLimitFlags(values);
   if (typeof limits === 'string') return limits;
+  const observability = parseObservabilityFlags(values);
+  if (typeof observability === 'string') return observability;
   const rawDelay = values['shutdown-delay'];
   const shutdownDelayMs = rawDelay === undefined ? DEFAULT_SHUTDOWN_DELAY_MS : rawDelay === '0' ? 0 : parseDuration(rawDelay);
   if (shutdownDelayMs === null) return `--shutdown-delay wants a duration such as 5s or 500ms, not ${rawDelay}`;
   return {
+    ...observability,
+    metricsAddress: values['metrics-address']!,
     controllers,
     gateway,
     caFile: values['ca-file'],
@@ -111,6 +126,10 @@ export async function proxy(cmd: ProxyCommand): Promise<number> {
     tokenFile: cmd.tokenFile,
     caFile: cmd.caFile,
     healthAddress: cmd.healthAddress,
+    metricsAddress: cmd.metricsAddress,
+    accessLog: cmd.accessLog,
+    tracing: cmd.tracing,
+    maxMetricSeries: cmd.maxMetricSeries,
     workers: cmd.workers,
     limits: cmd.limits,
     log,

@@ -10,8 +10,9 @@ import { startStandalone } from '../control/standalone.ts';
 import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
 import type { LoaderLimits } from '../providers/file/limits.ts';
 import type { EndpointPolicyOptions } from '../net/endpoint-policy.ts';
+import type { ObservabilitySettings } from './observability-flags.ts';
 
-export interface ServeOptions {
+export interface ServeOptions extends ObservabilitySettings {
   configDir: string;
   adminAddress: string;
   /** File holding the admin API's bearer token; required when adminAddress is not loopback. */
@@ -41,7 +42,7 @@ export async function serve(opts: ServeOptions): Promise<number> {
   const adminToken = opts.adminTokenFile === null ? undefined : readAdminTokenFile(opts.adminTokenFile);
   const gw = await startStandalone({
     configDir: opts.configDir, addressPool: opts.addressPool, log, workers: opts.workers, limits: opts.limits,
-    loaderLimits: opts.loaderLimits, endpoints: opts.endpoints,
+    loaderLimits: opts.loaderLimits, endpoints: opts.endpoints, accessLog: opts.accessLog, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
     adminAddress: opts.adminAddress, adminToken, adminAllowedHosts: opts.adminAllowedHosts,
   });
   shutDownOnSignal(gw, log, opts.shutdownDelayMs, drainTimeoutMs);

@@ -14,6 +14,9 @@ import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { buildSnapshot } from '../api/build-snapshot.ts';
 import { startAdminServer } from '../admin/server.ts';
+import { renderMetrics } from '../admin/metrics-text.ts';
+import { emptySnapshot } from '../dataplane/metrics.ts';
+import { ControlMetrics } from './control-metrics.ts';
 import type { IR } from '../ir/types.ts';
 import { irForGateway } from '../ir/per-gateway.ts';
 import { KUBERNETES_ENDPOINT_DEFAULTS } from '../net/endpoint-policy.ts';
@@ -133,8 +136,11 @@ export async function startController(opts: ControllerOptions): Promise<Controll
     closers.push(() => config.close());
     const proxyControllerAddress = opts.proxyControllerAddress ?? `${opts.configServiceName}:${config.port}`;
 
+    const controlMetrics = new ControlMetrics();
     const admin = await startAdminServer({
       address: opts.adminAddress,
+      // The controller carries no traffic: its control plane's counters only.
+      metrics: () => Promise.resolve(renderMetrics(emptySnapshot(), controlMetrics)),
       resources: () => store.resources(),
       errors: () => problems,
       config: () => currentIR,
@@ -158,7 +164,11 @@ export async function startController(opts: ControllerOptions): Promise<Controll
     let loop: ControlLoop | null = null;
     let retryTimer: NodeJS.Timeout | null = null;
 
-    async function cycle(read: ProviderRead): Promise<void> {
+    function cycle(read: ProviderRead): Promise<void> {
+      return controlMetrics.counted((translated) => cycleOnce(read, translated));
+    }
+
+    async function cycleOnce(read: ProviderRead, onTranslated: () => void): Promise<void> {
       const t0 = performance.now();
       const objects = read.objects.map((o) => o.object);
       const snapshot = buildSnapshot(objects);
@@ -181,6 +191,8 @@ export async function startController(opts: ControllerOptions): Promise<Controll
         lastGoodCertificates,
         memo,
       });
+      onTranslated();
+      const translateMs = performance.now() - t0;
       lastGoodCertificates = result.lastGoodCertificates;
       currentIR = result.ir;
       config.publish();
@@ -196,6 +208,8 @@ export async function startController(opts: ControllerOptions): Promise<Controll
       let writes = { written: 0, failed: 0 };
       if (leading) {
         writes = await writer.publish(result.statuses, objects);
+        controlMetrics.statusWritesSucceeded += writes.written;
+        controlMetrics.statusWritesFailed += writes.failed;
         const provisionRetryMs = await provisioner.sync(plan.wanted, plan.present);
         // The writer gives up on an object after its tries, the provisioner
         // backs off a failed Gateway: a later cycle tries again.
@@ -205,6 +219,7 @@ export async function startController(opts: ControllerOptions): Promise<Controll
           retryTimer.unref();
         }
       }
+      controlMetrics.reloaded(performance.now() - t0, translateMs);
       log.info({
         objects: objects.length, gateways: plan.wanted.size, errors: problems.filter((p) => p.severity !== 'warning').length, leader: leading,
         statusWrites: writes.written, statusWritesFailed: writes.failed,

@@ -21,6 +21,15 @@ import type { LastGoodCertificates } from '../translate/certificates.ts';
 import { listenerReferenceProblems } from './status-problems.ts';
 import { watchPortSharing } from './port-sharing-watch.ts';
 import { startControlLoop, type ControlLoop, type Problem, type ProviderRead } from './loop.ts';
+import type { ExplainInput } from '../explain/explain.ts';
+import { overview } from '../explain/overview.ts';
+import { parseExplainRequest } from '../explain/request.ts';
+import { ControlMetrics } from './control-metrics.ts';
+import { renderMetrics } from '../admin/metrics-text.ts';
+import type { AccessLogOptions } from '../dataplane/access-log.ts';
+import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
+import { STATUS_CLASSES, type MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export const CONTROLLER_NAME = 'gatehouse.dev/gateway-controller';
 
@@ -47,11 +56,18 @@ export interface StandaloneOptions {
    * (loopback allowed, link-local refused; src/net/endpoint-policy.ts).
    */
   endpoints?: Partial<Pick<EndpointPolicyOptions, 'allowLoopback' | 'allowLinkLocal'>>;
+  /** Access logs; absent: off. */
+  accessLog?: AccessLogOptions;
+  /** Tracing (OTLP/HTTP export); absent: off. */
+  tracing?: TracingOptions;
+  /** Series each data-plane thread's metrics keep (src/dataplane/metrics.ts). */
+  maxMetricSeries?: number;
 }
 
 /** What the control loop needs of a data plane, in-process or in workers. */
 interface DataPlaneHandle {
   apply(ir: IR): Promise<ApplyResult>;
+  metrics(): Promise<MetricsSnapshot>;
   beginDrain(): void;
   close(): Promise<void>;
 }
@@ -87,16 +103,29 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const limits = resolveLimits(opts.limits);
   // Workers cut their own connections at the drain timeout; the pool stops
   // a worker that has still not exited 5 s after that.
+  const accessLog = opts.accessLog === undefined ? null : new AccessLogWriter(opts.accessLog);
+  accessLog?.opened.then((error) => {
+    if (error !== null) log.error({ target: opts.accessLog!.target }, `access log cannot be written: ${error}; its lines are counted as dropped`);
+  });
   const pool = workers > 0
-    ? new WorkerPool({ workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000 })
+    ? new WorkerPool({
+      workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing,
+    })
     : null;
   // The data plane's modules load only where it runs: in the workers, or here.
-  const dataPlane: DataPlaneHandle = pool ?? new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
+  const dataPlane: DataPlaneHandle = pool ?? localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
+    log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
+    accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
+  }));
+  const controlMetrics = new ControlMetrics();
 
   const provider = new FileProvider(opts.configDir, opts.loaderLimits);
   let lastGoodCertificates: LastGoodCertificates = {};
   let problems: Problem[] = [];
   let currentIR: IR | null = null;
+  /** What explain and the admin page read: the last config applied, with its objects and statuses. */
+  let explainInput: ExplainInput | null = null;
   let assigned: Record<string, string> = {};
   let ready = false;
   let draining = false;
@@ -113,7 +142,22 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       config: () => currentIR,
       ready: () => ready,
       draining: () => draining,
+      explain: async (text, o) => {
+        const req = parseExplainRequest(text, o);
+        if (typeof req === 'string') return req;
+        if (explainInput === null) return 'no configuration loaded yet';
+        const input = explainInput;
+        // Loaded on first use: explain runs the data plane's matchers, whose modules otherwise load only where the data plane runs.
+        const { explain } = await import('../explain/explain.ts');
+        return explain(input, req);
+      },
+      overview: async () => {
+        if (explainInput === null) return { gateways: [] };
+        const input = explainInput;
+        return overview(input, requestCounter(await dataPlane.metrics()));
+      },
       workers: pool === null ? undefined : () => pool.stats().then((stats) => stats.map((s) => ({ ...s, current: s.appliedSeq === pool.currentSeq }))),
+      metrics: () => dataPlane.metrics().then((snapshot) => renderMetrics(snapshot, controlMetrics)),
       token: opts.adminToken,
       allowedHosts: opts.adminAllowedHosts,
       log: dpLog,
@@ -122,6 +166,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     // Without its admin API the gateway does not start: stop what did.
     portSharing.stop();
     await dataPlane.close();
+    await accessLog?.close();
     throw err;
   }
   const adminSocket = { address: admin.address, port: admin.port };
@@ -129,16 +174,22 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const endpoints: EndpointPolicyOptions = { ...STANDALONE_ENDPOINT_DEFAULTS, ...opts.endpoints, admin: adminSocket, localAddresses };
 
   let readMs = 0;
-  async function cycle(read: ProviderRead): Promise<void> {
+  function cycle(read: ProviderRead): Promise<void> {
+    return controlMetrics.counted((translated) => cycleOnce(read, translated));
+  }
+
+  async function cycleOnce(read: ProviderRead, onTranslated: () => void): Promise<void> {
     const t1 = performance.now();
     const objects = read.objects.map((o) => o.object);
-    const result = translate(buildSnapshot(objects), {
+    const snap = buildSnapshot(objects);
+    const result = translate(snap, {
       controllerName: CONTROLLER_NAME,
       addressing: { pool: addressPool, hostAddress, previous: assigned },
       endpoints,
       lastGoodCertificates,
       memo,
     });
+    onTranslated();
     assigned = result.assignedAddresses;
     lastGoodCertificates = result.lastGoodCertificates;
     const found = [...read.problems, ...listenerReferenceProblems(read.objects, result.statuses)];
@@ -155,8 +206,10 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
     store.update(objects, result.statuses);
     currentIR = result.ir;
+    explainInput = { ir: result.ir, statuses: result.statuses, gateways: snap.gateways, httpRoutes: snap.httpRoutes };
     portSharing.check(result.ir.listeners);
     const t4 = performance.now();
+    controlMetrics.reloaded(readMs + t4 - t1, t2 - t1);
     log.info({
       objects: objects.length, listeners: result.ir.listeners.length, errors: problems.filter((p) => p.severity !== 'warning').length,
       ms: { load: readMs, translate: ms(t2 - t1), apply: ms(t3 - t2), status: ms(t4 - t3), total: ms(readMs + t4 - t1) },
@@ -199,10 +252,21 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
       portSharing.stop();
       try {
         await dataPlane.close();
+        await accessLog?.close();
       } finally {
         await admin.close();
       }
     },
+  };
+}
+
+/** A data plane on this thread, seen as the pool is. */
+function localDataPlane(dp: import('../dataplane/dataplane.ts').DataPlane): DataPlaneHandle {
+  return {
+    apply: (ir) => dp.apply(ir),
+    metrics: () => Promise.resolve(dp.metricsSnapshot()),
+    beginDrain: () => dp.beginDrain(),
+    close: () => dp.close(),
   };
 }
 
@@ -216,4 +280,26 @@ function firstHostAddress(): string {
     for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
   }
   return '127.0.0.1';
+}
+
+/**
+ * Requests by (Gateway, route, listener) from the data plane's request
+ * series (labels: gateway, listener, route, rule, backend; the first six
+ * values are the status classes), for the page's overview.
+ */
+function requestCounter(snapshot: MetricsSnapshot): (gateway: string, route: string, listener: string | null) => number {
+  const byListener = new Map<string, number>();
+  const byRoute = new Map<string, number>();
+  for (const s of snapshot.requests) {
+    const [gateway, listener, route] = s.labels;
+    let n = 0;
+    for (let i = 0; i < STATUS_CLASSES.length; i++) n += s.values[i];
+    const routeKey = `${gateway}\u0000${route}`;
+    byRoute.set(routeKey, (byRoute.get(routeKey) ?? 0) + n);
+    const listenerKey = `${routeKey}\u0000${listener}`;
+    byListener.set(listenerKey, (byListener.get(listenerKey) ?? 0) + n);
+  }
+  return (gateway, route, listener) => (listener === null
+    ? byRoute.get(`${gateway}\u0000${route}`) ?? 0
+    : byListener.get(`${gateway}\u0000${route}\u0000${listener}`) ?? 0);
 }

@@ -7,7 +7,7 @@ import { statusKey } from '../translate/index.ts';
 /** Kinds whose status Gatehouse owns and reports. */
 export const REPORTED_KINDS = new Set([
   'GatewayClass', 'Gateway', 'ListenerSet', 'XListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute',
-  'ReferenceGrant', 'BackendTLSPolicy',
+  'ReferenceGrant', 'BackendTLSPolicy', 'ClientTrafficPolicy', 'BackendTrafficPolicy',
 ]);
 
 export class StatusStore {

@@ -14,10 +14,17 @@ import { Worker } from 'node:worker_threads';
 import '../dataplane/upstream/sticky.ts';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { asText, IRDeltaEncoder } from '../ir/delta.ts';
+import { ActiveHealthChecks } from '../dataplane/upstream/health-check.ts';
 import type { IR } from '../ir/types.ts';
 import type { LogFn } from '../dataplane/log.ts';
 import type { RequestLimits } from '../dataplane/limits.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
+import type { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
+import { emptySnapshot, mergeSnapshots, type MetricsSnapshot } from '../dataplane/metrics.ts';
+
+/** How long a scrape waits for the workers' counters; a worker that has not answered by then is left out of that scrape. */
+export const METRICS_WAIT_MS = 2_000;
 
 export interface WorkerPoolOptions {
   workers: number;
@@ -32,6 +39,12 @@ export interface WorkerPoolOptions {
   drainTimeoutMs?: number;
   /** Overrides of the data plane's limits, for every worker. */
   limits?: Partial<RequestLimits>;
+  /** See DataPlaneOptions.maxMetricSeries. */
+  maxMetricSeries?: number;
+  /** When access logs are on: each worker gets a port of its own to this writer. */
+  accessLog?: AccessLogWriter;
+  /** Tracing, in every worker. */
+  tracing?: TracingOptions;
 }
 
 interface Pending {
@@ -51,7 +64,17 @@ export class WorkerPool {
   readonly #needFull = new Set<Worker>();
   readonly #pending = new Map<number, Pending>();
   readonly #statsWaiters = new Map<number, { waiting: Set<Worker>; stats: WorkerStats[]; resolve(s: WorkerStats[]): void }>();
+  readonly #metricsWaiters = new Map<number, { waiting: Set<Worker>; snapshots: MetricsSnapshot[]; resolve(s: MetricsSnapshot): void }>();
+  /** What workers that exited had counted: kept, so that counters never go back. */
+  #retired: MetricsSnapshot = emptySnapshot();
+  /** Each worker's last answer, so that its counts are retired when it exits. */
+  readonly #lastSnapshot = new Map<Worker, MetricsSnapshot>();
   readonly #encoder = new IRDeltaEncoder();
+  /**
+   * Active health checks, once for all workers: each verdict goes to every
+   * worker, and a worker that starts later is told the unhealthy ones.
+   */
+  readonly #health: ActiveHealthChecks;
   #seq = 0;
   #appliedSeq = 0;
   #closing = false;
@@ -59,6 +82,9 @@ export class WorkerPool {
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
+    this.#health = new ActiveHealthChecks((key, healthy) => {
+      for (const worker of this.#workers) this.#send(worker, { type: 'health', key, healthy });
+    }, opts.log);
     for (let i = 0; i < opts.workers; i++) this.#start();
   }
 
@@ -67,9 +93,12 @@ export class WorkerPool {
   }
 
   #start(): Worker {
-    const setup: WorkerSetup = { logLevel: this.#opts.logLevel, limits: this.#opts.limits };
+    const setup: WorkerSetup = { logLevel: this.#opts.logLevel, limits: this.#opts.limits, maxMetricSeries: this.#opts.maxMetricSeries, tracing: this.#opts.tracing };
+    const writer = this.#opts.accessLog;
+    if (writer !== undefined) setup.accessLog = { options: writer.options, port: writer.connect() };
     const worker = new Worker(ENTRY, {
       workerData: setup,
+      transferList: setup.accessLog === undefined ? [] : [setup.accessLog.port],
       resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     });
     this.#workers.add(worker);
@@ -78,7 +107,10 @@ export class WorkerPool {
     worker.on('exit', (code) => this.#onExit(worker, code));
     // A worker started after the first config gets the current one at once.
     const full = this.#encoder.full();
-    if (full !== null) this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: asText(full) });
+    if (full !== null) {
+      this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: asText(full) });
+      for (const key of this.#health.unhealthy()) this.#send(worker, { type: 'health', key, healthy: false });
+    }
     if (this.#draining) this.#send(worker, { type: 'drain' });
     return worker;
   }
@@ -99,6 +131,8 @@ export class WorkerPool {
       for (const worker of this.#workers) {
         this.#send(worker, { type: 'apply', seq, delta: this.#needFull.delete(worker) ? asText(this.#encoder.full()!) : delta });
       }
+      // After the deltas: a verdict reaches a worker after the config with its endpoint.
+      this.#health.update(ir.clusters);
       this.#settle(seq, pending);
     });
   }
@@ -113,6 +147,28 @@ export class WorkerPool {
       const timer = setTimeout(() => { this.#statsWaiters.delete(seq); resolve(entry.stats); }, 2000);
       timer.unref();
       if (entry.waiting.size === 0) { this.#statsWaiters.delete(seq); resolve([]); }
+    });
+  }
+
+  /**
+   * Every worker's counters added up, with those of workers that exited
+   * (as far as their last scrape saw them). Waits METRICS_WAIT_MS at most.
+   */
+  metrics(): Promise<MetricsSnapshot> {
+    const seq = ++this.#seq;
+    return new Promise((resolve) => {
+      const entry = { waiting: new Set(this.#workers), snapshots: [] as MetricsSnapshot[], resolve };
+      const done = () => {
+        this.#metricsWaiters.delete(seq);
+        clearTimeout(timer);
+        resolve(mergeSnapshots([this.#retired, ...entry.snapshots]));
+      };
+      entry.resolve = done;
+      this.#metricsWaiters.set(seq, entry);
+      for (const worker of this.#workers) this.#send(worker, { type: 'metrics', seq });
+      const timer = setTimeout(done, METRICS_WAIT_MS);
+      timer.unref();
+      if (entry.waiting.size === 0) done();
     });
   }
 
@@ -148,6 +204,13 @@ export class WorkerPool {
     } else if (m.type === 'log') {
       // `worker` first, where the worker's own logger had it.
       this.#opts.log(m.level, m.msg, { worker: worker.threadId, ...m.fields });
+    } else if (m.type === 'metrics') {
+      this.#lastSnapshot.set(worker, m.snapshot);
+      const entry = this.#metricsWaiters.get(m.seq);
+      if (entry === undefined) return;
+      entry.snapshots.push(m.snapshot);
+      entry.waiting.delete(worker);
+      if (entry.waiting.size === 0) entry.resolve(emptySnapshot());
     } else if (m.type === 'stats') {
       const entry = this.#statsWaiters.get(m.seq);
       if (entry === undefined) return;
@@ -173,6 +236,16 @@ export class WorkerPool {
     for (const [seq, entry] of this.#statsWaiters) {
       if (entry.waiting.delete(worker) && entry.waiting.size === 0) { this.#statsWaiters.delete(seq); entry.resolve(entry.stats); }
     }
+    const last = this.#lastSnapshot.get(worker);
+    if (last !== undefined) {
+      // Its connections are gone with it: only its totals are kept.
+      for (const l of last.listeners) l.values[1] = 0;
+      this.#retired = mergeSnapshots([this.#retired, last]);
+      this.#lastSnapshot.delete(worker);
+    }
+    for (const entry of this.#metricsWaiters.values()) {
+      if (entry.waiting.delete(worker) && entry.waiting.size === 0) entry.resolve(emptySnapshot());
+    }
     if (this.#closing) return;
     this.#opts.log('error', 'data-plane worker exited; starting another', { worker: worker.threadId, code });
     // A short pause, so a worker that dies at start does not spin.
@@ -188,6 +261,7 @@ export class WorkerPool {
   /** Asks every worker to drain and exit; stops those still there after the drain timeout. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.#health.close();
     const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
       worker.once('exit', () => resolve());
       this.#send(worker, { type: 'close' });

@@ -7,10 +7,21 @@ import type { ApplyResult } from '../dataplane/dataplane.ts';
 import type { LogLevel } from '../dataplane/log.ts';
 import type { IRDelta } from '../ir/delta.ts';
 import type { RequestLimits } from '../dataplane/limits.ts';
+import type { MessagePort } from 'node:worker_threads';
+import type { AccessLogOptions } from '../dataplane/access-log.ts';
+import type { MetricsSnapshot } from '../dataplane/metrics.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
 
 export type ToWorker =
   | { type: 'apply'; seq: number; delta: IRDelta }
   | { type: 'stats'; seq: number }
+  /**
+   * An active health check's verdict on an endpoint (EndpointStates.key):
+   * the checks run once, on the main thread, for every worker.
+   */
+  | { type: 'health'; key: string; healthy: boolean }
+  /** Its counters, for a scrape of /metrics. */
+  | { type: 'metrics'; seq: number }
   /** Shutdown, first step: answers ask clients to close; listeners keep accepting. */
   | { type: 'drain' }
   /** Stop accepting, drain up to the drain timeout, exit. */
@@ -30,6 +41,7 @@ export interface WorkerStats {
 export type FromWorker =
   | { type: 'applied'; seq: number; result?: ApplyResult; error?: string }
   | { type: 'stats'; seq: number; stats: WorkerStats }
+  | { type: 'metrics'; seq: number; snapshot: MetricsSnapshot }
   /**
    * A log line, written by the main thread's logger with the worker's id:
    * workers load no logger of their own (~2 MB each), and what a worker
@@ -44,6 +56,12 @@ export interface WorkerSetup {
   logLevel: string;
   /** Overrides of the data plane's limits (src/dataplane/limits.ts). */
   limits?: Partial<RequestLimits>;
+  /** See DataPlaneOptions.maxMetricSeries. */
+  maxMetricSeries?: number;
+  /** Access logs on: the options, and the worker's port to the writer (transferred). */
+  accessLog?: { options: AccessLogOptions; port: MessagePort };
+  /** Tracing on: its options. */
+  tracing?: TracingOptions;
 }
 
 /**

@@ -5,10 +5,11 @@
 // compiled before, so a one-route change compiles one virtual host. A
 // request only reads the result.
 
-import type { Cluster, Filter, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
+import type { ClientSettings, Cluster, Filter, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
 import { IR_VERSION } from '../ir/types.ts';
 import type { IRDelta, ListenerShape } from '../ir/delta.ts';
 import { HostTable, normalizePattern } from './hostnames.ts';
+import { compileClientAddress, type ClientAddressResolver } from './http/client-address.ts';
 import { compileFilter, type CompiledFilter, type MirrorResolver } from './http/filters.ts';
 import { compileMatch, type CompiledMatch } from './http/match.ts';
 import { MirrorGate } from './http/mirror.ts';
@@ -18,7 +19,12 @@ import { RouteTable } from './http/router.ts';
 import { SniTable, type SecureContextCache } from './tls/sni.ts';
 import { upstreamCluster, WeightedBackends, type PooledOrigin, type UpstreamCluster } from './upstream/balancer.ts';
 import { SessionAffinity } from './upstream/sticky.ts';
+import { EndpointStates, type EndpointState } from './upstream/endpoint-state.ts';
+import { balancerFor } from './upstream/load-balancing.ts';
+import { compileBehaviour } from './upstream/policy.ts';
 import { endpointOrigin, type UpstreamPools, type UpstreamTransport } from './upstream/pools.ts';
+import { DataPlaneMetrics } from './metrics.ts';
+import type { RouteSeriesEntry } from './http/request-record.ts';
 
 export interface CompiledRoute {
   readonly name: string;
@@ -33,6 +39,8 @@ export interface CompiledRoute {
   readonly invalid: string | null;
   /** The rule's session persistence; null: every request balanced afresh. */
   readonly session: SessionAffinity | null;
+  /** Its request series by (Gateway listener, cluster), filled as requests end (request-record.ts). */
+  readonly series: RouteSeriesEntry[];
 }
 
 export interface CompiledVirtualHost {
@@ -56,6 +64,37 @@ export interface CompiledListener {
   readonly sni: SniTable | null;
   /** The config this listener belongs to, to hold it while a request uses it. */
   readonly config: CompiledConfig;
+  /** The data plane's limits, with the listener's ClientTrafficPolicy's over them (the same object when it has none). */
+  readonly limits: RequestLimits;
+  /** How the listener treats its clients (a ClientTrafficPolicy); null: the defaults, and no work per request. */
+  readonly client: CompiledClient | null;
+  /**
+   * What of the client settings the listening socket is made with (PROXY
+   * protocol, limits, HTTP/2 windows), as one string: a change rebinds it.
+   */
+  readonly socketSettings: string;
+}
+
+/** ClientSettings, compiled. */
+export interface CompiledClient {
+  /** `namespace/name` of the policy, for logs. */
+  readonly policy: string;
+  /** Reads the client address from the request; null: the connection's address is the client's. */
+  readonly resolveAddress: ClientAddressResolver | null;
+  /** Larger request bodies get 413; 0: no limit. */
+  readonly maxRequestBodyBytes: number;
+  readonly proxyProtocol: { readonly optional: boolean } | null;
+  readonly http2: { readonly initialStreamWindowSize?: number; readonly initialConnectionWindowSize?: number } | null;
+}
+
+function compileClient(settings: ClientSettings): CompiledClient {
+  return {
+    policy: settings.policy,
+    resolveAddress: settings.clientIP === undefined ? null : compileClientAddress(settings.clientIP),
+    maxRequestBodyBytes: settings.maxRequestBodyBytes ?? 0,
+    proxyProtocol: settings.proxyProtocol ?? null,
+    http2: settings.http2 ?? null,
+  };
 }
 
 export interface CompileDeps {
@@ -63,6 +102,10 @@ export interface CompileDeps {
   readonly secureContexts: SecureContextCache;
   /** The data plane's limits (mirror gates, replay buffers); DEFAULT_LIMITS when not given. */
   readonly limits?: RequestLimits;
+  /** What the data plane knows of endpoints of clusters with a policy, across configs; a fresh set when not given. */
+  readonly states?: EndpointStates;
+  /** Where clusters find their counters; counted nowhere when not given. */
+  readonly metrics?: DataPlaneMetrics;
 }
 
 /**
@@ -146,6 +189,15 @@ export function compileConfig(delta: IRDelta, deps: CompileDeps, cache: CompileC
     const next = new ConfigCompiler(delta, config, deps, cache).run();
     cache.virtualHosts = next.virtualHosts;
     cache.clusters = next.clusters;
+    if (deps.states !== undefined) {
+      const keys: string[] = [];
+      const names: string[] = [];
+      for (const { cluster } of next.clusters.values()) {
+        names.push(cluster.name);
+        for (const e of cluster.endpoints) if (e.state !== null) keys.push(e.state.key);
+      }
+      deps.states.retain(keys, names);
+    }
   } catch (err) {
     config.release();
     throw err;
@@ -170,6 +222,7 @@ class ConfigCompiler {
    */
   readonly #sharedMatches = new Map<string, CompiledMatch>();
   readonly #sharedBackends = new Map<string, WeightedBackends>();
+  readonly #metrics: DataPlaneMetrics;
   /** RequestMirror clusters -> their gates (kept on the cluster, so they last as it does). */
   readonly #mirrors: MirrorResolver = (name, numerator, denominator) => {
     const cluster = this.#clusters.get(name);
@@ -182,6 +235,7 @@ class ConfigCompiler {
     this.#deps = deps;
     this.#cache = cache;
     this.#definedHosts = new Map(delta.define.virtualHosts);
+    this.#metrics = deps.metrics ?? new DataPlaneMetrics();
   }
 
   run(): CompileCache {
@@ -228,7 +282,8 @@ class ConfigCompiler {
     const old = cached.cluster.endpoints;
     const endpoints = old.map((e) => this.#config.useOrigin(e.origin));
     if (endpoints.every((e, i) => e.pool === old[i].pool)) return cached;
-    return { cluster: upstreamCluster(cached.cluster.name, endpoints), error: cached.error };
+    const c = cached.cluster;
+    return { cluster: upstreamCluster(c.name, endpoints, c.behaviour, old.map((e) => e.state!), c.balancer, c.stats), error: cached.error };
   }
 
   #listener(listener: ListenerShape): CompiledListener | null {
@@ -250,6 +305,9 @@ class ConfigCompiler {
       errors[listener.key] = `unsupported protocol ${String(listener.protocol)}`;
       return null;
     }
+    const settings = listener.client;
+    const base = this.#config.limits;
+    const limits = settings?.limits === undefined ? base : Object.freeze({ ...base, ...settings.limits });
     return {
       key: listener.key,
       address: listener.address,
@@ -270,6 +328,9 @@ class ConfigCompiler {
       ),
       sni,
       config: this.#config,
+      limits,
+      client: settings === undefined ? null : compileClient(settings),
+      socketSettings: settings === undefined ? '' : JSON.stringify([settings.proxyProtocol ?? null, settings.limits ?? null, settings.http2 ?? null]),
     };
   }
 
@@ -344,6 +405,7 @@ class ConfigCompiler {
       retry,
       invalid,
       session: entry.sessionPersistence === undefined ? null : new SessionAffinity(entry.sessionPersistence),
+      series: [],
     };
   }
 
@@ -387,6 +449,7 @@ class ConfigCompiler {
 
   #upstreamCluster(name: string, spec: Cluster): CachedCluster {
     const endpoints: PooledOrigin[] = [];
+    const valid: Cluster['endpoints'] = [];
     let error: string | undefined;
     for (const endpoint of spec.endpoints) {
       if (!endpoint.address || !Number.isInteger(endpoint.port) || endpoint.port < 1 || endpoint.port > 65535) {
@@ -395,14 +458,28 @@ class ConfigCompiler {
       }
       try {
         endpoints.push(this.#config.useOrigin(endpointOrigin(endpoint, spec), spec));
+        valid.push(endpoint);
       } catch (err) {
         // Unusable TLS material: the cluster serves nothing rather than talk to the backend without it.
         error = `TLS settings cannot be used: ${(err as Error).message}`;
+        endpoints.length = 0;
+        valid.length = 0;
         break;
       }
     }
-    return { cluster: upstreamCluster(name, endpoints), error };
+    const policy = spec.policy;
+    const stats = this.#metrics.upstream(name);
+    if (policy === undefined) return { cluster: upstreamCluster(name, endpoints, null, [], null, stats), error };
+    const states = this.#deps.states ?? (this.#ownStates ??= new EndpointStates());
+    const slowStart = (policy.slowStartWindowMs ?? 0) > 0;
+    const now = Date.now();
+    const endpointStates: EndpointState[] = valid.map((e) => states.get(name, e.address, e.port, slowStart, now));
+    const balancer = balancerFor(policy.loadBalancer, policy.slowStartWindowMs ?? 0, valid.map((e) => `${e.address}:${e.port}`));
+    return { cluster: upstreamCluster(name, endpoints, compileBehaviour(policy), endpointStates, balancer, stats), error };
   }
+
+  /** For a compile without a data plane's states (tools, tests): states of this compile only. */
+  #ownStates: EndpointStates | undefined;
 }
 
 function tightest(a: number | undefined, b: number | undefined): number {

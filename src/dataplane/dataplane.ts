@@ -15,6 +15,13 @@ import { UpstreamPools } from './upstream/pools.ts';
 import { L4ListenerSet } from './l4/listeners.ts';
 import { compileL4Listener, type CompiledL4Listener } from './l4/routes.ts';
 import type { Cluster } from '../ir/types.ts';
+import { EndpointStates } from './upstream/endpoint-state.ts';
+import { ActiveHealthChecks } from './upstream/health-check.ts';
+import type { MessagePort } from 'node:worker_threads';
+import { AccessLog, type AccessLogOptions } from './access-log.ts';
+import { RequestObserver } from './http/request-record.ts';
+import { DataPlaneMetrics, type MetricsSnapshot } from './metrics.ts';
+import { Tracer, type TracingOptions } from './tracing.ts';
 
 export type { RequestLimits } from './limits.ts';
 export { DEFAULT_LIMITS } from './limits.ts';
@@ -28,6 +35,18 @@ export interface DataPlaneOptions {
    * which then also learns when another process holds its port.
    */
   reusePort?: boolean;
+  /**
+   * Run the active health checks the IR's clusters ask for (apply(IR)
+   * only). Off in worker threads: the worker pool runs them once for all
+   * and sends each verdict (setEndpointHealth).
+   */
+  activeHealthChecks?: boolean;
+  /** Series this data plane's metrics keep before the overflow series (metrics.ts: DEFAULT_MAX_SERIES). */
+  maxMetricSeries?: number;
+  /** Access logs: the options, and this thread's port to the writer thread (access-log-writer.ts). */
+  accessLog?: { options: AccessLogOptions; port: MessagePort };
+  /** Tracing; absent: off. */
+  tracing?: TracingOptions;
 }
 
 export interface ApplyResult {
@@ -37,6 +56,22 @@ export interface ApplyResult {
   certificateErrors: Record<string, string>;
   /** By RouteEntry.name: routes left out (bad match) or answering 500 (bad filter, unknown cluster). */
   routeErrors: Record<string, string>;
+}
+
+/** What a cluster with a BackendTrafficPolicy refused or did, and its endpoints now. */
+export interface ClusterPolicyStats {
+  /** Requests answered 503 because maxParallelRequests were in flight. */
+  circuitOpen: number;
+  /** Retries not made because of maxParallelRetries or the retry budget. */
+  retriesRefused: number;
+  /** Endpoints ejected by passive health, since the cluster's series began. */
+  ejections: number;
+  /** Requests in flight. */
+  active: number;
+  /** Endpoints ejected now. */
+  ejected: number;
+  /** Endpoints an active health check marks unhealthy now. */
+  unhealthy: number;
 }
 
 export class DataPlane {
@@ -49,20 +84,42 @@ export class DataPlane {
   readonly #l4: L4ListenerSet;
   /** Cluster specs by delta id, for the L4 sockets (which connect to endpoints directly, not through pools). */
   #l4Clusters = new Map<number, Cluster>();
+  readonly #metrics: DataPlaneMetrics;
+  readonly #accessLog: AccessLog | null;
+  readonly #tracer: Tracer | null;
   #current: CompiledConfig | null = null;
   #cache = new CompileCache();
   /** For apply(IR): the delta from the IR applied before. */
   #encoder = new IRDeltaEncoder();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Endpoint state of clusters with a BackendTrafficPolicy, across configs. */
+  readonly #states = new EndpointStates();
+  readonly #health: ActiveHealthChecks | null;
 
   constructor(opts: DataPlaneOptions = {}) {
     this.#log = opts.log ?? silentLog;
+    this.#health = opts.activeHealthChecks === false
+      ? null
+      : new ActiveHealthChecks((key, healthy) => this.setEndpointHealth(key, healthy), this.#log);
     this.#limits = resolveLimits(opts.limits);
     this.#pools = new UpstreamPools(this.#log, this.#limits);
-    this.#handler = new HttpRequestHandler(this.#limits, this.#log);
-    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false);
+    this.#metrics = new DataPlaneMetrics(opts.maxMetricSeries);
+    this.#accessLog = opts.accessLog === undefined ? null : new AccessLog(opts.accessLog.options, opts.accessLog.port, this.#metrics, this.#log);
+    this.#tracer = opts.tracing === undefined ? null : new Tracer(opts.tracing, this.#log);
+    this.#handler = new HttpRequestHandler(this.#log, new RequestObserver(this.#metrics, this.#accessLog, this.#tracer));
+    this.#listeners = new ListenerSet(this.#limits, this.#log, this.#handler, opts.reusePort ?? false, this.#metrics);
     this.#l4 = new L4ListenerSet(this.#log, opts.reusePort ?? false, this.#limits);
+  }
+
+  /** This data plane's counters as they are now (see metrics.ts). */
+  metricsSnapshot(): MetricsSnapshot {
+    const snapshot = this.#metrics.snapshot();
+    if (this.#tracer !== null) {
+      snapshot.spansExported = this.#tracer.exported;
+      snapshot.spansDropped = this.#tracer.dropped;
+    }
+    return snapshot;
   }
 
   /** Requests received on every listener since start. */
@@ -76,12 +133,38 @@ export class DataPlane {
    * narrower is reported in the result and the rest is served.
    */
   apply(ir: IR): Promise<ApplyResult> {
-    return this.#serialised(() => this.#apply(this.#encoder.encode(ir)).catch((err: unknown) => {
+    return this.#serialised(() => this.#apply(this.#encoder.encode(ir)).then((result) => {
+      this.#health?.update(ir.clusters);
+      return result;
+    }, (err: unknown) => {
       // The encoder now takes this IR as known: start both sides afresh.
       this.#encoder = new IRDeltaEncoder();
       this.#cache = new CompileCache();
       throw err;
     }));
+  }
+
+  /** An active health check's verdict on an endpoint (`key`: EndpointStates.key). */
+  setEndpointHealth(key: string, healthy: boolean): void {
+    this.#states.setHealthy(key, healthy, Date.now());
+  }
+
+  /** What clusters with a policy refused or did, by cluster name (this data plane's, since each cluster was compiled). */
+  clusterStats(): Record<string, ClusterPolicyStats> {
+    const out: Record<string, ClusterPolicyStats> = {};
+    const now = Date.now();
+    for (const { cluster } of this.#cache.clusters.values()) {
+      if (cluster.behaviour === null) continue;
+      let ejected = 0;
+      let unhealthy = 0;
+      for (const e of cluster.endpoints) {
+        if (e.state!.ejectedUntil > now) ejected++;
+        if (!e.state!.healthy) unhealthy++;
+      }
+      const { circuitOpen, retriesRefused, ejections } = cluster.stats;
+      out[cluster.name] = { circuitOpen, retriesRefused, ejections, active: cluster.active, ejected, unhealthy };
+    }
+    return out;
   }
 
   /**
@@ -116,7 +199,7 @@ export class DataPlane {
 
   async #apply(delta: IRDelta): Promise<ApplyResult> {
     if (this.#closed) throw new Error('data plane is closed');
-    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits }, this.#cache);
+    const next = compileConfig(delta, { pools: this.#pools, secureContexts: this.#secureContexts, limits: this.#limits, states: this.#states, metrics: this.#metrics }, this.#cache);
     const previous = this.#current;
     this.#current = next;
     const l4 = this.#compileL4(delta, next.listenerErrors, next.routeErrors);
@@ -165,6 +248,7 @@ export class DataPlane {
   async #close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#health?.close();
     const deadline = Date.now() + this.#limits.drainTimeoutMs;
     await Promise.all([this.#listeners.closeAll(), this.#l4.closeAll()]);
     this.#current?.release();
@@ -174,5 +258,7 @@ export class DataPlane {
     // second, so that the whole close stays within the drain timeout plus
     // that second.
     await this.#pools.closeAll(Math.max(deadline - Date.now(), Math.min(1_000, this.#limits.drainTimeoutMs)));
+    this.#accessLog?.flushNow();
+    this.#tracer?.flushNow();
   }
 }

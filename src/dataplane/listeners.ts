@@ -1,7 +1,10 @@
 // The listening sockets, diffed by IRListener.key on every apply: an
 // unchanged key keeps its server and its accepted connections and only
 // starts reading the new compiled listener; a removed key stops accepting
-// and drains; a new key binds. A protocol change (HTTP <-> HTTPS) rebuilds.
+// and drains; a new key binds. A protocol change (HTTP <-> HTTPS) rebuilds,
+// and so does a change of what the socket is made with (a
+// ClientTrafficPolicy's PROXY protocol, limits or HTTP/2 windows): the old
+// server drains its connections on the settings they came in with.
 // At shutdown every listener is first marked draining (answers ask clients
 // to close, accepting goes on), then all stop accepting and drain at once.
 
@@ -13,6 +16,8 @@ import type { HttpRequestHandler } from './http/handler.ts';
 import { createPlainServer, createTlsServer, type ClientServer } from './http/server.ts';
 import type { RequestLimits } from './limits.ts';
 import type { LogFn } from './log.ts';
+import type { DataPlaneMetrics } from './metrics.ts';
+import type { TlsFacts } from './http/request-record.ts';
 import { MIN_TLS_VERSION, type SniTable } from './tls/sni.ts';
 
 const DRAIN_SWEEP_MS = 250;
@@ -34,10 +39,11 @@ class ListenerSlot implements ServingState {
     return this.current.key;
   }
 
-  /** Same socket: same address, port and protocol. */
+  /** Same socket: same address, port, protocol and socket settings. */
   canServe(next: CompiledListener): boolean {
     const current = this.current;
-    return current.address === next.address && current.port === next.port && current.protocol === next.protocol;
+    return current.address === next.address && current.port === next.port && current.protocol === next.protocol
+      && current.socketSettings === next.socketSettings;
   }
 }
 
@@ -55,10 +61,12 @@ export class ListenerSet {
   readonly #log: LogFn;
   readonly #handler: HttpRequestHandler;
   readonly #reusePort: boolean;
+  readonly #metrics: DataPlaneMetrics;
   /** Set by markDraining(): listeners bound after it drain too. */
   #shuttingDown = false;
 
-  constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler, reusePort: boolean) {
+  constructor(limits: RequestLimits, log: LogFn, handler: HttpRequestHandler, reusePort: boolean, metrics: DataPlaneMetrics) {
+    this.#metrics = metrics;
     this.#limits = limits;
     this.#log = log;
     this.#handler = handler;
@@ -159,8 +167,11 @@ export class ListenerSet {
     let slot: ListenerSlot;
     const spec = {
       key: listener.key,
-      limits: this.#limits,
+      limits: listener.limits,
+      proxyProtocol: listener.client?.proxyProtocol ?? null,
+      http2Windows: listener.client?.http2 ?? null,
       log: this.#log,
+      stats: this.#metrics.listener(listener.key),
       onRequest: (req: DownstreamRequest, res: DownstreamResponse) => this.#handler.handle(slot, req, res),
       draining: () => slot.draining,
     };
@@ -170,8 +181,8 @@ export class ListenerSet {
         : createTlsServer({
             ...spec,
             sni: () => slot.current.sni as SniTable,
-            onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, serverName: string | null) =>
-              this.#handler.handle(slot, req, res, serverName),
+            onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, tls: TlsFacts) =>
+              this.#handler.handle(slot, req, res, tls),
             defaultCertificate: listener.sni.defaultMaterial,
           });
     slot = new ListenerSlot(listener, server);

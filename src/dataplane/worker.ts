@@ -40,7 +40,10 @@ function runDataPlaneWorker(): void {
   if (port === null) throw new Error('the data-plane worker runs as a worker thread of gatehouse serve');
   const setup = workerData as WorkerSetup;
   const log = portLog(port, setup.logLevel);
-  const dataPlane = new DataPlane({ log, reusePort: true, limits: setup.limits });
+  const dataPlane = new DataPlane({
+    log, reusePort: true, limits: setup.limits, activeHealthChecks: false,
+    maxMetricSeries: setup.maxMetricSeries, accessLog: setup.accessLog, tracing: setup.tracing,
+  });
   let appliedSeq = 0;
   let closing = false;
   const reply = (m: FromWorker) => port.postMessage(m);
@@ -69,6 +72,12 @@ function runDataPlaneWorker(): void {
       }
       case 'stats':
         reply({ type: 'stats', seq: m.seq, stats: { id: threadId, requests: dataPlane.requestCount, appliedSeq, heapUsedBytes: getHeapStatistics().used_heap_size } });
+        return;
+      case 'health':
+        dataPlane.setEndpointHealth(m.key, m.healthy);
+        return;
+      case 'metrics':
+        reply({ type: 'metrics', seq: m.seq, snapshot: dataPlane.metricsSnapshot() });
         return;
       case 'drain':
         dataPlane.beginDrain();

@@ -45,6 +45,7 @@ export function irForGateway(ir: IR, gateway: string): IR {
       rebound.tls = { certificates: ownCertificates(socket, own) };
       if (socket.tls.clientValidation !== undefined) rebound.tls.clientValidation = socket.tls.clientValidation;
     }
+    if (socket.client !== undefined) rebound.client = socket.client;
     listeners.push(rebound);
   }
   const clusters: Record<string, Cluster> = {};

@@ -42,6 +42,45 @@ export interface IRListener {
    * isolation, as the spec asks.
    */
   gatewayListeners: GatewayListenerIR[];
+  /** Set when a ClientTrafficPolicy applies to the socket; absent, the data plane's defaults. */
+  client?: ClientSettings;
+}
+
+/**
+ * How a socket treats its clients (a ClientTrafficPolicy). A socket has one
+ * set: the Gateway listeners sharing its port share it.
+ */
+export interface ClientSettings {
+  /** `namespace/name` of the policy, for logs. */
+  policy: string;
+  /**
+   * Where the client address comes from; absent: the peer (or the PROXY
+   * protocol source). The X-Forwarded-For the gateway sends still ends with
+   * the peer, as Envoy's does: the address found is sent as X-Real-IP.
+   */
+  clientIP?: {
+    /** Skip numTrustedHops - 1 entries from the right of X-Forwarded-For, or the entries inside trustedCIDRs. */
+    xForwardedFor?: { numTrustedHops?: number; trustedCIDRs?: string[] };
+    /** A header (lower-cased name) a proxy in front sets; failClosed: 403 when it is missing or no address. */
+    customHeader?: { name: string; failClosed: boolean };
+  };
+  /** Read a PROXY protocol v1/v2 header first; optional: connections without one are served too. */
+  proxyProtocol?: { optional: boolean };
+  /** Overrides of the data plane's limits (src/dataplane/limits.ts) for this socket. */
+  limits?: {
+    keepAliveTimeoutMs?: number;
+    requestTimeoutMs?: number;
+    headersTimeoutMs?: number;
+    maxClientConnections?: number;
+    maxReplayBodyBytes?: number;
+    maxHeaderBytes?: number;
+    maxHeaderCount?: number;
+    http2MaxConcurrentStreams?: number;
+  };
+  /** Larger request bodies get 413; absent: no limit. */
+  maxRequestBodyBytes?: number;
+  /** HTTP/2 flow-control windows advertised to clients, bytes. */
+  http2?: { initialStreamWindowSize?: number; initialConnectionWindowSize?: number };
 }
 
 export type L4Protocol = 'TLS' | 'TCP' | 'UDP';
@@ -227,7 +266,95 @@ export interface Cluster {
   endpoints: Endpoint[];
   /** Set when the backend is reached over TLS (a BackendTLSPolicy targets it). */
   tls?: UpstreamTLS;
+  /**
+   * How requests are spread and guarded (a BackendTrafficPolicy, made by
+   * src/translate/backend-traffic-policy.ts). Absent: round robin, the
+   * data plane's limits, no health checks: today's fast path.
+   */
+  policy?: ClusterPolicy;
 }
+
+/** What a BackendTrafficPolicy asks of a cluster; every part optional, absent meaning the default. */
+export interface ClusterPolicy {
+  loadBalancer?: LoadBalancerIR;
+  /** A new endpoint's share ramps from 10% to full over this long, ms (round robin, random, least request). */
+  slowStartWindowMs?: number;
+  /** Replaces the data plane's upstreamConnectTimeoutMs for this cluster. */
+  connectTimeoutMs?: number;
+  /** A request's deadline when its route sets none (timeout.http.requestTimeout), ms. */
+  requestTimeoutMs?: number;
+  /** How long an idle upstream connection is kept (timeout.http.connectionIdleTimeout), ms. */
+  connectionIdleTimeoutMs?: number;
+  circuitBreaker?: CircuitBreakerIR;
+  outlierDetection?: OutlierDetectionIR;
+  healthCheck?: ActiveHealthCheckIR;
+  retry?: ClusterRetryIR;
+}
+
+export type LoadBalancerIR =
+  | { type: 'RoundRobin' | 'LeastRequest' | 'Random' }
+  | { type: 'ConsistentHash'; hashOn: HashOnIR };
+
+/** What a consistent-hash balancer hashes. */
+export type HashOnIR =
+  | { type: 'Header'; name: string }
+  /** The gateway sets the cookie (with Max-Age `ttlMs` when given) on a request that lacks it. */
+  | { type: 'Cookie'; name: string; ttlMs?: number }
+  | { type: 'SourceIP' };
+
+/** Per cluster and data plane (worker thread); absent fields: no limit beyond the data plane's own. */
+export interface CircuitBreakerIR {
+  maxConnections?: number;
+  maxPendingRequests?: number;
+  maxParallelRequests?: number;
+  maxParallelRetries?: number;
+}
+
+/** Passive health: endpoints that fail in a row are left out for a while. A zero count turns that check off. */
+export interface OutlierDetectionIR {
+  consecutive5xx: number;
+  consecutiveGatewayErrors: number;
+  consecutiveLocalOriginFailures: number;
+  /** How often ejections are reviewed (Envoy's interval); ends of ejection are also noticed on use. */
+  intervalMs: number;
+  /** An ejection lasts this times the number of times the endpoint was ejected before, plus one (at most 300 s). */
+  baseEjectionTimeMs: number;
+  /** At most this share of the cluster's endpoints is ejected at once (at least one may be). */
+  maxEjectionPercent: number;
+}
+
+export interface ActiveHealthCheckIR {
+  type: 'HTTP';
+  intervalMs: number;
+  /** Each check's deadline: connect, send, and the response head. */
+  timeoutMs: number;
+  unhealthyThreshold: number;
+  healthyThreshold: number;
+  path: string;
+  method: string;
+  /** Statuses that count as healthy; empty: 200-399. */
+  expectedStatuses: number[];
+}
+
+/**
+ * The policy's retries. A route with its own `retry` keeps its codes,
+ * attempts and backoff, and takes from here what it does not say (per-try
+ * timeout, the most backoff, the budget); a route without one retries as
+ * this says.
+ */
+export interface ClusterRetryIR {
+  numRetries: number;
+  perTryTimeoutMs?: number;
+  backoffBaseMs?: number;
+  backoffMaxMs?: number;
+  triggers: RetryTrigger[];
+  /** With the `retriable-status-codes` trigger. */
+  statusCodes: number[];
+  /** Retries in flight at most `percent`% of the cluster's active requests, and never fewer than minRetryConcurrency allowed. */
+  budget?: { percent: number; minRetryConcurrency: number };
+}
+
+export type RetryTrigger = '5xx' | 'gateway-error' | 'reset' | 'connect-failure' | 'retriable-4xx' | 'refused-stream' | 'retriable-status-codes';
 
 /**
  * TLS to a backend (BackendTLSPolicy, GEP-1897). The data plane sends

@@ -1,11 +1,13 @@
 // The proxy's probe endpoint, for the kubelet: /healthz answers 200 while
 // the process lives, /readyz 200 once the first config is applied and
-// until draining starts, 503 otherwise. Nothing else is served here: no
-// config, no status, no secrets; every other path is 404.
+// until draining starts, 503 otherwise. The same small server, on a port
+// of its own, serves /metrics for Prometheus. Nothing else is served
+// here: no config, no status, no secrets; every other path is 404.
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseAddress } from '../admin/server.ts';
+import { CONTENT_TYPE as METRICS_CONTENT_TYPE } from '../admin/metrics-text.ts';
 
 // require(), not import: see src/dataplane/http/status-text.ts.
 const http = createRequire(import.meta.url)('node:http') as typeof import('node:http');
@@ -17,8 +19,10 @@ const TIMEOUT_MS = 5_000;
 export interface HealthServerOptions {
   /** `host:port`; port 0 picks a free one. */
   address: string;
-  /** Why the proxy is not ready (`no config yet`, `draining`), or null when it is. */
-  notReady(): string | null;
+  /** Why the proxy is not ready (`no config yet`, `draining`), or null when it is; absent: no probes here. */
+  notReady?(): string | null;
+  /** /metrics (text exposition); absent: no metrics here. */
+  metrics?(): Promise<string>;
 }
 
 export interface HealthServer {
@@ -31,10 +35,18 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed');
-    if (path === '/healthz') return send(res, 200, 'ok');
-    if (path === '/readyz') {
-      const reason = opts.notReady();
+    const notReady = opts.notReady;
+    if (notReady !== undefined && path === '/healthz') return send(res, 200, 'ok');
+    if (notReady !== undefined && path === '/readyz') {
+      const reason = notReady();
       return reason === null ? send(res, 200, 'ok') : send(res, 503, reason);
+    }
+    if (opts.metrics !== undefined && path === '/metrics') {
+      opts.metrics().then(
+        (text) => send(res, 200, text, METRICS_CONTENT_TYPE),
+        (err: unknown) => send(res, 500, String(err)),
+      );
+      return;
     }
     send(res, 404, 'not found');
   });
@@ -55,7 +67,7 @@ export async function startHealthServer(opts: HealthServerOptions): Promise<Heal
   };
 }
 
-function send(res: ServerResponse, status: number, text: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+function send(res: ServerResponse, status: number, text: string, contentType = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
 }

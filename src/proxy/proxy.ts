@@ -15,6 +15,12 @@ import { WorkerPool } from '../control/worker-pool.ts';
 import { releaseMemory } from '../control/release-memory.ts';
 import { startConfigClient, type ConfigClient, type ConfigClientOptions, type ControllerAddress } from './config-client.ts';
 import { startHealthServer } from './health.ts';
+import { renderMetrics } from '../admin/metrics-text.ts';
+import { ControlMetrics } from '../control/control-metrics.ts';
+import type { AccessLogOptions } from '../dataplane/access-log.ts';
+import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
+import type { TracingOptions } from '../dataplane/tracing.ts';
+import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export interface ProxyOptions {
   /** The controller's config service: a Service name and port, or several `host:port`. */
@@ -27,6 +33,14 @@ export interface ProxyOptions {
   caFile: string;
   /** `host:port` of /healthz and /readyz. */
   healthAddress: string;
+  /** `host:port` of /metrics; absent: not served. */
+  metricsAddress?: string;
+  /** Access logs; absent: off. */
+  accessLog?: AccessLogOptions;
+  /** Tracing (OTLP/HTTP export); absent: off. */
+  tracing?: TracingOptions;
+  /** Series each data-plane thread's metrics keep. */
+  maxMetricSeries?: number;
   /** Data-plane worker threads; 0 serves from the main thread. */
   workers: number;
   /** Overrides of the data plane's limits. */
@@ -39,6 +53,8 @@ export interface ProxyOptions {
 export interface Proxy {
   /** The health server's port (the one chosen, when the address asked for port 0). */
   readonly healthPort: number;
+  /** The metrics server's port; 0 when none. */
+  readonly metricsPort: number;
   /** Whether a config has been applied. */
   readonly configured: boolean;
   /** Shutdown, first step: /readyz answers 503 and answers ask clients to close; listeners keep accepting, configs keep coming. */
@@ -49,6 +65,7 @@ export interface Proxy {
 
 interface DataPlaneHandle {
   apply(ir: IR): Promise<ApplyResult>;
+  metrics(): Promise<MetricsSnapshot>;
   beginDrain(): void;
   close(): Promise<void>;
 }
@@ -60,9 +77,26 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   const limits = resolveLimits(opts.limits);
   // As in standalone mode: workers cut their own connections at the drain
   // timeout; the pool stops a worker still there 5 s after it.
-  const dataPlane: DataPlaneHandle = opts.workers > 0
-    ? new WorkerPool({ workers: opts.workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000 })
-    : new (await import('../dataplane/dataplane.ts')).DataPlane({ log: dpLog, limits: opts.limits });
+  const accessLog = opts.accessLog === undefined ? null : new AccessLogWriter(opts.accessLog);
+  accessLog?.opened.then((error) => {
+    if (error !== null) log.error({ target: opts.accessLog!.target }, `access log cannot be written: ${error}; its lines are counted as dropped`);
+  });
+  let dataPlane: DataPlaneHandle;
+  if (opts.workers > 0) {
+    dataPlane = new WorkerPool({
+      workers: opts.workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing,
+    });
+  } else {
+    const dp = new (await import('../dataplane/dataplane.ts')).DataPlane({
+      log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
+      accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
+    });
+    dataPlane = {
+      apply: (ir) => dp.apply(ir), metrics: () => Promise.resolve(dp.metricsSnapshot()),
+      beginDrain: () => dp.beginDrain(), close: () => dp.close(),
+    };
+  }
 
   let configured = false;
   let draining = false;
@@ -76,10 +110,32 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     await dataPlane.close();
     throw new Error(`health address ${opts.healthAddress}: ${(err as Error).message}`);
   }
+  // Configurations applied (no translate here: the controller's): generation, reloads, their duration.
+  const controlMetrics = new ControlMetrics();
+  let metricsServer: Awaited<ReturnType<typeof startHealthServer>> | null = null;
+  if (opts.metricsAddress !== undefined) {
+    try {
+      metricsServer = await startHealthServer({
+        address: opts.metricsAddress,
+        metrics: () => dataPlane.metrics().then((snapshot) => renderMetrics(snapshot, controlMetrics)),
+      });
+    } catch (err) {
+      await health.close();
+      await dataPlane.close();
+      throw new Error(`metrics address ${opts.metricsAddress}: ${(err as Error).message}`);
+    }
+  }
 
   const applyConfig = async (ir: IR, info: { seq: number; snapshot: boolean }): Promise<void> => {
     const t0 = performance.now();
-    const result = await dataPlane.apply(ir);
+    let result: ApplyResult;
+    try {
+      result = await dataPlane.apply(ir);
+    } catch (err) {
+      controlMetrics.reloadFailed(false);
+      throw err;
+    }
+    controlMetrics.reloaded(performance.now() - t0);
     for (const [key, err] of Object.entries(result.listenerErrors)) {
       const hint = /EACCES/.test(err) ? ' (a port below 1024 needs root, CAP_NET_BIND_SERVICE or net.ipv4.ip_unprivileged_port_start=0)' : '';
       log.error({ listener: key }, `cannot listen on ${key}: ${err}${hint}`);
@@ -114,6 +170,7 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
 
   return {
     healthPort: health.port,
+    metricsPort: metricsServer?.port ?? 0,
     get configured() { return configured; },
     startDraining() {
       draining = true;
@@ -124,7 +181,9 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
       client.close();
       try {
         await dataPlane.close();
+        await accessLog?.close();
       } finally {
+        await metricsServer?.close();
         await health.close();
       }
     },

@@ -69,7 +69,26 @@ export function indexBackends(
   return { services: new Map(services.map((s) => [`${namespaceOf(s)}/${s.metadata.name}`, s])), slices: byService, grants, clusters: new Map(), refusals: new Map(), policy, tlsPolicies };
 }
 
+/**
+ * The cluster of a backendRef, or why there is none. GRPCRoutes' backends
+ * speak HTTP/2: a Service port not marked `kubernetes.io/h2c` gets a copy
+ * of its cluster that does (`namespace/service:port~h2c`), as Envoy Gateway
+ * speaks HTTP/2 to every GRPCRoute backend. Over TLS (BackendTLSPolicy) the
+ * data plane's client speaks HTTP/1.1 only, so such a backend stays as it is.
+ */
 export function resolveBackend(route: KubeObject, ref: BackendObjectReference, index: BackendIndex): BackendResult {
+  const res = resolvePlainBackend(route, ref, index);
+  if (!res.ok || route.kind !== 'GRPCRoute' || res.cluster.protocol === 'h2c' || res.cluster.tls !== undefined) return res;
+  const name = `${res.cluster.name}${H2C_COPY_SUFFIX}`;
+  let copy = index.clusters.get(name);
+  if (copy === undefined || copy.endpoints !== res.cluster.endpoints) index.clusters.set(name, copy = { ...res.cluster, name, protocol: 'h2c' });
+  return { ...res, cluster: copy };
+}
+
+/** The suffix of an HTTP/1.1 cluster's HTTP/2 copy, for GRPCRoutes. */
+export const H2C_COPY_SUFFIX = '~h2c';
+
+function resolvePlainBackend(route: KubeObject, ref: BackendObjectReference, index: BackendIndex): BackendResult {
   const ns = ref.namespace ?? namespaceOf(route);
   const group = normGroup(ref.group);
   const kind = ref.kind ?? 'Service';

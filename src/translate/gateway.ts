@@ -15,8 +15,8 @@ import type { ResolvedListenerSet } from './listenerset.ts';
 
 /** Route kinds each listener protocol can carry. */
 const KINDS_BY_PROTOCOL: Record<string, string[]> = {
-  HTTP: ['HTTPRoute'],
-  HTTPS: ['HTTPRoute'],
+  HTTP: ['HTTPRoute', 'GRPCRoute'],
+  HTTPS: ['HTTPRoute', 'GRPCRoute'],
   TLS: ['TLSRoute'],
   TCP: ['TCPRoute'],
   UDP: ['UDPRoute'],

@@ -1,6 +1,7 @@
 // HTTPRoute rules -> route entries (one per rule match) with filters and
 // weighted backends, plus the facts the route's status is written from.
-import type { HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule } from '../api/types.ts';
+import type { HTTPBackendRef, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule } from '../api/types.ts';
+import type { HTTPRouteLike } from './grpcroute.ts';
 import { nameOf } from '../api/snapshot.ts';
 import type { Cluster, Filter, RouteEntry, RouteMatch, WeightedBackend } from '../ir/types.ts';
 import { resolveBackend, type BackendIndex, type BackendProblemReason } from './backends.ts';
@@ -12,9 +13,13 @@ import { sessionPersistenceProblem, toSessionPersistence } from './session-persi
 export interface TranslatedHTTPRoute {
   /** One per match of each rule kept, in rule then match order: the order of the last precedence tie-break. */
   entries: RouteEntry[];
+  /** The name of each entry's rule (`rules[].name`), when it has one: what a policy's sectionName names. */
+  entryRules: (string | undefined)[];
   /** The route's creationTimestamp in ms and `namespace/name`: how ties between routes are broken. */
   routeAge: number;
   routeName: string;
+  /** What a policy's targetRef names it as. */
+  routeKind: 'HTTPRoute' | 'GRPCRoute';
   clusters: Cluster[];
   /** First unresolved reference, for ResolvedRefs. */
   refProblem: { reason: BackendProblemReason; message: string } | null;
@@ -80,10 +85,10 @@ const RULE_ONLY_FILTERS = new Set(['CORS']);
  */
 type ResolvedMirrors = Map<HTTPRouteFilter, Filter | null>;
 
-export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, shared: SharedParts = newSharedParts()): TranslatedHTTPRoute {
+export function translateHTTPRoute(route: HTTPRouteLike, backends: BackendIndex, shared: SharedParts = newSharedParts()): TranslatedHTTPRoute {
   const routeName = nameOf(route);
   const routeAge = Date.parse(route.metadata.creationTimestamp ?? '') || 0;
-  const out: TranslatedHTTPRoute = { entries: [], routeAge, routeName, clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
+  const out: TranslatedHTTPRoute = { entries: [], entryRules: [], routeAge, routeName, routeKind: route.kind, clusters: [], refProblem: null, droppedRules: [], ruleCount: 0 };
   const rules = route.spec.rules?.length ? route.spec.rules : [{}];
   out.ruleCount = rules.length;
   rules.forEach((rule, ruleIndex) => {
@@ -124,6 +129,7 @@ export function translateHTTPRoute(route: HTTPRoute, backends: BackendIndex, sha
       if (retry) entry.retry = retry;
       if (session) entry.sessionPersistence = session;
       out.entries.push(entry);
+      out.entryRules.push(rule.name);
     });
   });
   return out;
@@ -213,7 +219,7 @@ function toMatch(m: HTTPRouteMatch, shared: SharedParts): RouteMatch {
  * route's clusters; an unusable one is recorded as the route's reference
  * problem and left out of the IR.
  */
-function resolveMirrors(route: HTTPRoute, rule: HTTPRouteRule, backends: BackendIndex, out: TranslatedHTTPRoute): ResolvedMirrors | null {
+function resolveMirrors(route: HTTPRouteLike, rule: HTTPRouteRule, backends: BackendIndex, out: TranslatedHTTPRoute): ResolvedMirrors | null {
   let resolved: ResolvedMirrors | null = null;
   for (const f of [...(rule.filters ?? []), ...(rule.backendRefs ?? []).flatMap((b) => b.filters ?? [])]) {
     if (f.type !== 'RequestMirror' || !f.requestMirror) continue;

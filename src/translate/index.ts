@@ -2,10 +2,10 @@
 // every object and the IR. All Gateway API semantics live below this file;
 // it only orders the passes: classes, gateways and their listeners,
 // addresses and port claims, routes and their attachment, then the IR.
-import type { ConfigMap, Gateway, HTTPRoute, KubeObject, Namespace, Secret } from '../api/types.ts';
+import type { BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, Gateway, GRPCRoute, HTTPRoute, KubeObject, Namespace, ParentReference, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
-import { IR_VERSION, type Cluster, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
+import { IR_VERSION, type ClientSettings, type Cluster, type ClusterPolicy, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, NO_PARAMETERS, SUPPORTED_FEATURES, type ParametersJudge } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, markConflicts, resolveListener, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
@@ -18,10 +18,15 @@ import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from '
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
 import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
+import { grpcAsHTTPRoute } from './grpcroute.ts';
 import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
 import { translateL4Routes } from './l4route.ts';
 import type { L4Route } from '../ir/types.ts';
+import { attachPolicies, effectiveClientPolicy, markConflicted, type AttachedPolicies, type PolicyWorld } from './policy-attachment.ts';
+import { clientSettings } from './client-policy.ts';
+import { clusterSettings } from './backend-traffic-policy.ts';
+import { BackendPolicyClusters, newBackendPolicyMemo, type BackendPolicyMemo } from './backend-policy-clusters.ts';
 
 export interface TranslateInput {
   controllerName: string;
@@ -57,7 +62,7 @@ export interface TranslateInput {
  * instances, so a one-file change re-translates one route, not all.
  */
 export interface TranslateMemo {
-  routes: WeakMap<HTTPRoute, TranslatedHTTPRoute>;
+  routes: WeakMap<HTTPRoute | GRPCRoute, TranslatedHTTPRoute>;
   backendObjects: KubeObject[];
   /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
   backendIndex: BackendIndex | null;
@@ -68,13 +73,15 @@ export interface TranslateMemo {
    * sees the very object it compiled before).
    */
   virtualHosts: Map<string, { routes: HostRoutes; vh: VirtualHost }>;
+  /** Routes and clusters as BackendTrafficPolicies rewrote them (backend-policy-clusters.ts). */
+  backendPolicies: BackendPolicyMemo;
 }
 
 /** The routes attached to one hostname of a listener, in snapshot order. */
 type HostRoutes = TranslatedHTTPRoute[];
 
 export function newTranslateMemo(): TranslateMemo {
-  return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map() };
+  return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map(), backendPolicies: newBackendPolicyMemo() };
 }
 
 export interface TranslateResult {
@@ -89,6 +96,16 @@ export interface TranslateResult {
    * It holds private keys: keep it in memory, never show it.
    */
   lastGoodCertificates: LastGoodCertificates;
+  /**
+   * The policies in effect per target; read them with
+   * effectiveClientPolicy() / effectiveBackendPolicy() (policy-attachment.ts).
+   */
+  policies: TranslatedPolicies;
+}
+
+export interface TranslatedPolicies {
+  client: AttachedPolicies<ClientTrafficPolicy>;
+  backend: AttachedPolicies<BackendTrafficPolicy>;
 }
 
 export function statusKey(o: KubeObject): string {
@@ -187,13 +204,17 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const alone = new Map<TranslatedHTTPRoute, HostRoutes>();
   const joined = new Set<HostRoutes>();
   const clusters: Record<string, Cluster> = {};
+  /** Route key -> the Gateways it is accepted by: the ancestors of the policies on it. */
+  const routeGateways = new Map<string, Set<string>>();
   const shared = newSharedParts();
-  for (const route of snap.httpRoutes) {
-    let t = memo?.routes.get(route);
+  const grpcRoutes = snap.other.filter((o): o is GRPCRoute => o.kind === 'GRPCRoute');
+  for (const source of [...snap.httpRoutes, ...grpcRoutes]) {
+    let t = memo?.routes.get(source);
     if (!t) {
-      t = translateHTTPRoute(route, backendIndex, shared);
-      memo?.routes.set(route, t);
+      t = translateHTTPRoute(source.kind === 'GRPCRoute' ? grpcAsHTTPRoute(source) : source, backendIndex, shared);
+      memo?.routes.set(source, t);
     }
+    const route: KubeObject & { spec: { parentRefs?: ParentReference[]; hostnames?: string[] } } = source;
     // A route may select the same listener through several parentRefs; it attaches once.
     const attachedTo = new Set<ResolvedListener>();
     const gen = route.metadata.generation;
@@ -211,6 +232,10 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
       } else {
         conditions.push(condition('Accepted', true, 'Accepted', 'Route is accepted', gen));
         for (const att of res.attachments) {
+          const rk = `${route.kind}|${nameOf(route)}`;
+          const rg = routeGateways.get(rk);
+          if (rg === undefined) routeGateways.set(rk, new Set([nameOf(att.listener.gateway)]));
+          else rg.add(nameOf(att.listener.gateway));
           if (attachedTo.has(att.listener)) continue;
           attachedTo.add(att.listener);
           att.listener.attachedRoutes++;
@@ -279,7 +304,57 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     for (const ls of g.listenerSets) statuses.set(statusKey(ls.object), listenerSetStatus(ls, g, programmed));
   }
 
-  return { ir: buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes), statuses, assignedAddresses, lastGoodCertificates: certificates.current };
+  // 6. Policies (GEP-713): targets, precedence, conflicts; their status is written after the IR, which may find more conflicts.
+  const world = policyWorld(snap, ourGateways, routeGateways, clusterGateways, input.controllerName);
+  const settings = new Map<ClientTrafficPolicy, ClientSettings>();
+  const client = attachPolicies(snap.clientTrafficPolicies, world, (p) => {
+    const r = clientSettings(p);
+    if ('error' in r) return r.error;
+    settings.set(p, r.settings);
+    return null;
+  });
+  const backendSettings = new Map<BackendTrafficPolicy, ClusterPolicy>();
+  const backend = attachPolicies(snap.backendTrafficPolicies, world, (p) => {
+    const r = clusterSettings(p.spec);
+    if (!r.ok) return r.problems.map((x) => `${x.field}: ${x.reason}`).join('; ');
+    backendSettings.set(p, r.settings);
+    return null;
+  });
+  const policyClusters = new BackendPolicyClusters(backend, backendSettings, clusters, memo?.backendPolicies ?? newBackendPolicyMemo());
+  const ir = buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes, client, settings, policyClusters);
+  for (const [p, status] of client.statuses) statuses.set(statusKey(p), status);
+  for (const [p, status] of backend.statuses) statuses.set(statusKey(p), status);
+
+  return { ir, statuses, assignedAddresses, lastGoodCertificates: certificates.current, policies: { client, backend } };
+}
+
+/** What exists for policies to target, as this translation resolved it. */
+function policyWorld(
+  snap: Snapshot, ourGateways: Gateway[], routeGateways: Map<string, Set<string>>, clusterGateways: Map<string, Set<string>>, controllerName: string,
+): PolicyWorld {
+  const ours = new Set(ourGateways);
+  const world: PolicyWorld = { controllerName, gateways: new Map(), otherGateways: new Set(), routes: new Map(), services: new Map() };
+  for (const g of snap.gateways) {
+    if (ours.has(g)) (world.gateways as Map<string, { listeners: Set<string> }>).set(nameOf(g), { listeners: new Set(g.spec.listeners.map((l) => l.name)) });
+    else (world.otherGateways as Set<string>).add(nameOf(g));
+  }
+  const routes = world.routes as Map<string, { ruleNames: Set<string>; gateways: string[] }>;
+  for (const r of [...snap.httpRoutes, ...snap.other.filter((o): o is GRPCRoute => o.kind === 'GRPCRoute')]) {
+    const ruleNames = new Set<string>();
+    for (const rule of r.spec.rules ?? []) if (rule.name !== undefined) ruleNames.add(rule.name);
+    const key = `${r.kind}|${nameOf(r)}`;
+    routes.set(key, { ruleNames, gateways: [...(routeGateways.get(key) ?? [])].sort() });
+  }
+  const byService = new Map<string, Set<string>>();
+  for (const [cluster, gws] of clusterGateways) {
+    const service = cluster.slice(0, cluster.lastIndexOf(':'));
+    const set = byService.get(service) ?? new Set<string>();
+    for (const g of gws) set.add(g);
+    byService.set(service, set);
+  }
+  const services = world.services as Map<string, { gateways: string[] }>;
+  for (const s of snap.services) services.set(nameOf(s), { gateways: [...(byService.get(nameOf(s)) ?? [])].sort() });
+  return world;
 }
 
 /**
@@ -380,7 +455,11 @@ function buildIR(
   gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>,
   memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
   l4Routes: Map<ResolvedListener, L4Route[]>,
+  clientPolicies: AttachedPolicies<ClientTrafficPolicy>, clientSettingsOf: Map<ClientTrafficPolicy, ClientSettings>,
+  policyClusters: BackendPolicyClusters,
 ): IR {
+  /** Socket key -> the client policy its settings came from, and the listener that brought it. */
+  const socketPolicy = new Map<string, { policy: ClientTrafficPolicy; listener: string }>();
   /** Copies of TLS clusters that present a Gateway's client certificate, added to the IR's. */
   const copies: Record<string, Cluster> = {};
   const sockets = new Map<string, IRListener>();
@@ -431,9 +510,11 @@ function buildIR(
       const byHost = hosts.get(l) ?? new Map<string, HostRoutes>();
       const virtualHosts: VirtualHost[] = [...byHost.entries()]
         .sort(([a], [b]) => bySpecificity(a, b))
-        .map(([hostname, routes]) => virtualHost(l.name, hostname, routes, variant));
+        .map(([hostname, routes]) => virtualHost(l.name, hostname, policyClusters.hostRoutes(routes, g.key), variant));
       const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
       sock.gatewayListeners.push(gl);
+      const policy = effectiveClientPolicy(clientPolicies, g.key, l.spec.name);
+      if (policy !== null) applyClientPolicy(sock, l, g.key, policy, socketPolicy, clientPolicies, clientSettingsOf);
     }
   }
   if (memo) memo.virtualHosts = built;
@@ -443,6 +524,39 @@ function buildIR(
   }
   Object.assign(clusters, copies);
   return { version: IR_VERSION, listeners: [...sockets.values()].sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port)), clusters };
+}
+
+/**
+ * A socket has one set of client settings (PROXY protocol and client
+ * address are read before a request says which listener it is for): the
+ * first policy to reach a socket keeps it unless an older one comes; a
+ * different policy on another listener of the port is Conflicted there.
+ */
+function applyClientPolicy(
+  sock: IRListener, l: ResolvedListener, gateway: string, policy: ClientTrafficPolicy,
+  socketPolicy: Map<string, { policy: ClientTrafficPolicy; listener: string }>,
+  clientPolicies: AttachedPolicies<ClientTrafficPolicy>, settingsOf: Map<ClientTrafficPolicy, ClientSettings>,
+): void {
+  const held = socketPolicy.get(sock.key);
+  const ancestorOf = (p: ClientTrafficPolicy, listener: string) => {
+    // The ancestor entry the policy has for this listener: with sectionName when it targets the listener.
+    const slash = gateway.indexOf('/');
+    const targetsListener = p.spec.targetRefs.some((r) => r.name === gateway.slice(slash + 1) && r.sectionName === listener);
+    return { group: 'gateway.networking.k8s.io', kind: 'Gateway', namespace: gateway.slice(0, slash), name: gateway.slice(slash + 1), ...(targetsListener ? { sectionName: listener } : {}) };
+  };
+  if (held === undefined) {
+    socketPolicy.set(sock.key, { policy, listener: l.spec.name });
+    sock.client = settingsOf.get(policy);
+    return;
+  }
+  if (held.policy === policy) return;
+  const [winner, loser, loserListener] = byAge(held.policy, policy) <= 0 ? [held.policy, policy, l.spec.name] : [policy, held.policy, held.listener];
+  markConflicted(clientPolicies, loser, ancestorOf(loser, loserListener),
+    `listener ${loserListener} shares port ${sock.port} with other listeners, and ${winner.kind} ${nameOf(winner)} (older) sets that port's client settings`);
+  if (winner === policy) {
+    socketPolicy.set(sock.key, { policy, listener: l.spec.name });
+    sock.client = settingsOf.get(policy);
+  }
 }
 
 function byAge(a: KubeObject, b: KubeObject): number {

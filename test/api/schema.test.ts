@@ -18,9 +18,11 @@ function defaulted(yaml: string): any {
   return r.object;
 }
 
-test('loads the ten Gateway API CRDs and v1.4\'s XListenerSet with their served versions', () => {
+test('loads the ten Gateway API CRDs, v1.4\'s XListenerSet and Gatehouse\'s two policy CRDs with their served versions', () => {
   const byKind = Object.fromEntries([...crds().values()].map((c) => [c.kind, [...c.versions].sort()]));
   assert.deepEqual(byKind, {
+    BackendTrafficPolicy: ['v1alpha1'],
+    ClientTrafficPolicy: ['v1alpha1'],
     BackendTLSPolicy: ['v1', 'v1alpha3'],
     GRPCRoute: ['v1'],
     Gateway: ['v1', 'v1beta1'],
@@ -34,8 +36,16 @@ test('loads the ten Gateway API CRDs and v1.4\'s XListenerSet with their served 
     XListenerSet: ['v1alpha1'],
   });
   for (const c of crds().values()) {
-    assert.equal(c.group, c.kind === 'XListenerSet' ? 'gateway.networking.x-k8s.io' : 'gateway.networking.k8s.io');
+    assert.equal(c.group, c.kind === 'XListenerSet' ? 'gateway.networking.x-k8s.io' : c.kind.endsWith('TrafficPolicy') ? 'gatehouse.dev' : 'gateway.networking.k8s.io');
     assert.equal(c.namespaced, c.kind !== 'GatewayClass');
+  }
+});
+
+test('the policy CRDs validation reads are the ones deploy/ installs', async () => {
+  const fs = await import('node:fs');
+  const { CRD_DIR } = await import('../../src/api/schema.ts');
+  for (const file of ['gatehouse.dev_clienttrafficpolicies.yaml', 'gatehouse.dev_backendtrafficpolicies.yaml']) {
+    assert.equal(fs.readFileSync(`${CRD_DIR}/${file}`, 'utf8'), fs.readFileSync(new URL(`../../deploy/crds/${file}`, import.meta.url), 'utf8'), file);
   }
 });
 

@@ -92,3 +92,48 @@ test('WorkerPool: workers send nothing below the log level', { timeout: 60_000 }
   await pool.stats();
   assert.deepEqual(logged, ['warn route not served as configured']);
 });
+
+test('WorkerPool: active health checks run once for all workers, and every worker acts on their verdicts', { timeout: 60_000 }, async (t) => {
+  const http = await import('node:http');
+  let checks = 0;
+  let healthy = true;
+  const sick = http.createServer((req, res) => {
+    if (req.url === '/healthz') {
+      checks++;
+      res.writeHead(healthy ? 200 : 503, { 'content-length': '0' }).end();
+      return;
+    }
+    res.writeHead(200, { 'content-length': '4' }).end('sick');
+  });
+  await new Promise<void>((resolve) => sick.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    sick.closeAllConnections();
+    sick.close();
+  });
+  const well = await startBackend(t, 'well');
+  const port = await freePort();
+  const pool = new WorkerPool({ workers: 2, logLevel: 'silent', log: () => {}, drainTimeoutMs: 2_000 });
+  t.after(() => pool.close());
+  const web = {
+    ...cluster('web', { port: (sick.address() as import('node:net').AddressInfo).port }, well),
+    policy: { healthCheck: { type: 'HTTP' as const, intervalMs: 100, timeoutMs: 500, unhealthyThreshold: 1, healthyThreshold: 1, path: '/healthz', method: 'GET', expectedStatuses: [200] } },
+  };
+  await pool.apply(ir([listener(port, [gatewayListener('gw', null, [vhost('*', [route('r', match('/'), [backend('web')])])])])], [web]));
+  await waitFor('checks', async () => checks >= 3, 5_000);
+  const started = Date.now();
+  const before = checks;
+  await new Promise((r) => setTimeout(r, 500));
+  // One checker (every 100 ms), not one per worker.
+  assert.ok(checks - before <= 7, `${checks - before} checks in ${Date.now() - started} ms`);
+
+  healthy = false;
+  await new Promise((r) => setTimeout(r, 400));
+  // Each on a connection of its own, so both workers serve some: none sends to the sick endpoint.
+  for (let i = 0; i < 16; i++) {
+    const r = await request(port, '/', { headers: { connection: 'close' } });
+    assert.equal(r.status, 200);
+    assert.notEqual(r.text, 'sick', `request ${i} went to the unhealthy endpoint`);
+  }
+  const served = await pool.stats();
+  assert.ok(served.every((w) => w.requests > 0), JSON.stringify(served));
+});

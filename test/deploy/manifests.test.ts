@@ -54,7 +54,8 @@ const CLUSTER_WIDE: Grant[] = [
   ...grants(GATEWAY_GROUP, STATUS_RESOURCES.map((r) => `${r}/status`), ['get', 'update']),
   // render.ts owner references carry blockOwnerDeletion: OwnerReferencesPermissionEnforcement wants this.
   ...grants(GATEWAY_GROUP, ['gateways/finalizers'], ['update']),
-  ...grants('gatehouse.dev', ['gatewayparameters'], READ),
+  ...grants('gatehouse.dev', ['gatewayparameters', 'clienttrafficpolicies', 'backendtrafficpolicies'], READ),
+  ...grants('gatehouse.dev', ['clienttrafficpolicies/status', 'backendtrafficpolicies/status'], ['get', 'update']),
   ...grants('', ['namespaces', 'secrets'], READ),
   ...grants('discovery.k8s.io', ['endpointslices'], READ),
   ...Object.values(PROVISIONED_RESOURCES).flatMap(([g, r]) => grants(g, [r], PROVISION)),

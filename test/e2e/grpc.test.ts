@@ -8,33 +8,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { SERVICE } from './grpc-helpers.ts';
 import { freePort, GATEWAY_CLASS, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 import fs from 'node:fs';
 
 const POOL = '127.43.0.0/24';
 const GW = '127.43.0.1';
-
-const identity = (b: Buffer): Buffer => b;
-const SERVICE: grpc.ServiceDefinition = {
-  Echo: {
-    path: '/test.Echo/Echo',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-  Count: {
-    path: '/test.Echo/Count',
-    requestStream: false,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
 
 async function startGrpcBackend(): Promise<{ port: number; server: grpc.Server }> {
   const server = new grpc.Server();

@@ -209,6 +209,11 @@ test('the API server\'s authorizer agrees: allowed what the controller needs, re
   assert.ok(await can('update', gw, 'gateways', 'team', 'edge', 'status'));
   assert.ok(await can('update', gw, 'gateways', 'team', 'edge', 'finalizers'), 'blockOwnerDeletion under OwnerReferencesPermissionEnforcement');
   assert.ok(await can('watch', 'gatehouse.dev', 'gatewayparameters'));
+  for (const r of ['clienttrafficpolicies', 'backendtrafficpolicies']) {
+    assert.ok(await can('watch', 'gatehouse.dev', r), `watch ${r}`);
+    assert.ok(await can('update', 'gatehouse.dev', r, 'team', 'p', 'status'), `update ${r}/status`);
+    assert.ok(!(await can('update', 'gatehouse.dev', r, 'team', 'p')), `${r} itself is not written`);
+  }
   assert.ok(await can('watch', 'discovery.k8s.io', 'endpointslices'));
   assert.ok(await can('watch', '', 'secrets'));
   assert.ok(await can('create', 'authentication.k8s.io', 'tokenreviews'));

@@ -19,6 +19,7 @@ import { startConfigService, type Authentication, type ConfigService } from '../
 import { startProxy, type Proxy } from '../../src/proxy/proxy.ts';
 import { backend, cluster, freePort, gatewayListener, ir, listener, match, request, route, startBackend, vhost } from '../dataplane/helpers.ts';
 import { startRelay, tlsMaterial, waitUntil } from './helpers.ts';
+import { sampleValue } from '../dataplane/prom-text.ts';
 
 const TLS = tlsMaterial();
 const GATEWAY = 'ns/gw';
@@ -83,6 +84,7 @@ async function startTestProxy(t: TestContext, controllers: number[], f: { caFile
     tokenFile: f.tokenFile,
     caFile: f.caFile,
     healthAddress: '127.0.0.1:0',
+    metricsAddress: '127.0.0.1:0',
     workers,
     log,
     limits: { drainTimeoutMs: 2_000 },
@@ -221,6 +223,28 @@ test('worker threads: the config reaches every worker', async (t) => {
     const seen = await Promise.all(Array.from({ length: 8 }, () => answeredBy(listenPort)));
     return seen.every((s) => s === 'b');
   });
+});
+
+// The test IR's route is named `ns/gw/r/0/0`: HTTPRoute ns/gw, rule r.
+const ROUTE_LABELS = { gateway: 'ns/gw', listener: 'http', route: 'ns/gw', rule: 'r', backend: 'a', code_class: '2xx' };
+
+test('the metrics port: /metrics adds up every worker\'s requests; it serves nothing else, and the health port no metrics', async (t) => {
+  const a = await startBackend(t, 'a');
+  const [listenPort, controllerPort] = [await freePort(), await freePort()];
+  const f = files(t);
+  await startController(t, controllerPort, controllerIR(listenPort, 'a', { a: a.port }));
+  const { proxy } = await startTestProxy(t, [controllerPort], f, 2);
+  await waitUntil('served by a', async () => (await answeredBy(listenPort).catch(() => '')) === 'a', 15_000);
+  const before = sampleValue((await request(proxy.metricsPort, '/metrics')).text, 'gatehouse_http_requests_total', ROUTE_LABELS) ?? 0;
+  // Each on a connection of its own: both workers take some.
+  for (let i = 0; i < 20; i++) assert.equal(await answeredBy(listenPort), 'a');
+  const reply = await request(proxy.metricsPort, '/metrics');
+  assert.equal(reply.status, 200);
+  assert.match(String(reply.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+  assert.equal(sampleValue(reply.text, 'gatehouse_http_requests_total', ROUTE_LABELS), before + 20);
+  assert.ok(sampleValue(reply.text, 'gatehouse_config_generation')! >= 1, 'configurations applied are counted');
+  assert.equal(await probe(proxy.metricsPort, '/readyz'), 404);
+  assert.equal(await probe(proxy.healthPort, '/metrics'), 404);
 });
 
 test('gatehouse proxy as a process: SIGTERM turns /readyz 503, keeps accepting for the delay, finishes a request in flight, exits 0', { timeout: 60_000 }, async (t) => {

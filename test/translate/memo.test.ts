@@ -134,3 +134,40 @@ test('with a memo, a new listener port refuses an unchanged endpoint at the gate
   // Rule 1 of route() refers across namespaces without a grant: that is the problem left.
   assert.equal(resolvedRefs(fourth), 'RefNotPermitted');
 });
+
+test('with BackendTrafficPolicies, a memo keeps the policy copies and rewritten entries as the same objects until the policy or the endpoints change', () => {
+  const policy = (type: string): KubeObject => ({
+    apiVersion: 'gatehouse.dev/v1alpha1', kind: 'BackendTrafficPolicy',
+    metadata: { name: 'lb', namespace: 'app', generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', name: 'a' }], loadBalancer: { type } },
+  });
+  const memo = newTranslateMemo();
+  const entryOf = (ir: ReturnType<typeof translate>['ir'], route: string) =>
+    ir.listeners.flatMap((l) => l.gatewayListeners).flatMap((gl) => gl.virtualHosts).flatMap((vh) => vh.routes).find((r) => r.name.startsWith(`app/${route}/0/`))!;
+  const copy = 'app/web:80~app/lb';
+  let objects: KubeObject[] = [...base, GW, route('a', 'web', 80), route('b', 'web', 80), policy('Random')];
+  const first = translate(buildSnapshot(objects), input(memo));
+  assert.equal(entryOf(first.ir, 'a').backends[0].cluster, copy);
+  assert.equal(entryOf(first.ir, 'b').backends[0].cluster, 'app/web:80');
+  assert.deepEqual(first.ir.clusters[copy].policy, { loadBalancer: { type: 'Random' } });
+  assert.deepEqual(first.ir.clusters[copy].endpoints, first.ir.clusters['app/web:80'].endpoints);
+
+  const second = translate(buildSnapshot(objects), input(memo));
+  assert.equal(second.ir.clusters[copy], first.ir.clusters[copy], 'unchanged: the same copy');
+  assert.equal(entryOf(second.ir, 'a'), entryOf(first.ir, 'a'), 'unchanged: the same entry');
+  assert.deepEqual(second.ir, translate(buildSnapshot(objects), input()).ir);
+
+  objects = objects.map((o) => (o.kind === 'BackendTrafficPolicy' ? policy('LeastRequest') : o));
+  const third = translate(buildSnapshot(objects), input(memo));
+  assert.notEqual(third.ir.clusters[copy], first.ir.clusters[copy]);
+  assert.deepEqual(third.ir.clusters[copy].policy, { loadBalancer: { type: 'LeastRequest' } });
+  assert.deepEqual(third.ir, translate(buildSnapshot(objects), input()).ir);
+
+  // An endpoint goes away: the copy follows its Service.
+  objects = objects.map((o) => (o.kind === 'EndpointSlice' && o.metadata.name === 'web-abc'
+    ? { ...o, endpoints: (o as unknown as { endpoints: unknown[] }).endpoints.slice(1) } : o));
+  const fourth = translate(buildSnapshot(objects), input(memo));
+  assert.deepEqual(fourth.ir.clusters[copy].endpoints, fourth.ir.clusters['app/web:80'].endpoints);
+  assert.notDeepEqual(fourth.ir.clusters[copy].endpoints, third.ir.clusters[copy].endpoints);
+  assert.deepEqual(fourth.ir, translate(buildSnapshot(objects), input()).ir);
+});

@@ -14,6 +14,8 @@ import type { ParametersJudge } from '../../src/translate/gatewayclass.ts';
 import type { EndpointPolicyOptions } from '../../src/net/endpoint-policy.ts';
 import type { IR, RouteEntry } from '../../src/ir/types.ts';
 
+import { effectiveBackendPolicy, effectiveClientPolicy } from '../../src/translate/policy-attachment.ts';
+
 const DIR = path.join(import.meta.dirname, 'cases');
 const BASE: KubeObject[] = YAML.parseAllDocuments(fs.readFileSync(path.join(DIR, 'base.yaml'), 'utf8')).map((d) => d.toJSON());
 
@@ -24,6 +26,8 @@ interface StatusExpect {
   addresses?: string[];
   listeners?: Record<string, { attachedRoutes?: number; supportedKinds?: string[]; conditions?: ConditionsExpect }>;
   parents?: { parentRef: Record<string, unknown>; conditions: ConditionsExpect }[];
+  /** A policy's status.ancestors: all of them, in order; `none` for a policy with no status at all. */
+  ancestors?: { ancestorRef: Record<string, unknown>; conditions: ConditionsExpect }[];
   supportedFeatures?: string[];
 }
 interface Case extends Partial<Step> {
@@ -49,6 +53,12 @@ interface Step {
     backends?: Record<string, string[]>;
     /** cluster name -> "address:port" endpoints. */
     clusters?: Record<string, string[]>;
+    /** cluster name -> its protocol (`http1`, `h2c`). */
+    clusterProtocols?: Record<string, string>;
+    /** cluster name -> its IR policy (BackendTrafficPolicy), compared whole; null for none. */
+    clusterPolicies?: Record<string, unknown>;
+    /** "socket-key entry-name" -> "cluster*weight" per backend: an entry as one socket has it (entries of several Gateways share names). */
+    socketBackends?: Record<string, string[]>;
     /** "Kind namespace/name" of objects translate must give no status (not ours). */
     noStatus?: string[];
     /** socket keys of the IR, in order. */
@@ -61,6 +71,10 @@ interface Step {
     entries?: Record<string, Record<string, unknown>>;
     /** socket key -> the subject CN of each certificate it serves, in order. */
     certificates?: Record<string, string[]>;
+    /** socket key -> its IR client settings (ClientTrafficPolicy), compared whole; null for none. */
+    client?: Record<string, unknown>;
+    /** "kind key" -> `namespace/name` of the effective policy, or null: `client ns/gw/listener`, `backend route=ns/r rule=x service=ns/s gateway=ns/g`. */
+    effective?: Record<string, string | null>;
   };
 }
 
@@ -149,6 +163,14 @@ function checkStep(objects: KubeObject[], expect: Step['expect'], result: Transl
       if (le.supportedKinds) assert.deepEqual(ls.supportedKinds.map((k: { kind: string }) => k.kind), le.supportedKinds, `${s.ref} listener ${lname}: supportedKinds`);
       if (le.conditions) checkConditions(`${s.ref} listener ${lname}`, ls.conditions, le.conditions, gen);
     }
+    if (s.ancestors) {
+      assert.equal(st.ancestors.length, s.ancestors.length, `${s.ref}: number of ancestors in ${JSON.stringify(st.ancestors)}`);
+      s.ancestors.forEach((a, i) => {
+        assert.deepEqual(st.ancestors[i].ancestorRef, a.ancestorRef, `${s.ref}: ancestor ${i} ancestorRef`);
+        assert.equal(st.ancestors[i].controllerName, 'gatehouse.dev/gateway-controller');
+        checkConditions(`${s.ref} ancestor ${i}`, st.ancestors[i].conditions, a.conditions, gen);
+      });
+    }
     if (s.parents) {
       assert.equal(st.parents.length, s.parents.length, `${s.ref}: number of parents in ${JSON.stringify(st.parents)}`);
       s.parents.forEach((p, i) => {
@@ -197,6 +219,39 @@ function checkStep(objects: KubeObject[], expect: Step['expect'], result: Transl
   for (const [name, want] of Object.entries(expect.clusters ?? {})) {
     assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
     assert.deepEqual(ir.clusters[name].endpoints.map((e) => `${e.address}:${e.port}`), want, `${name}: endpoints`);
+  }
+  for (const [name, want] of Object.entries(expect.clusterProtocols ?? {})) {
+    assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
+    assert.equal(ir.clusters[name].protocol, want, `${name}: protocol`);
+  }
+  for (const [name, want] of Object.entries(expect.clusterPolicies ?? {})) {
+    assert.ok(ir.clusters[name], `no cluster ${name}; have ${Object.keys(ir.clusters).join(', ')}`);
+    assert.deepEqual(ir.clusters[name].policy ?? null, want, `${name}: policy`);
+  }
+  for (const [key, want] of Object.entries(expect.socketBackends ?? {})) {
+    const space = key.indexOf(' ');
+    const sock = ir.listeners.find((s) => s.key === key.slice(0, space));
+    assert.ok(sock, `no socket ${key.slice(0, space)}`);
+    const found = sock.gatewayListeners.flatMap((gl) => gl.virtualHosts.flatMap((vh) => vh.routes)).find((r) => r.name === key.slice(space + 1));
+    assert.ok(found, `no route entry ${key}`);
+    assert.deepEqual(found.backends.map((b) => `${b.cluster ?? '-'}*${b.weight}`), want, `${key}: backends`);
+  }
+  for (const [key, want] of Object.entries(expect.client ?? {})) {
+    const sock = ir.listeners.find((s) => s.key === key);
+    assert.ok(sock, `no socket ${key}`);
+    assert.deepEqual(sock.client ?? null, want, `${key}: client settings`);
+  }
+  for (const [query, want] of Object.entries(expect.effective ?? {})) {
+    const [kind, ...parts] = query.split(' ');
+    let got: KubeObject | null;
+    if (kind === 'client') {
+      const [ns, gw, listener] = parts[0].split('/');
+      got = effectiveClientPolicy(result.policies.client, `${ns}/${gw}`, listener);
+    } else {
+      const target = Object.fromEntries(parts.map((p) => p.split('=')));
+      got = effectiveBackendPolicy(result.policies.backend, target);
+    }
+    assert.equal(got === null ? null : `${got.metadata.namespace}/${got.metadata.name}`, want, `effective ${query}`);
   }
   for (const [key, want] of Object.entries(expect.certificates ?? {})) {
     const sock = ir.listeners.find((s) => s.key === key);

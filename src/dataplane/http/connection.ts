@@ -27,6 +27,7 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { STATUS_CODES } from './status-text.ts';
 import type { RequestLimits } from '../limits.ts';
+import { clientAddressOf } from '../proxy-protocol.ts';
 import { consumableHandle, HTTPParser, METHODS, type Parser, type StreamHandle } from '../llhttp.ts';
 import type { LogFn } from '../log.ts';
 import { Http1Request, type DownstreamChannel, type DownstreamRequest, type DownstreamResponse } from './downstream.ts';
@@ -154,7 +155,7 @@ export class ClientConnection implements DownstreamChannel {
   constructor(socket: net.Socket, spec: ConnectionSpec, now: number) {
     this.socket = socket;
     this.#spec = spec;
-    this.#remoteAddress = socket.remoteAddress;
+    this.#remoteAddress = clientAddressOf(socket);
     this.#idleSince = now;
     this.#readProgressAt = now;
     const parser = new HTTPParser();
@@ -485,9 +486,15 @@ export class ClientConnection implements DownstreamChannel {
     this.#current = null;
     if (current !== null) {
       current.discardBody();
-      if (!current.response.writableEnded) current.response.onClose?.();
+      if (!current.response.writableEnded) {
+        current.response.onClose?.();
+        current.response.abandoned();
+      }
     }
-    for (const request of this.#waiting) request.discardBody();
+    for (const request of this.#waiting) {
+      request.discardBody();
+      request.response.abandoned();
+    }
     this.#waiting.length = 0;
     this.#receiving = null;
     this.#freeParser();

@@ -15,6 +15,7 @@
 import { Readable, type Duplex } from 'node:stream';
 import { acceptsTrailers, appendField, UNSAFE_FIELD_VALUE } from './headers.ts';
 import { STATUS_CODES } from './status-text.ts';
+import type { RequestRecord } from './request-record.ts';
 
 /** Response header fields by lower-cased name, as the proxy assembles them. */
 export type ResponseHeaders = Record<string, string | string[] | number | undefined>;
@@ -40,8 +41,19 @@ export interface DownstreamRequest {
   readonly destroyed: boolean;
   /** The request body as a stream, opened on first use; reading it lets the client send more. */
   readonly body: Readable;
+  /** Request body bytes received so far, for the access log. */
+  readonly bytesReceived: number;
   /** `Expect: 100-continue`: tell the client to send the body (where its protocol has 1xx answers). */
   sendContinue(): void;
+  /**
+   * Sets the largest body this request may bring (a ClientTrafficPolicy's
+   * maxRequestBodySize), before the pipeline reads the body. Past it the
+   * body stream is destroyed and bodyTooLarge is set (at once, when the
+   * bytes already received are past it).
+   */
+  limitBody(maxBytes: number): void;
+  /** The body went past bodyLimit: the answer is 413 (or, if one has started, the connection is cut). */
+  readonly bodyTooLarge: boolean;
   /**
    * `websocket` when the request is a WebSocket handshake this connection
    * can turn into a tunnel (HTTP/1.1 GET with `Connection: upgrade` and
@@ -69,6 +81,8 @@ export interface DownstreamResponse {
   onDrain: (() => void) | null;
   /** Called when the connection (or stream) closes before this response ended. */
   onClose: (() => void) | null;
+  /** Told once when the response ends or is cut (metrics, access log); set by the handler. */
+  record: RequestRecord | null;
   /** Throws for a header that would break the framing, before anything is written. */
   writeHead(status: number, reason: string | undefined, headers: ResponseHeaders): void;
   /** False asks the writer to wait for onDrain. */
@@ -171,12 +185,18 @@ export class Http1Request implements DownstreamRequest {
   messageComplete = false;
   /** When the request's first byte arrived (ms), for the request timeout. */
   readonly startedAt: number;
+  bytesReceived = 0;
   readonly #channel: DownstreamChannel;
   /** Opened when the pipeline reads the body; until then chunks wait here. */
   #body: Readable | null = null;
   #early: Buffer[] | null = null;
   /** Nobody will read the rest of the body (answered already, or the connection failed). */
   #discarding = false;
+  /** 0: no limit. */
+  #bodyLimit = 0;
+  bodyTooLarge = false;
+  /** Body bytes received, those that came in the head's read included. */
+  #bodyBytes = 0;
 
   constructor(
     channel: DownstreamChannel,
@@ -229,12 +249,27 @@ export class Http1Request implements DownstreamRequest {
 
   /** A piece of the body from the parser. */
   receiveBody(chunk: Buffer): void {
+    this.bytesReceived += chunk.length;
     if (this.#discarding) return;
+    this.#bodyBytes += chunk.length;
+    if (this.#bodyLimit !== 0 && this.#bodyBytes > this.#bodyLimit) {
+      this.bodyTooLarge = true;
+      this.discardBody();
+      return;
+    }
     const body = this.#body;
     if (body === null) {
       (this.#early ??= []).push(chunk);
     } else if (!body.push(chunk)) {
       this.#channel.pauseReading('body');
+    }
+  }
+
+  limitBody(maxBytes: number): void {
+    this.#bodyLimit = maxBytes;
+    if (this.#bodyBytes > maxBytes) {
+      this.bodyTooLarge = true;
+      this.discardBody();
     }
   }
 
@@ -270,6 +305,10 @@ export class Http1Response implements DownstreamResponse {
   onDrain: (() => void) | null = null;
   /** Called when the connection closes before this response ended. */
   onClose: (() => void) | null = null;
+  record: RequestRecord | null = null;
+  /** The status sent (0 until the head is), and body bytes handed to the connection. */
+  statusCode = 0;
+  bytesSent = 0;
   readonly #channel: DownstreamChannel;
   readonly #request: Http1Request;
   /** The head, held back so that it leaves with the first body bytes. */
@@ -324,12 +363,14 @@ export class Http1Response implements DownstreamResponse {
     else if (http10) head += 'connection: keep-alive\r\n';
     this.#head = head + '\r\n';
     this.headersSent = true;
+    this.statusCode = status;
   }
 
   write(chunk: Buffer): boolean {
     if (this.writableEnded || this.#channel.closed) return false;
     if (!this.headersSent) throw new Error('write() before writeHead()');
     if (this.#noBody || chunk.length === 0) return this.#flushHead(false);
+    this.bytesSent += chunk.length;
     const channel = this.#channel;
     if (this.#head !== '') {
       const head = this.#head;
@@ -363,6 +404,12 @@ export class Http1Response implements DownstreamResponse {
     }
     this.#head = '';
     channel.responseFinished(this.#request);
+    this.record?.finish(this.statusCode, this.bytesSent);
+  }
+
+  /** The connection closed before this response ended: counted with what was sent. */
+  abandoned(): void {
+    this.record?.finish(this.statusCode, this.bytesSent);
   }
 
   /** Cuts the connection: the only way to tell the client this response is incomplete. */
@@ -382,6 +429,8 @@ export class Http1Response implements DownstreamResponse {
     }
     this.headersSent = true;
     this.writableEnded = true;
+    this.statusCode = 101;
+    this.record?.finish(101, 0);
     return this.#channel.tunnel(this.#request, head + '\r\n', upstream);
   }
 

@@ -8,6 +8,8 @@ import type { FilterTarget, HeaderModifier } from './filters.ts';
 import { joinedValue, type HeaderTable } from './headers.ts';
 import type { RequestFacts } from './match.ts';
 import type { MirrorTarget } from './mirror.ts';
+import { plainAddress } from './client-address.ts';
+import type { RequestRecord } from './request-record.ts';
 
 /** What a request reads from its listener: set per apply, read once per request. */
 export interface ServingState {
@@ -31,11 +33,20 @@ export class Exchange implements RequestFacts, FilterTarget {
   readonly hasBody: boolean;
   readonly scheme: 'http' | 'https';
   readonly listenerPort: number;
+  /** What the metrics and the access log learn of this request. */
+  readonly record: RequestRecord;
   upstreamHost: string | null = null;
   responseModifiers: HeaderModifier[] | null = null;
   mirrors: MirrorTarget[] | null = null;
   /** Route name once routed, for logs. */
   routeName = '';
+  /**
+   * The client's address as the listener's ClientTrafficPolicy resolves it
+   * (X-Forwarded-For past trusted hops, a header, the PROXY protocol
+   * source), or the connection's: what access logs and source-IP matching
+   * read. Dual-stack IPv4 peers are shown as IPv4.
+   */
+  clientAddress: string;
   #queryParams: URLSearchParams | null = null;
 
   constructor(
@@ -46,8 +57,12 @@ export class Exchange implements RequestFacts, FilterTarget {
     target: { path: string; query: string; host: string; authority: string },
     headers: HeaderTable,
     hasBody: boolean,
+    clientAddress: string | undefined,
+    record: RequestRecord,
   ) {
+    this.record = record;
     this.req = req;
+    this.clientAddress = clientAddress === undefined ? plainAddress(req.remoteAddress) : clientAddress;
     this.res = res;
     this.state = state;
     this.listener = listener;

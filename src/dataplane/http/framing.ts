@@ -35,7 +35,7 @@ export interface RequestHead {
 }
 
 export interface Rejection {
-  readonly status: 400 | 405 | 431 | 501 | 505;
+  readonly status: 400 | 403 | 405 | 413 | 431 | 501 | 505;
   readonly reason: string;
 }
 

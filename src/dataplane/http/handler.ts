@@ -5,7 +5,6 @@
 import type { CompiledGatewayListener, CompiledListener } from '../config.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
 import { hostFromAuthority } from '../hostnames.ts';
-import type { RequestLimits } from '../limits.ts';
 import type { LogFn } from '../log.ts';
 import { pickEndpoint } from '../upstream/balancer.ts';
 import { Exchange, type ServingState } from './exchange.ts';
@@ -14,7 +13,10 @@ import { FORWARDED_METHODS, isRejection, readRequestHead, refusedRequestLine, ty
 import { forward, prepareUpstreamHeaders } from './proxy.ts';
 import { sendLocalReply } from './responses.ts';
 import { normalizePath, type PathRefusal } from './path.ts';
+import { plainAddress } from './client-address.ts';
 import { forwardUpgrade } from './websocket.ts';
+import { RequestRecord, type RequestObserver, type TlsFacts } from './request-record.ts';
+import { Tracer } from '../tracing.ts';
 
 // reg-name / IP-literal characters and a port; anything else is not a host.
 const AUTHORITY = /^[A-Za-z0-9\-._~%!$&'()*+,;=:[\]]*$/;
@@ -72,43 +74,73 @@ function negotiatedListener(listener: CompiledListener, serverName: string | nul
 }
 
 export class HttpRequestHandler {
-  readonly #limits: RequestLimits;
   readonly #log: LogFn;
+  readonly #observer: RequestObserver;
   /** Requests received, for the admin API's per-worker view. */
   requests = 0;
 
-  constructor(limits: RequestLimits, log: LogFn) {
-    this.#limits = limits;
+  /** Limits are each listener's (CompiledListener.limits: the data plane's, or its ClientTrafficPolicy's). */
+  constructor(log: LogFn, observer: RequestObserver) {
     this.#log = log;
+    this.#observer = observer;
   }
 
   /**
-   * `serverName`: on a TLS connection, the SNI its client sent (null:
-   * none); undefined for plain HTTP.
+   * `tls`: on a TLS connection, what its handshake settled (the SNI its
+   * client sent, the version); undefined for plain HTTP.
    */
-  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse, serverName?: string | null): void {
+  handle(state: ServingState, req: DownstreamRequest, res: DownstreamResponse, tls?: TlsFacts): void {
     // The one read of the config reference: this request lives on it to the end.
     const listener = state.current;
     this.requests++;
+    const record = new RequestRecord(this.#observer, req, listener, tls ?? null);
+    res.record = record;
     try {
-      this.#handle(state, listener, req, res, serverName);
+      this.#handle(state, listener, record, req, res, tls === undefined ? undefined : tls.serverName);
     } catch (err) {
       this.#log('error', 'request handling failed', { listener: listener.key, error: String(err) });
       sendLocalReply(res, 500, { close: true });
     }
   }
 
-  #handle(state: ServingState, listener: CompiledListener, req: DownstreamRequest, res: DownstreamResponse, serverName: string | null | undefined): void {
+  #handle(state: ServingState, listener: CompiledListener, record: RequestRecord, req: DownstreamRequest, res: DownstreamResponse, serverName: string | null | undefined): void {
     const draining = state.draining;
     const line = refusedRequestLine(req);
     if (line !== null) {
       this.#refuse(listener, res, line);
       return;
     }
-    const head = readRequestHead(req, this.#limits.maxHeaderCount);
+    const head = readRequestHead(req, listener.limits.maxHeaderCount);
     if (isRejection(head)) {
       this.#refuse(listener, res, head);
       return;
+    }
+    // A listener without a ClientTrafficPolicy does none of this.
+    let clientAddress: string | undefined;
+    const client = listener.client;
+    if (client !== null) {
+      if (client.maxRequestBodyBytes !== 0 && head.hasBody) {
+        const length = head.headers.get('content-length');
+        if (typeof length === 'string' && Number(length) > client.maxRequestBodyBytes) {
+          this.#refuse(listener, res, { status: 413, reason: `request body of ${length} bytes, more than maxRequestBodySize ${client.maxRequestBodyBytes} of ClientTrafficPolicy ${client.policy}` });
+          return;
+        }
+        // A body of unknown length is counted as it comes (downstream.ts, http2/stream.ts).
+        req.limitBody(client.maxRequestBodyBytes);
+        if (req.bodyTooLarge) {
+          this.#refuse(listener, res, { status: 413, reason: `request body past maxRequestBodySize ${client.maxRequestBodyBytes} of ClientTrafficPolicy ${client.policy}` });
+          return;
+        }
+      }
+      if (client.resolveAddress !== null) {
+        const resolved = client.resolveAddress(plainAddress(req.remoteAddress), head.headers);
+        if (resolved === null) {
+          this.#refuse(listener, res, { status: 403, reason: `no client address in the header ClientTrafficPolicy ${client.policy} names (failClosed)` });
+          return;
+        }
+        clientAddress = resolved;
+        record.clientAddress = resolved;
+      }
     }
     const expect = head.headers.get('expect');
     if (expect !== undefined) {
@@ -129,7 +161,9 @@ export class HttpRequestHandler {
       return;
     }
     const host = hostFromAuthority(target.authority);
+    record.host = host;
     const gatewayListener = listener.gatewayListeners.match(host);
+    if (gatewayListener !== undefined) record.gatewayListener = gatewayListener;
     if (serverName !== undefined && gatewayListener !== undefined && gatewayListener !== negotiatedListener(listener, serverName)) {
       // The Host belongs to another listener than the one whose certificate
       // this connection negotiated (a reused HTTP/1.1 connection, HTTP/2
@@ -151,6 +185,8 @@ export class HttpRequestHandler {
       { path: target.path, query: target.query, host, authority: target.authority },
       head.headers,
       head.hasBody,
+      clientAddress,
+      record,
     );
     const route = virtualHost.routes.find(ex);
     if (route === undefined) {
@@ -158,12 +194,20 @@ export class HttpRequestHandler {
       return;
     }
     ex.routeName = route.name;
+    record.route = route;
     if (route.invalid !== null) {
       sendLocalReply(res, 500, { draining });
       return;
     }
 
     prepareUpstreamHeaders(ex);
+    const tracer = this.#observer.tracer;
+    if (tracer !== null) {
+      // Before filters, so that a RequestHeaderModifier still has the last word.
+      const trace = tracer.contextFor(ex.requestHeaders.get('traceparent'));
+      record.trace = trace;
+      ex.requestHeaders.set('traceparent', Tracer.traceparent(trace));
+    }
     let answer = applyFilters(route.filters, ex);
     if (answer !== null) {
       sendLocalReply(res, answer.statusCode, { location: answer.location, empty: true, modifiers: ex.responseModifiers, draining });
@@ -188,7 +232,8 @@ export class HttpRequestHandler {
       sendLocalReply(res, 500, { modifiers: ex.responseModifiers, draining });
       return;
     }
-    const endpoint = sticky !== null ? sticky.endpoint : pickEndpoint(backend.cluster);
+    record.cluster = backend.cluster;
+    const endpoint = sticky !== null ? sticky.endpoint : pickEndpoint(backend.cluster, ex);
     if (endpoint === undefined) {
       sendLocalReply(res, 503, { modifiers: ex.responseModifiers, draining });
       return;

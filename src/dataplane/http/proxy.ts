@@ -22,8 +22,10 @@ import { modifyResponseHeaders } from './filters.ts';
 import { stripHopByHopFromResponse, stripHopByHopFromTable, trailersToForward } from './headers.ts';
 import { sendCopies } from './mirror.ts';
 import { ReplayableBody } from './replay-body.ts';
-import { backoffDelay, retriesFailure, retriesStatus, statusAfterTries, tryFailure, type CompiledRetry } from './retry.ts';
+import { backoffDelay, retriesStatus, retriesTryFailure, statusAfterTries, tryFailure, type CompiledRetry } from './retry.ts';
+import { effectiveRetry, mayRetry, noteOutcome } from '../upstream/policy.ts';
 import { sendLocalReply } from './responses.ts';
+import { plainAddress } from './client-address.ts';
 
 /** The route's deadline passed before the response completed. */
 class RouteTimeoutError extends Error {
@@ -52,6 +54,15 @@ const UNAVAILABLE_CODES: ReadonlySet<string> = new Set([
   'GATEHOUSE_UPSTREAM_QUEUE_FULL',
   'GATEHOUSE_UPSTREAM_QUEUE_TIMEOUT',
   // undici reports a failed connect with the system's code.
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
+
+/** Tries that got no connection to the backend at all (metric gatehouse_upstream_connect_failures_total). */
+const CONNECT_FAILURE_CODES: ReadonlySet<string> = new Set([
+  'GATEHOUSE_CONNECT_FAILED',
+  'UND_ERR_CONNECT_TIMEOUT',
   'ECONNREFUSED',
   'EHOSTUNREACH',
   'ENETUNREACH',
@@ -101,12 +112,17 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
   // We answered `Expect: 100-continue` ourselves (the handler does); the upstream
   // gets the body without waiting.
   headers.delete('expect');
-  const client = clientAddress(ex.req.remoteAddress);
+  // The connection's address is appended (the peer, or the PROXY protocol
+  // source), as Envoy does: the next proxy counts hops from it. The client
+  // as resolved by a ClientTrafficPolicy goes in X-Real-IP.
+  // Without a policy the two are the same, computed once (exchange.ts).
+  const client = ex.listener.client === null ? ex.clientAddress : plainAddress(ex.req.remoteAddress);
   const xff = headers.get('x-forwarded-for');
   headers.set(
     'x-forwarded-for',
     xff === undefined ? client : `${typeof xff === 'string' ? xff : xff.join(', ')}, ${client}`,
   );
+  if (ex.listener.client !== null) headers.set('x-real-ip', ex.clientAddress);
   headers.set('x-forwarded-proto', ex.scheme);
   if (ex.authority !== '') {
     headers.set('x-forwarded-host', ex.authority);
@@ -116,12 +132,6 @@ export function prepareUpstreamHeaders(ex: Exchange): void {
     headers.delete('x-forwarded-host');
     headers.delete('host');
   }
-}
-
-function clientAddress(address: string | undefined): string {
-  if (address === undefined) return 'unknown';
-  // Dual-stack sockets report IPv4 clients as IPv4-mapped IPv6.
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
 /**
@@ -135,8 +145,12 @@ function clientAddress(address: string | undefined): string {
 export function forward(ex: Exchange, route: CompiledRoute, endpoint: UpstreamEndpoint, log: LogFn): void {
   const headers = ex.requestHeaders;
   if (ex.upstreamHost !== null) headers.set('host', ex.upstreamHost);
+  if (endpoint.cluster.behaviour !== null) {
+    forwardWithPolicy(ex, route, endpoint, log);
+    return;
+  }
   if (route.retry !== null || ex.mirrors !== null) {
-    forwardKept(ex, route, route.retry, endpoint, log);
+    forwardKept(ex, route, route.retry, endpoint, log, route.timeoutMs);
     return;
   }
   const timeoutMs = route.timeoutMs;
@@ -156,13 +170,46 @@ function dispatchOptions(ex: Exchange, endpoint: UpstreamEndpoint, body: Readabl
   return options;
 }
 
+const OVERLOADED = { 'x-gatehouse-overloaded': 'true' } as const;
+
+/**
+ * A cluster with a BackendTrafficPolicy: refused at once while
+ * maxParallelRequests are in flight (the circuit is open), else sent with
+ * the policy's retries and request timeout where the route has none.
+ */
+function forwardWithPolicy(ex: Exchange, route: CompiledRoute, endpoint: UpstreamEndpoint, log: LogFn): void {
+  const cluster = endpoint.cluster;
+  const behaviour = cluster.behaviour!;
+  if (cluster.active >= behaviour.maxParallelRequests) {
+    cluster.stats.circuitOpen++;
+    const refused = cluster.admission.noteRefused(Date.now());
+    if (refused !== 0) {
+      log('warn', 'upstream cluster at its limit of requests in flight: requests refused', {
+        route: ex.routeName, cluster: cluster.name, status: 503, limit: 'circuitBreaker.maxParallelRequests', refused,
+      });
+    }
+    sendLocalReply(ex.res, 503, {
+      modifiers: ex.responseModifiers, draining: ex.state.draining, close: ex.hasBody,
+      reason: 'the backend has as many requests in flight as it may (circuit breaker open)', headers: OVERLOADED,
+    });
+    return;
+  }
+  const retry = effectiveRetry(route.retry, cluster);
+  const timeoutMs = route.timeoutMs > 0 ? route.timeoutMs : behaviour.requestTimeoutMs;
+  if (retry !== null || ex.mirrors !== null) {
+    forwardKept(ex, route, retry, endpoint, log, timeoutMs);
+    return;
+  }
+  const exchange = new UpstreamExchange(ex, endpoint, ex.listener.config, log, null);
+  exchange.start(timeoutMs, dispatchOptions(ex, endpoint, ex.hasBody ? ex.req.body : null, timeoutMs));
+}
+
 /** A route that mirrors or retries: its body is kept while it streams (up to the limit), for copies and tries. */
-function forwardKept(ex: Exchange, route: CompiledRoute, retry: CompiledRetry | null, endpoint: UpstreamEndpoint, log: LogFn): void {
+function forwardKept(ex: Exchange, route: CompiledRoute, retry: CompiledRetry | null, endpoint: UpstreamEndpoint, log: LogFn, timeoutMs: number): void {
   const config = ex.listener.config;
-  const body = ex.hasBody ? new ReplayableBody(ex.req.body, config.limits.maxReplayBodyBytes) : null;
+  const body = ex.hasBody ? new ReplayableBody(ex.req.body, ex.listener.limits.maxReplayBodyBytes) : null;
   if (ex.mirrors !== null) sendCopies(ex.mirrors, ex, body, route.timeoutMs, config, log);
   if (retry === null) {
-    const timeoutMs = route.timeoutMs;
     const exchange = new UpstreamExchange(ex, endpoint, config, log, null);
     exchange.start(timeoutMs, dispatchOptions(ex, endpoint, body === null ? null : body.attempt(), timeoutMs));
     return;
@@ -193,6 +240,8 @@ class RetryRun {
   /** timeouts.request has passed: no more tries. */
   #expired = false;
   #over = false;
+  /** Counted in its cluster's retriesActive (a cluster with a policy), from its first retry to its end. */
+  #retrying = false;
 
   constructor(ex: Exchange, retry: CompiledRetry, body: ReplayableBody | null, cluster: UpstreamCluster, config: CompiledConfig, log: LogFn) {
     this.#ex = ex;
@@ -229,12 +278,18 @@ class RetryRun {
     attempt.start(perTry, options);
   }
 
-  /** Whether a new try may be made at all now (whatever the failure). */
+  /** Whether a new try may be made at all now (whatever the failure); counts it as a retry in flight when so. */
   #mayTryAgain(): boolean {
     if (this.#over || this.#expired || this.tries > this.#retry.retries) return false;
     const res = this.#ex.res;
     if (res.headersSent || res.destroyed) return false;
-    return this.#body === null || this.#body.replayable;
+    if (this.#body !== null && !this.#body.replayable) return false;
+    const cluster = this.#cluster;
+    if (cluster.behaviour === null || this.#retrying) return true;
+    if (!mayRetry(cluster, this.#retry)) return false;
+    this.#retrying = true;
+    cluster.retriesActive++;
+    return true;
   }
 
   /** A try got `status`: true when it is given up for another, which is then scheduled. */
@@ -246,7 +301,8 @@ class RetryRun {
 
   /** A try failed before a response head: true when another is scheduled. */
   retryError(err: Error): boolean {
-    if (!retriesFailure(tryFailure(err), this.#ex.method) || !this.#mayTryAgain()) return false;
+    if (CONNECT_FAILURE_CODES.has(codeOf(err) ?? '')) this.#cluster.stats.connectFailures++;
+    if (!retriesTryFailure(this.#retry, tryFailure(err), this.#ex.method) || !this.#mayTryAgain()) return false;
     this.#scheduleNext();
     return true;
   }
@@ -256,6 +312,10 @@ class RetryRun {
     if (this.#over) return;
     this.#over = true;
     this.#current = null;
+    if (this.#retrying) {
+      this.#retrying = false;
+      this.#cluster.retriesActive--;
+    }
     if (this.#deadline !== null) clearTimeout(this.#deadline);
     if (this.#backoff !== null) clearTimeout(this.#backoff);
     this.#deadline = this.#backoff = null;
@@ -265,6 +325,7 @@ class RetryRun {
 
   #scheduleNext(): void {
     this.#current = null;
+    this.#cluster.stats.retries++;
     // While nobody is sending, a client that goes away ends the run.
     this.#ex.res.onClose = this.#onClientClose;
     this.#backoff = setTimeout(this.#next, backoffDelay(this.#retry, this.tries));
@@ -274,7 +335,7 @@ class RetryRun {
     this.#backoff = null;
     const ex = this.#ex;
     if (ex.res.onClose === this.#onClientClose) ex.res.onClose = null;
-    const endpoint = pickEndpoint(this.#cluster);
+    const endpoint = pickEndpoint(this.#cluster, ex);
     if (endpoint === undefined) {
       sendLocalReply(ex.res, 503, { modifiers: ex.responseModifiers, draining: ex.state.draining, close: ex.hasBody });
       this.end();
@@ -323,6 +384,10 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   #upstreamDone = false;
   /** Given up for another try: whatever undici still reports is not the client's. */
   #abandoned = false;
+  /** Counted in flight on its endpoint and cluster (a cluster with a policy) until it ends. */
+  #counted = false;
+  /** Its outcome went to passive health already (a response head, or a failure). */
+  #judged = false;
 
   constructor(ex: Exchange, endpoint: UpstreamEndpoint, config: CompiledConfig, log: LogFn, run: RetryRun | null) {
     this.#ex = ex;
@@ -334,15 +399,23 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   start(timeoutMs: number, options: Dispatcher.DispatchOptions): void {
     this.#config.retain();
+    this.#ex.record.upstreamStart(this.#endpoint.cluster, this.#endpoint.origin);
     const res = this.#ex.res;
     res.onClose = this.#onClientClose;
     res.onDrain = this.#onClientDrain;
     if (timeoutMs > 0) this.#timer = setTimeout(this.#onTimeout, timeoutMs);
+    const state = this.#endpoint.state;
+    if (state !== null) {
+      state.active++;
+      this.#endpoint.cluster.active++;
+      this.#counted = true;
+    }
     try {
       this.#endpoint.pool.dispatch(options, this, this.#endpoint.cluster);
     } catch (err) {
       // dispatch throws only for invalid options; undici will not call back.
       this.#upstreamDone = true;
+      this.#uncount();
       this.#cleanup();
       this.#config.release();
       this.#log('error', 'upstream dispatch rejected', { route: this.#ex.routeName, error: String(err) });
@@ -380,6 +453,7 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   ): void {
     // Interim responses (100, 103) are not relayed.
     if (statusCode < 200 || this.#abandoned) return;
+    if (this.#endpoint.state !== null) this.#judge(statusCode);
     const ex = this.#ex;
     const res = ex.res;
     if (res.destroyed) return;
@@ -427,6 +501,13 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.#finishUpstream();
     if (this.#abandoned) return;
+    if (this.#endpoint.state !== null && !(err instanceof ClientGoneError)) {
+      const failure = tryFailure(err);
+      // Passive health: a failed connect is the endpoint's local-origin failure; a reset or a
+      // timeout counts as the 502 or 504 it is answered with; overload is ours, not the endpoint's.
+      if (failure === 'connect') this.#judge('local-failure');
+      else if (failure !== 'overload') this.#judge(failure === 'timeout' ? 504 : 502);
+    }
     const ex = this.#ex;
     const res = ex.res;
     const run = this.#run;
@@ -444,6 +525,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
     }
     run?.end();
     const code = codeOf(err);
+    // A run counted it already when it asked whether to try again.
+    if (run === null && code !== undefined && CONNECT_FAILURE_CODES.has(code)) this.#endpoint.cluster.stats.connectFailures++;
     const limit = code === undefined ? undefined : LIMIT_OF_CODE[code];
     const cluster = this.#endpoint.cluster;
     if (res.headersSent) {
@@ -459,7 +542,8 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
       res.destroy();
       return;
     }
-    const status = run === null ? statusForUpstreamError(err) : statusAfterTries(tryFailure(err));
+    // The client's body went past its listener's maxRequestBodySize: that, not the backend, ended the exchange.
+    const status = ex.req.bodyTooLarge ? 413 : run === null ? statusForUpstreamError(err) : statusAfterTries(tryFailure(err));
     if (code === 'GATEHOUSE_UPSTREAM_QUEUE_FULL') {
       // Refusals come in floods: one line a second per cluster, with a count.
       const refused = cluster.admission.noteRefused(Date.now());
@@ -490,8 +574,32 @@ class UpstreamExchange implements Dispatcher.DispatchHandler {
   #finishUpstream(): void {
     if (this.#upstreamDone) return;
     this.#upstreamDone = true;
+    this.#uncount();
+    this.#ex.record.upstreamEnd(this.#endpoint.cluster);
     this.#cleanup();
     this.#config.release();
+  }
+
+  #uncount(): void {
+    if (!this.#counted) return;
+    this.#counted = false;
+    this.#endpoint.state!.active--;
+    this.#endpoint.cluster.active--;
+  }
+
+  /** Tells passive health how this request ended at its endpoint (once). */
+  #judge(outcome: number | 'local-failure'): void {
+    if (this.#judged) return;
+    this.#judged = true;
+    if (noteOutcome(this.#endpoint, outcome)) {
+      const od = this.#endpoint.cluster.behaviour!.outlier!;
+      this.#log('warn', 'upstream endpoint ejected (passive health)', {
+        cluster: this.#endpoint.cluster.name,
+        upstream: this.#endpoint.origin,
+        until: new Date(this.#endpoint.state!.ejectedUntil).toISOString(),
+        ...(outcome === 'local-failure' ? { consecutiveLocalOriginFailures: od.consecutiveLocalOriginFailures } : { lastStatus: outcome }),
+      });
+    }
   }
 
   #cleanup(): void {

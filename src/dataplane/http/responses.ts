@@ -17,6 +17,10 @@ export interface LocalReplyOptions {
   readonly draining?: boolean;
   /** The Allow field of a 405. */
   readonly allow?: string;
+  /** Said after the status line in the body: why the gateway answered itself. */
+  readonly reason?: string;
+  /** Fields added as they are. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 const bodies = new Map<number, Buffer>();
@@ -36,13 +40,16 @@ export function sendLocalReply(res: DownstreamResponse, status: number, options:
     return;
   }
   const redirect = options.location !== undefined;
-  const body = redirect || options.empty === true ? null : bodyFor(status);
+  const body = redirect || options.empty === true
+    ? null
+    : options.reason === undefined ? bodyFor(status) : Buffer.from(`${status} ${STATUS_CODES[status] ?? ''}: ${options.reason}\n`);
   const headers: IncomingHttpHeaders = {
     'content-length': String(body === null ? 0 : body.length),
   };
   if (body !== null) headers['content-type'] = 'text/plain; charset=utf-8';
   if (redirect) headers['location'] = options.location;
   if (options.allow !== undefined) headers['allow'] = options.allow;
+  if (options.headers !== undefined) Object.assign(headers, options.headers);
   if (options.modifiers) modifyResponseHeaders(headers, options.modifiers);
   if (options.close || options.draining) res.shouldKeepAlive = false;
   res.writeHead(status, undefined, headers);

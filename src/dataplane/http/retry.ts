@@ -36,7 +36,7 @@
 // response itself for a listed status, 504 for a timeout, and 503 for
 // connection failures (as Envoy: the backend is unavailable).
 
-import type { RetryPolicy } from '../../ir/types.ts';
+import type { ClusterRetryIR, RetryPolicy, RetryTrigger } from '../../ir/types.ts';
 
 export interface CompiledRetry {
   /** Retried status codes: index = status - 400. */
@@ -49,7 +49,26 @@ export interface CompiledRetry {
   readonly perTryMs: number;
   /** All tries' deadline (timeouts.request), ms; 0: none. */
   readonly totalMs: number;
+  /** The most wait between tries, ms; 0: ten times backoffMs. */
+  readonly maxBackoffMs: number;
+  /** A BackendTrafficPolicy's retryOn triggers (TRIGGER bits); 0: none. */
+  readonly triggers: number;
+  /** Whether the route's own table above applies (the rule has `retry`). */
+  readonly routeRules: boolean;
+  /** A BackendTrafficPolicy's retry budget; null: none. */
+  readonly budget: { readonly percent: number; readonly minRetryConcurrency: number } | null;
 }
+
+/** retryOn triggers as bits. refused-stream is accepted and adds nothing: the h2c client already fails such a stream as a reset. */
+export const TRIGGER: Readonly<Record<RetryTrigger, number>> = {
+  '5xx': 1,
+  'gateway-error': 2,
+  reset: 4,
+  'connect-failure': 8,
+  'retriable-4xx': 16,
+  'refused-stream': 32,
+  'retriable-status-codes': 64,
+};
 
 /**
  * Envoy's base interval when none is given. The wait before retry n is
@@ -75,19 +94,72 @@ export function compileRetry(policy: RetryPolicy, requestMs: number | undefined,
     backoffMs,
     perTryMs: backendRequestMs !== undefined && backendRequestMs > 0 ? backendRequestMs : 0,
     totalMs: requestMs !== undefined && requestMs > 0 ? requestMs : 0,
+    maxBackoffMs: 0,
+    triggers: 0,
+    routeRules: true,
+    budget: null,
+  };
+}
+
+/**
+ * A BackendTrafficPolicy's retries, for a route without `retry` of its
+ * own. `requestTimeoutMs`: the policy's request timeout, bounding all tries.
+ */
+export function compileClusterRetry(policy: ClusterRetryIR, requestTimeoutMs: number): CompiledRetry {
+  const codes = new Uint8Array(200);
+  let triggers = 0;
+  for (const t of policy.triggers) triggers |= TRIGGER[t];
+  if ((triggers & TRIGGER['retriable-status-codes']) !== 0) {
+    for (const code of policy.statusCodes) if (code >= 400 && code <= 599) codes[code - 400] = 1;
+  }
+  return {
+    codes,
+    retries: policy.numRetries,
+    backoffMs: policy.backoffBaseMs ?? DEFAULT_BACKOFF_MS,
+    perTryMs: policy.perTryTimeoutMs ?? 0,
+    totalMs: requestTimeoutMs,
+    maxBackoffMs: policy.backoffMaxMs ?? 0,
+    triggers,
+    routeRules: false,
+    budget: policy.budget ?? null,
+  };
+}
+
+/**
+ * A rule's own retries with what a BackendTrafficPolicy adds where the
+ * rule says nothing: its triggers, the per-try timeout (when the rule has
+ * no backendRequest timeout), the most backoff and the budget. The rule's
+ * codes, attempts and base backoff stand.
+ */
+export function mergeRetry(route: CompiledRetry, policy: CompiledRetry): CompiledRetry {
+  return {
+    ...route,
+    perTryMs: route.perTryMs > 0 ? route.perTryMs : policy.perTryMs,
+    totalMs: route.totalMs > 0 ? route.totalMs : policy.totalMs,
+    maxBackoffMs: policy.maxBackoffMs,
+    triggers: policy.triggers & ~TRIGGER['retriable-status-codes'],
+    budget: policy.budget,
   };
 }
 
 export function retriesStatus(retry: CompiledRetry, status: number): boolean {
-  return status >= 400 && status <= 599 && retry.codes[status - 400] === 1;
+  if (status >= 400 && status <= 599 && retry.codes[status - 400] === 1) return true;
+  const t = retry.triggers;
+  if (t === 0) return false;
+  if ((t & TRIGGER['5xx']) !== 0 && status >= 500) return true;
+  if ((t & TRIGGER['gateway-error']) !== 0 && status >= 502 && status <= 504) return true;
+  return (t & TRIGGER['retriable-4xx']) !== 0 && status === 409;
 }
 
 /** The wait before retry `n` (1 for the first), ms. */
 export function backoffDelay(retry: CompiledRetry, n: number, random: () => number = Math.random): number {
   const base = retry.backoffMs;
-  const grown = Math.min(base * 2 ** Math.min(n - 1, 30), base * MAX_BACKOFF_FACTOR);
+  const cap = retry.maxBackoffMs > 0 ? retry.maxBackoffMs : base * MAX_BACKOFF_FACTOR;
+  const grown = Math.min(base * 2 ** Math.min(n - 1, 30), cap);
   const wait = Math.max(base, grown);
-  return Math.round(wait + random() * wait * 0.5);
+  // With a policy's maxInterval the jitter stays under it too.
+  const jitter = retry.maxBackoffMs > 0 ? Math.min(wait * 0.5, Math.max(0, cap - wait)) : wait * 0.5;
+  return Math.round(wait + random() * jitter);
 }
 
 /** How a try failed without a response head. */
@@ -121,6 +193,23 @@ export function tryFailure(err: Error): TryFailure {
 
 /** RFC 9110 §9.2.2. */
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * Whether a try that failed this way may be made again under `retry`: the
+ * route's table above when the rule has `retry`, or what the policy's
+ * triggers say, as Envoy reads them: connect-failure, reset (any method,
+ * as Envoy), and 5xx or gateway-error, which also take a try with no
+ * response at all (connect failure, reset, timeout).
+ */
+export function retriesTryFailure(retry: CompiledRetry, failure: TryFailure, method: string): boolean {
+  if (failure === 'overload') return false;
+  if (retry.routeRules && retriesFailure(failure, method)) return true;
+  const t = retry.triggers;
+  if ((t & (TRIGGER['5xx'] | TRIGGER['gateway-error'])) !== 0) return true;
+  if (failure === 'connect') return (t & TRIGGER['connect-failure']) !== 0;
+  if (failure === 'reset') return (t & TRIGGER.reset) !== 0;
+  return false;
+}
 
 /** Whether a try of `method` that failed this way may be made again (the table above). */
 export function retriesFailure(failure: TryFailure, method: string): boolean {

@@ -22,11 +22,23 @@ import type { SniTable } from '../tls/sni.ts';
 import { MIN_TLS_VERSION } from '../tls/sni.ts';
 import { readClientHello, UNRECOGNIZED_NAME_ALERT } from '../tls/client-hello.ts';
 import { sniff, type FrontProtocol } from '../http2/preface.ts';
-import { createSessionFactory, H2Connection } from '../http2/session.ts';
+import { createSessionFactory, H2Connection, type H2Windows } from '../http2/session.ts';
+import { readProxyHeader } from '../proxy-protocol.ts';
 import { ClientConnection, type ConnectionSpec } from './connection.ts';
 import type { DownstreamRequest, DownstreamResponse } from './downstream.ts';
+import type { TlsFacts } from './request-record.ts';
+import type { ListenerSeries } from '../metrics.ts';
 
 export interface ServerSpec extends ConnectionSpec {
+  /** The listener's connection and TLS counters (metrics.ts). */
+  readonly stats: ListenerSeries;
+  /**
+   * Read a PROXY protocol header first (./proxy-protocol.ts), within the
+   * headers timeout; optional: connections without one are served too.
+   */
+  readonly proxyProtocol?: { readonly optional: boolean } | null;
+  /** HTTP/2 flow-control windows advertised to clients; null: node's (65535). */
+  readonly http2Windows?: H2Windows | null;
   /**
    * Whether the listener is draining. HTTP/1.1 answers learn it from the
    * pipeline (`Connection: close`); an HTTP/2 connection is then sent
@@ -46,7 +58,7 @@ export interface HttpsServerSpec extends ServerSpec {
    * certificate the connection negotiated, for the misdirected request
    * check (421).
    */
-  readonly onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, serverName: string | null) => void;
+  readonly onSecureRequest: (req: DownstreamRequest, res: DownstreamResponse, tls: TlsFacts) => void;
 }
 
 /**
@@ -107,6 +119,8 @@ export class ClientServer {
     // Counted by node on the raw sockets, TLS handshakes in progress included.
     server.maxConnections = spec.limits.maxClientConnections;
     server.on('drop', this.#onDrop);
+    // Raw sockets, TLS or not: 'connection' comes before any handshake.
+    server.on('connection', this.#count);
     server.on(secure !== null ? 'secureConnection' : 'connection', this.#accept);
     server.on('listening', () => {
       this.#sweep ??= setInterval(this.#checkDeadlines, sweepInterval(spec.limits));
@@ -133,14 +147,22 @@ export class ClientServer {
     for (const socket of this.#sniffing.keys()) socket.destroy();
   }
 
+  readonly #count = (socket: net.Socket): void => {
+    const stats = this.#spec.stats;
+    stats.connectionsTotal++;
+    stats.connectionsActive++;
+    socket.once('close', () => { stats.connectionsActive--; });
+  };
+
   readonly #accept = (socket: net.Socket): void => {
     const now = Date.now();
     const secure = this.#secure;
     if (secure !== null) {
       const tlsSocket = socket as tls.TLSSocket;
+      secure.stats.tlsHandshakes++;
       // `servername` is false without SNI.
-      const serverName = typeof tlsSocket.servername === 'string' ? tlsSocket.servername : null;
-      const spec = { ...secure, onRequest: (req: DownstreamRequest, res: DownstreamResponse) => secure.onSecureRequest(req, res, serverName) };
+      const facts: TlsFacts = { serverName: typeof tlsSocket.servername === 'string' ? tlsSocket.servername : null, version: tlsSocket.getProtocol() };
+      const spec = { ...secure, onRequest: (req: DownstreamRequest, res: DownstreamResponse) => secure.onSecureRequest(req, res, facts) };
       this.#serve(socket, tlsSocket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1', null, now, spec);
       return;
     }
@@ -148,11 +170,21 @@ export class ClientServer {
     // Until a connection takes it: a reset while we wait must not throw.
     socket.on('error', noop);
     socket.once('close', () => this.#sniffing.delete(socket));
+    const proxy = this.#spec.proxyProtocol;
+    if (proxy == null) this.#sniff(socket, null);
+    else readProxyHeader(socket, { optional: proxy.optional, timeoutMs: this.#spec.limits.headersTimeoutMs }, (rest) => this.#sniff(socket, rest), this.#proxyRefused(socket));
+  };
+
+  #sniff(socket: net.Socket, initial: Buffer | null): void {
     sniff(socket, (protocol, head) => {
       this.#sniffing.delete(socket);
       this.#serve(socket, protocol, head, Date.now());
-    });
-  };
+    }, initial);
+  }
+
+  #proxyRefused(socket: net.Socket): (reason: string) => void {
+    return (reason) => this.#spec.log('info', 'PROXY protocol header refused: connection closed', { listener: this.#spec.key, reason, remote: socket.remoteAddress });
+  }
 
   /** `head`: bytes already read from the socket, to be parsed first. */
   #serve(socket: net.Socket, protocol: FrontProtocol, head: Buffer | null, now: number, spec: ServerSpec = this.#spec): void {
@@ -164,7 +196,7 @@ export class ClientServer {
         socket.unshift(head);
       }
       try {
-        conn = new H2Connection((this.#h2 ??= createSessionFactory(spec.limits)), socket, spec, now);
+        conn = new H2Connection((this.#h2 ??= createSessionFactory(spec.limits, spec.http2Windows ?? null)), socket, spec, now);
       } catch (err) {
         this.#spec.log('error', 'HTTP/2 session failed to start', { listener: this.#spec.key, error: String(err) });
         socket.destroy();
@@ -231,6 +263,7 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
     },
   });
   server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    spec.stats.tlsHandshakeErrors++;
     spec.log('info', 'TLS handshake failed', { listener: spec.key, error: err.message, remote: socket.remoteAddress });
     socket.destroy();
   });
@@ -238,7 +271,8 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
   // 'connection' listener; the hello is screened before it gets there.
   const [startTls] = server.listeners('connection') as ((socket: net.Socket) => void)[];
   server.removeListener('connection', startTls);
-  server.on('connection', (socket: net.Socket) =>
+  const proxy = spec.proxyProtocol;
+  const screen = (socket: net.Socket, initial: Buffer | null) =>
     screenClientHello(socket, spec, () => {
       // node reads both when it wraps the socket: set from the config of
       // this moment, so a change of tls.frontend needs no rebind.
@@ -248,7 +282,17 @@ export function createTlsServer(spec: HttpsServerSpec): ClientServer {
       options.requestCert = validation !== null;
       options.rejectUnauthorized = validation === 'AllowValidOnly';
       startTls.call(server, socket);
-    }));
+    }, initial);
+  server.on('connection', (socket: net.Socket) => {
+    if (proxy == null) {
+      screen(socket, null);
+      return;
+    }
+    socket.on('error', noop);
+    // The PROXY header comes before the ClientHello; both within the handshake timeout.
+    readProxyHeader(socket, { optional: proxy.optional, timeoutMs: spec.limits.tlsHandshakeTimeoutMs }, (rest) => screen(socket, rest), (reason) =>
+      spec.log('info', 'PROXY protocol header refused: connection closed', { listener: spec.key, reason, remote: socket.remoteAddress }));
+  });
   return new ClientServer(server, spec, spec);
 }
 
@@ -262,13 +306,16 @@ const ALERT_LINGER_MS = 1_000;
  * `startTls`. What is not a well-formed hello goes to node's TLS, which
  * answers it with its own alert.
  */
-function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: () => void): void {
+function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: () => void, initial: Buffer | null): void {
   // Chunks are joined and parsed only once enough has arrived to make
   // progress (`need`): a client sending a byte at a time costs no more.
   const chunks: Buffer[] = [];
   let length = 0;
   let need = 1;
-  const onTimeout = () => socket.destroy();
+  const onTimeout = () => {
+    spec.stats.tlsHandshakeErrors++;
+    socket.destroy();
+  };
   const onData = (chunk: Buffer) => {
     chunks.push(chunk);
     length += chunk.length;
@@ -284,11 +331,13 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
     socket.off('data', onData);
     socket.pause();
     if (hello.kind === 'too-long') {
+      spec.stats.tlsHandshakeErrors++;
       spec.log('info', 'TLS ClientHello too long: connection closed', { listener: spec.key, remote: socket.remoteAddress });
       socket.destroy();
       return;
     }
     if (hello.kind === 'hello' && !spec.sni().serves(hello.serverName)) {
+      spec.stats.tlsHandshakeErrors++;
       spec.log('info', 'TLS handshake refused: unrecognized server name', {
         listener: spec.key,
         // The client's bytes: a DNS name is at most 253 characters.
@@ -313,4 +362,6 @@ function screenClientHello(socket: net.Socket, spec: HttpsServerSpec, startTls: 
   // Until TLS takes it: a reset while we read must not throw.
   socket.on('error', noop);
   socket.on('data', onData);
+  // Bytes read past a PROXY header: the hello begins there.
+  if (initial !== null && initial.length !== 0) onData(initial);
 }

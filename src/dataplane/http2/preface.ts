@@ -25,7 +25,7 @@ export function classify(bytes: Buffer): FrontProtocol | null {
  * parses them first). At most the preface's 24 bytes are waited for; the
  * caller bounds the wait in time (the listener's headers timeout).
  */
-export function sniff(socket: net.Socket, decided: (protocol: FrontProtocol, head: Buffer) => void): void {
+export function sniff(socket: net.Socket, decided: (protocol: FrontProtocol, head: Buffer) => void, initial: Buffer | null = null): void {
   let head: Buffer | null = null;
   const onData = (chunk: Buffer): void => {
     head = head === null ? chunk : Buffer.concat([head, chunk]);
@@ -43,4 +43,6 @@ export function sniff(socket: net.Socket, decided: (protocol: FrontProtocol, hea
   };
   socket.on('data', onData);
   socket.once('end', onEnd);
+  // Bytes already read (past a PROXY protocol header) come first.
+  if (initial !== null && initial.length !== 0) onData(initial);
 }

@@ -31,6 +31,7 @@ import type net from 'node:net';
 import type { ServerSpec } from '../http/server.ts';
 import { sendLocalReply } from '../http/responses.ts';
 import type { RequestLimits } from '../limits.ts';
+import { clientAddressOf } from '../proxy-protocol.ts';
 import { H2Request, RESET_CANCEL, type StreamHead, type StreamOwner } from './stream.ts';
 
 const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_PROTOCOL_ERROR } = http2.constants;
@@ -79,8 +80,21 @@ export function sessionOptions(limits: RequestLimits): http2.ServerOptions {
 }
 
 /** The node server object whose 'connection' event turns a socket into a session; it never listens. */
-export function createSessionFactory(limits: RequestLimits): http2.Http2Server {
-  const server = http2.createServer(sessionOptions(limits));
+/** HTTP/2 flow-control windows a listener advertises (ClientTrafficPolicy http2), bytes. */
+export interface H2Windows {
+  readonly initialStreamWindowSize?: number;
+  readonly initialConnectionWindowSize?: number;
+}
+
+export function createSessionFactory(limits: RequestLimits, windows: H2Windows | null = null): http2.Http2Server {
+  const options = sessionOptions(limits);
+  if (windows?.initialStreamWindowSize !== undefined) options.settings!.initialWindowSize = windows.initialStreamWindowSize;
+  const server = http2.createServer(options);
+  if (windows?.initialConnectionWindowSize !== undefined) {
+    const size = windows.initialConnectionWindowSize;
+    // The connection window is not a SETTINGS value: each session grows its own with WINDOW_UPDATE.
+    server.on('session', (session: http2.ServerHttp2Session) => session.setLocalWindowSize(size));
+  }
   // Sessions are taken over in H2Connection; a server-level 'stream' is ignored.
   server.on('sessionError', noop);
   return server;
@@ -198,7 +212,7 @@ export class H2Connection implements StreamOwner {
     this.socket = socket;
     this.#spec = spec;
     this.#limits = spec.limits;
-    this.#remoteAddress = socket.remoteAddress;
+    this.#remoteAddress = clientAddressOf(socket);
     this.#idleSince = now;
     this.#windowStart = now;
     socket.setNoDelay(true);

@@ -18,6 +18,7 @@ import { Readable, type Duplex } from 'node:stream';
 import type { DownstreamRequest, DownstreamResponse, ResponseHeaders } from '../http/downstream.ts';
 import { UNSAFE_FIELD_VALUE } from '../http/headers.ts';
 import { Tunnel } from '../http/tunnel.ts';
+import type { RequestRecord } from '../http/request-record.ts';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
 
@@ -71,6 +72,7 @@ export class H2Request implements DownstreamRequest {
   messageComplete: boolean;
   readonly startedAt: number;
   readonly stream: http2.ServerHttp2Stream;
+  bytesReceived = 0;
   /** When the body last made progress (ms): a chunk arrived, or reading resumed. */
   lastReadAt: number;
   /** Reading is stopped because the body buffer is full (the pipeline's pause, not the client's). */
@@ -84,6 +86,10 @@ export class H2Request implements DownstreamRequest {
   writeStalledSince = 0;
   readonly #owner: StreamOwner;
   #body: Readable | null = null;
+  /** 0: no limit. Counted from the first DATA frame read: none is read before the pipeline asks for the body. */
+  #bodyLimit = 0;
+  bodyTooLarge = false;
+  #bodyBytes = 0;
 
   constructor(
     stream: http2.ServerHttp2Stream,
@@ -134,6 +140,10 @@ export class H2Request implements DownstreamRequest {
     return body;
   }
 
+  limitBody(maxBytes: number): void {
+    this.#bodyLimit = maxBytes;
+  }
+
   sendContinue(): void {
     const stream = this.stream;
     if (this.response.headersSent || stream.destroyed || stream.headersSent) return;
@@ -164,6 +174,13 @@ export class H2Request implements DownstreamRequest {
 
   readonly #onData = (chunk: Buffer): void => {
     this.lastReadAt = Date.now();
+    this.bytesReceived += chunk.length;
+    if (this.#bodyLimit !== 0 && (this.#bodyBytes += chunk.length) > this.#bodyLimit) {
+      this.bodyTooLarge = true;
+      this.stream.off('data', this.#onData);
+      this.#finishBody(false);
+      return;
+    }
     const body = this.#body;
     if (body !== null && !body.push(chunk)) {
       this.pausedForBody = true;
@@ -199,6 +216,7 @@ export class H2Request implements DownstreamRequest {
     const resetByClient = !answered && !this.resetByUs && this.stream.rstCode !== NGHTTP2_NO_ERROR;
     if (!answered) response.onClose?.();
     this.tunnel?.close();
+    response.record?.finish(response.statusCode, response.written);
     this.#owner.streamClosed(this, resetByClient);
   };
 }
@@ -210,6 +228,9 @@ export class H2Response implements DownstreamResponse {
   writableEnded = false;
   onDrain: (() => void) | null = null;
   onClose: (() => void) | null = null;
+  record: RequestRecord | null = null;
+  /** The status sent; 0 until the head is. */
+  statusCode = 0;
   readonly #request: H2Request;
   readonly #owner: StreamOwner;
   /** HEAD, 1xx, 204 and 304: the HEADERS frame ends the stream; body bytes are dropped. */
@@ -233,6 +254,7 @@ export class H2Response implements DownstreamResponse {
   writeHead(status: number, _reason: string | undefined, headers: ResponseHeaders): void {
     if (this.headersSent) throw new Error('response head already sent');
     const out: http2.OutgoingHttpHeaders = { ':status': status };
+    this.statusCode = status;
     for (const name in headers) {
       const value = headers[name];
       if (value === undefined) continue;

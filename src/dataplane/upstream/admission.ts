@@ -22,6 +22,9 @@ export class ClusterAdmission<R extends QueuedRequest = QueuedRequest> {
   readonly cluster: string;
   /** Connections charged to this cluster, connecting or connected, busy or idle. */
   open = 0;
+  /** The cluster's own connection cap and queue length (circuitBreaker); undefined: the pool's. */
+  maxConnections: number | undefined = undefined;
+  maxPending: number | undefined = undefined;
   /** Waiting requests, oldest first; all wait equally long, so the first also expires first. */
   readonly #queue: R[] = [];
   /** Fires when the oldest waiter's time is up; set only while someone waits. */

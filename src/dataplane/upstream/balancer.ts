@@ -5,7 +5,11 @@
 import type { CompiledFilter } from '../http/filters.ts';
 import type { MirrorGate } from '../http/mirror.ts';
 import { ClusterAdmission } from './admission.ts';
+import type { EndpointState } from './endpoint-state.ts';
+import type { Balancer, PickContext } from './load-balancing.ts';
 import type { Pool } from './pools.ts';
+import type { ClusterBehaviour } from './policy.ts';
+import { UpstreamSeries } from '../metrics.ts';
 
 /** An endpoint's origin and the pool that holds its connections. */
 export interface PooledOrigin {
@@ -18,6 +22,8 @@ export interface PooledOrigin {
 export interface UpstreamEndpoint extends PooledOrigin {
   /** The cluster it belongs to: its connection cap and queue, and its name for logs. */
   readonly cluster: UpstreamCluster;
+  /** What the data plane learnt about it (policy.ts); null in a cluster without a policy. */
+  readonly state: EndpointState | null;
 }
 
 export interface UpstreamCluster {
@@ -33,12 +39,36 @@ export interface UpstreamCluster {
   next: number;
   /** Copies mirrored to this cluster go through here (mirror.ts); made on first use, kept with the cluster. */
   mirrorGate?: MirrorGate;
+  /** Its BackendTrafficPolicy, compiled; null: plain round robin and nothing counted (the fast path). */
+  readonly behaviour: ClusterBehaviour | null;
+  /** With a behaviour: how it picks. */
+  readonly balancer: Balancer | null;
+  /** With a behaviour: requests in flight (circuit breaking, retry budget). */
+  active: number;
+  /** With a behaviour: requests between their first try and their end that are retrying. */
+  retriesActive: number;
+  /** Its counters (metrics.ts), by cluster name: a changed cluster keeps counting where the old one was. */
+  readonly stats: UpstreamSeries;
 }
 
-export function upstreamCluster(name: string, origins: readonly PooledOrigin[]): UpstreamCluster {
+export function upstreamCluster(
+  name: string,
+  origins: readonly PooledOrigin[],
+  behaviour: ClusterBehaviour | null = null,
+  states: readonly EndpointState[] = [],
+  balancer: Balancer | null = null,
+  stats: UpstreamSeries = new UpstreamSeries(name, [name]),
+): UpstreamCluster {
   const endpoints: UpstreamEndpoint[] = [];
-  const cluster: UpstreamCluster = { name, endpoints, admission: new ClusterAdmission(name), next: 0 };
-  for (const { origin, pool } of origins) endpoints.push({ origin, pool, cluster });
+  const admission = new ClusterAdmission(name);
+  if (behaviour !== null) {
+    admission.maxConnections = behaviour.maxConnections;
+    admission.maxPending = behaviour.maxPending;
+  }
+  const cluster: UpstreamCluster = {
+    name, endpoints, admission, next: 0, behaviour, balancer, active: 0, retriesActive: 0, stats,
+  };
+  origins.forEach(({ origin, pool }, i) => endpoints.push({ origin, pool, cluster, state: behaviour === null ? null : states[i] }));
   return cluster;
 }
 
@@ -48,7 +78,9 @@ export interface CompiledBackend {
   readonly filters: readonly CompiledFilter[];
 }
 
-export function pickEndpoint(cluster: UpstreamCluster): UpstreamEndpoint | undefined {
+/** `ctx`: the request, for a consistent-hash balancer's key. */
+export function pickEndpoint(cluster: UpstreamCluster, ctx?: PickContext): UpstreamEndpoint | undefined {
+  if (cluster.balancer !== null) return cluster.balancer.pick(cluster.endpoints, ctx, Date.now());
   const endpoints = cluster.endpoints;
   if (endpoints.length === 0) return undefined;
   const index = cluster.next;

@@ -227,7 +227,7 @@ export class H2cPool {
     this.opts = opts;
   }
 
-  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler, _cluster?: UpstreamCluster): boolean {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler, cluster?: UpstreamCluster): boolean {
     if (!(opts.headers instanceof Map)) throw new InvalidRequestError('headers must be a header table (a Map)');
     const s = new Stream(opts, handler, this);
     handler.onRequestStart?.(s, {});
@@ -246,7 +246,8 @@ export class H2cPool {
       this.#run(s, session);
       return true;
     }
-    if (this.#queue.length >= this.opts.maxPending) {
+    // A policy's circuitBreaker.maxPendingRequests bounds the queue of each endpoint here.
+    if (this.#queue.length >= (cluster?.admission.maxPending ?? this.opts.maxPending)) {
       s.fail(new QueueFullError(`${this.authority} has ${this.#active} streams open and ${this.#queue.length} requests waiting, the most allowed`));
       return true;
     }

@@ -783,12 +783,12 @@ export class LeanPool {
   /** A request that needs a new connection: open one, wait for one, or be refused. */
   #admit(req: Req, cluster: UpstreamCluster | undefined, now: number): void {
     const admission = (cluster?.admission ?? this.#ownAdmission) as Admission;
-    if (admission.open < this.maxConnections) {
+    if (admission.open < (admission.maxConnections ?? this.maxConnections)) {
       this.#open(req, admission, now);
     } else if (admission.waiting === 0 && cluster !== undefined && this.#closeIdleOf(cluster, admission)) {
       // At the cap, with a connection of this cluster idle at another endpoint: that one makes room.
       this.#open(req, admission, now);
-    } else if (admission.waiting < this.maxPending) {
+    } else if (admission.waiting < (admission.maxPending ?? this.maxPending)) {
       req.queuedUntil = now + this.connectTimeoutMs;
       req.waitingIn = admission;
       admission.enqueue(req);
@@ -881,7 +881,7 @@ export class LeanPool {
     const admission = conn.admission;
     admission.open--;
     // A place is free: the oldest waiters get it, each on its own endpoint.
-    while (admission.waiting !== 0 && admission.open < this.maxConnections) {
+    while (admission.waiting !== 0 && admission.open < (admission.maxConnections ?? this.maxConnections)) {
       const next = admission.shift() as Req;
       next.waitingIn = null;
       next.pool.#open(next, admission, Date.now());

@@ -28,7 +28,7 @@ const LEAN = process.env.GATEHOUSE_UPSTREAM !== 'undici';
 const undici = LEAN ? null : await import('undici');
 
 /** How a cluster's endpoints are spoken to: the part of a Cluster that pools depend on. */
-export type UpstreamTransport = Pick<Cluster, 'protocol' | 'tls'>;
+export type UpstreamTransport = Pick<Cluster, 'protocol' | 'tls' | 'policy'>;
 
 /**
  * The pool key of an endpoint: `http://host:port`; `h2c://host:port` for
@@ -39,12 +39,17 @@ export type UpstreamTransport = Pick<Cluster, 'protocol' | 'tls'>;
  */
 export function endpointOrigin(endpoint: Endpoint, transport?: UpstreamTransport): string {
   const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
+  // A policy's connect or idle timeout makes pools of their own: a pool has one of each.
+  const connect = transport?.policy?.connectTimeoutMs;
+  const idle = transport?.policy?.connectionIdleTimeoutMs;
+  const timing = connect === undefined && idle === undefined ? '' : `ct=${connect ?? ''},it=${idle ?? ''}`;
   if (transport?.tls !== undefined) {
     const digest = createHash('sha256').update(JSON.stringify(transport.tls)).digest('hex').slice(0, 16);
-    return `https://${host}:${endpoint.port}#${digest}`;
+    return `https://${host}:${endpoint.port}#${digest}${timing === '' ? '' : `,${timing}`}`;
   }
-  if (transport?.protocol === 'h2c') return `h2c://${host}:${endpoint.port}`;
-  return `http://${host}:${endpoint.port}`;
+  const suffix = timing === '' ? '' : `#${timing}`;
+  if (transport?.protocol === 'h2c') return `h2c://${host}:${endpoint.port}${suffix}`;
+  return `http://${host}:${endpoint.port}${suffix}`;
 }
 
 interface PoolEntry {
@@ -94,8 +99,8 @@ export class UpstreamPools {
     let entry = this.#entries.get(origin);
     if (entry === undefined) {
       const o = this.#options;
-      const keepAliveTimeout = o.upstreamKeepAliveTimeoutMs ?? 4_000;
-      const connectTimeout = o.upstreamConnectTimeoutMs ?? DEFAULT_LIMITS.upstreamConnectTimeoutMs;
+      const keepAliveTimeout = transport?.policy?.connectionIdleTimeoutMs ?? o.upstreamKeepAliveTimeoutMs ?? 4_000;
+      const connectTimeout = transport?.policy?.connectTimeoutMs ?? o.upstreamConnectTimeoutMs ?? DEFAULT_LIMITS.upstreamConnectTimeoutMs;
       const responseTimeout = o.upstreamResponseTimeoutMs ?? DEFAULT_LIMITS.upstreamResponseTimeoutMs;
       const idleTimeout = o.upstreamIdleTimeoutMs ?? DEFAULT_LIMITS.upstreamIdleTimeoutMs;
       const maxConnections = o.maxUpstreamConnectionsPerCluster ?? DEFAULT_LIMITS.maxUpstreamConnectionsPerCluster;

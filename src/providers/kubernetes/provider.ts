@@ -57,7 +57,7 @@ const MANAGED_BY_GATEHOUSE = 'app.kubernetes.io/managed-by=gatehouse';
 /** The kinds read() gives, in the order it gives them. */
 const READ_KINDS = [
   'GatewayClass', 'Gateway', 'ListenerSet', 'XListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'ReferenceGrant', 'BackendTLSPolicy',
-  'Namespace', 'Service', 'EndpointSlice', 'Secret', 'ConfigMap',
+  'ClientTrafficPolicy', 'BackendTrafficPolicy', 'Namespace', 'Service', 'EndpointSlice', 'Secret', 'ConfigMap',
 ] as const;
 
 /** Kinds served by every API server, at a fixed version. */
@@ -73,7 +73,7 @@ const BUILT_IN: Record<string, ServedKind & { labelSelector?: string }> = {
 /** Kinds of CRDs, by group: found by discovery, possibly not installed. */
 const DISCOVERED: Record<string, string[]> = {
   [GATEWAY_GROUP]: ['GatewayClass', 'Gateway', 'ListenerSet', 'HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'ReferenceGrant', 'BackendTLSPolicy'],
-  [GATEHOUSE_GROUP]: ['GatewayParameters'],
+  [GATEHOUSE_GROUP]: ['GatewayParameters', 'ClientTrafficPolicy', 'BackendTrafficPolicy'],
   // Gateway API v1.4's name of ListenerSet: read where that bundle's CRD is still installed.
   [EXPERIMENTAL_GROUP]: ['XListenerSet'],
 };
@@ -100,9 +100,12 @@ function collectionPath(s: ServedKind, namespace: string | undefined): string {
   return namespace === undefined ? `${base}/${s.plural}` : `${base}/namespaces/${encodeURIComponent(namespace)}/${s.plural}`;
 }
 
-/** True when validation has the schema of this version (Gateway API kinds); GatewayParameters is not validated here. */
+/**
+ * True when validation has the schema of this version (Gateway API kinds
+ * and Gatehouse's policies); GatewayParameters is not validated here.
+ */
 function knownToValidation(s: ServedKind): boolean {
-  return s.group === GATEHOUSE_GROUP || schemaFor(apiVersionOf(s), s.kind).found;
+  return (s.group === GATEHOUSE_GROUP && s.kind === 'GatewayParameters') || schemaFor(apiVersionOf(s), s.kind).found;
 }
 
 function byNamespaceAndName(a: Raw, b: Raw): number {

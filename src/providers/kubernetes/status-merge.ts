@@ -22,7 +22,7 @@ export const MAX_POLICY_ANCESTORS = 16;
 /** Kinds whose status lists one entry per parent, shared between controllers. */
 export const ROUTE_KINDS: ReadonlySet<string> = new Set(['HTTPRoute', 'GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute']);
 /** Kinds whose status lists one entry per ancestor, shared between controllers. */
-export const POLICY_KINDS: ReadonlySet<string> = new Set(['BackendTLSPolicy']);
+export const POLICY_KINDS: ReadonlySet<string> = new Set(['BackendTLSPolicy', 'ClientTrafficPolicy', 'BackendTrafficPolicy']);
 /** Kinds whose whole status is ours once the object is ours. */
 export const OWNED_KINDS: ReadonlySet<string> = new Set(['GatewayClass', 'Gateway', 'ListenerSet', 'XListenerSet']);
 

@@ -6,7 +6,8 @@
 // - GatewayClasses naming our controller, the Gateways of those classes
 //   and the ListenerSets (and v1.4 XListenerSets) naming those Gateways:
 //   their whole status.
-// - Routes and BackendTLSPolicies: only the entries of status.parents
+// - Routes and policies (BackendTLSPolicy, ClientTrafficPolicy,
+//   BackendTrafficPolicy): only the entries of status.parents
 //   (status.ancestors) carrying our controllerName.
 // - Nothing is written when the status would say the same as it does,
 //   apart from lastTransitionTime.
@@ -61,6 +62,8 @@ const PLURALS: Record<string, string> = {
   TCPRoute: 'tcproutes',
   UDPRoute: 'udproutes',
   BackendTLSPolicy: 'backendtlspolicies',
+  ClientTrafficPolicy: 'clienttrafficpolicies',
+  BackendTrafficPolicy: 'backendtrafficpolicies',
 };
 
 export interface StatusWriterOptions {

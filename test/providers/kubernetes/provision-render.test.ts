@@ -94,9 +94,9 @@ test('the Service: type LoadBalancer by default, a port per distinct (port, prot
   assert.deepEqual(get(infra, 'Deployment').spec.selector, { matchLabels: infra.selector });
   // The pod template carries the selector's labels.
   for (const [k, v] of Object.entries(infra.selector)) assert.equal(get(infra, 'Deployment').spec.template.metadata.labels[k], v);
-  // The container declares the same ports, and its health port.
+  // The container declares the same ports, and its health and metrics ports.
   assert.deepEqual(proxy(infra).ports.map((p: Obj) => `${p.name}:${p.containerPort}/${p.protocol}`), [
-    'tcp-53:53/TCP', 'udp-53:53/UDP', 'tcp-80:80/TCP', 'tcp-443:443/TCP', 'tcp-8443:8443/TCP', 'health:19001/TCP',
+    'tcp-53:53/TCP', 'udp-53:53/UDP', 'tcp-80:80/TCP', 'tcp-443:443/TCP', 'tcp-8443:8443/TCP', 'health:19001/TCP', 'metrics:19002/TCP',
   ]);
   // Never what the user did not ask for.
   for (const f of ['externalIPs', 'loadBalancerClass', 'loadBalancerIP', 'loadBalancerSourceRanges', 'externalTrafficPolicy', 'ipFamilyPolicy']) {
@@ -154,7 +154,13 @@ test('infrastructure labels and annotations are on every object and the pods; re
     assert.equal(o.metadata.annotations, undefined, `${o.kind}: removed annotations not rendered`);
   }
   assert.ok(!('team' in get(without, 'Deployment').spec.template.metadata.labels));
-  assert.ok(!('annotations' in get(without, 'Deployment').spec.template.metadata));
+  // Only Prometheus' scrape annotations stay on the pods.
+  assert.deepEqual(get(without, 'Deployment').spec.template.metadata.annotations, {
+    'prometheus.io/scrape': 'true', 'prometheus.io/port': '19002', 'prometheus.io/path': '/metrics',
+  });
+  // A Gateway may turn scraping off with its own annotation.
+  const off = render(gateway({ infrastructure: { annotations: { 'prometheus.io/scrape': 'false' } } }));
+  assert.equal(get(off, 'Deployment').spec.template.metadata.annotations['prometheus.io/scrape'], 'false');
   assert.deepEqual(without.selector, withThem.selector, 'the selector does not change with user labels');
 });
 
@@ -207,6 +213,7 @@ test('the Deployment runs `gatehouse proxy` with the agreed flags, token and CA 
     '--token-file', '/var/run/secrets/gatehouse/token',
     '--ca-file', '/etc/gatehouse/ca/ca.crt',
     '--health-address', '0.0.0.0:19001',
+    '--metrics-address', '0.0.0.0:19002',
   ]);
   assert.equal(pod.serviceAccountName, 'cloud-gatehouse');
   assert.equal(pod.automountServiceAccountToken, false);

@@ -28,8 +28,16 @@ export const TOKEN_EXPIRATION_SECONDS = 3600;
 export const CA_DIR = '/etc/gatehouse/ca';
 export const CA_KEY = 'ca.crt';
 export const CA_FILE = `${CA_DIR}/${CA_KEY}`;
-/** The proxy's health, readiness (and metrics) port: not a listener port. */
+/** The proxy's health and readiness port: not a listener port. */
 export const HEALTH_PORT = 19001;
+/** The proxy's /metrics port, annotated on the pod for Prometheus: not a listener port. */
+export const METRICS_PORT = 19002;
+/** Pod annotations that Prometheus' usual kubernetes_sd relabelling reads; the Gateway's own annotations win. */
+const PROMETHEUS_ANNOTATIONS: Readonly<Record<string, string>> = {
+  'prometheus.io/scrape': 'true',
+  'prometheus.io/port': String(METRICS_PORT),
+  'prometheus.io/path': '/metrics',
+};
 
 /**
  * How long the kubelet waits after SIGTERM before SIGKILL. The proxy,
@@ -148,11 +156,13 @@ function listenerPorts(listeners: Listener[], problems: ListenerProblem[]): Port
   for (const l of listeners) {
     const protocol = transportOf(l.protocol);
     if (!protocol || !Number.isInteger(l.port) || l.port < 1 || l.port > 65535) continue;
-    if (l.port === HEALTH_PORT && protocol === 'TCP') {
+    if ((l.port === HEALTH_PORT || l.port === METRICS_PORT) && protocol === 'TCP') {
       problems.push({
         listener: l.name,
         reason: 'PortUnavailable',
-        message: `port ${HEALTH_PORT} is the proxy's health and readiness port; use another port for listener ${l.name}`,
+        message: l.port === HEALTH_PORT
+          ? `port ${HEALTH_PORT} is the proxy's health and readiness port; use another port for listener ${l.name}`
+          : `port ${METRICS_PORT} is the proxy's metrics port; use another port for listener ${l.name}`,
       });
       continue;
     }
@@ -311,6 +321,7 @@ export function renderInfrastructure(input: InfrastructureInput): Infrastructure
     '--token-file', TOKEN_FILE,
     '--ca-file', CA_FILE,
     '--health-address', `0.0.0.0:${HEALTH_PORT}`,
+    '--metrics-address', `0.0.0.0:${METRICS_PORT}`,
   ];
   if (p.workers !== undefined) args.push('--workers', String(p.workers));
 
@@ -326,6 +337,7 @@ export function renderInfrastructure(input: InfrastructureInput): Infrastructure
     ports: [
       ...ports.map((q) => ({ name: q.name, containerPort: q.port, protocol: q.protocol })),
       { name: 'health', containerPort: HEALTH_PORT, protocol: 'TCP' },
+      { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
     ],
     readinessProbe: { httpGet: { path: '/readyz', port: HEALTH_PORT }, periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 2 },
     livenessProbe: { httpGet: { path: '/healthz', port: HEALTH_PORT }, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 3 },
@@ -355,7 +367,7 @@ export function renderInfrastructure(input: InfrastructureInput): Infrastructure
       // Never fewer ready proxies than asked for during a rollout.
       strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: '25%' } },
       template: {
-        metadata: withoutUndefined({ labels, annotations }),
+        metadata: withoutUndefined({ labels, annotations: { ...PROMETHEUS_ANNOTATIONS, ...annotations } }),
         spec: withoutUndefined({
           serviceAccountName: name,
           automountServiceAccountToken: false,
