@@ -5,9 +5,19 @@
 //      Accepted and the listener reports attachedRoutes = 1,000;
 //  (c) 500 existing routes rewritten while wrk drives steady load across
 //      them: failed requests (must be 0);
-//  (d) RSS of the whole gatehouse process tree with 5,000 routes loaded.
-// gatehouse runs as `serve` with its default workers. BENCH_CP_ADDITIONS
-// changes the number of additions in (a).
+//  (d) RSS of the whole gatehouse process tree with 5,000 routes loaded;
+//  (e) as (a) with 5,000 routes loaded (target p99 <= 50 ms; (a)'s is 20);
+//  (f) RSS with 5,000 routes over a load: idle, the peak while wrk drives
+//      traffic across all 5,000 hosts, and 10, 30 and 60 s after it ends
+//      (targets with one worker: < 120 MB idle, < 150 MB under load, back
+//      to the idle level within a minute), with where each thread's memory
+//      goes (V8 heap statistics from an --import hook in every thread);
+//  (g) the same for `gatehouse proxy`, configured by a config service in
+//      this process with the same 5,000 routes (target < 100 MB).
+// gatehouse runs as `serve` with its default workers, or BENCH_CP_WORKERS
+// of them (the item 3 targets are stated for one). BENCH_CP_ADDITIONS
+// changes the number of additions in (a) and (e), BENCH_CP_LOAD_SECONDS
+// the length of (f)'s and (g)'s load (default 20).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,9 +27,21 @@ import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
 import { httpOk, machineBusy, startPinned, stop, treeRssMiB, waitUntil } from './lib/procs.ts';
 import { backendConf, gatewayYAML, prepareFiles, routeYAML, PORTS, type Paths } from './lib/configs.ts';
+import { buildSnapshot } from '../src/api/build-snapshot.ts';
+import { irForGateway } from '../src/ir/per-gateway.ts';
+import { STANDALONE_ENDPOINT_DEFAULTS } from '../src/net/endpoint-policy.ts';
+import { FileProvider } from '../src/providers/file/provider.ts';
+import { createCertificateAuthority, issueServingCertificate } from '../src/providers/kubernetes/certificate-authority.ts';
+import { startConfigService } from '../src/providers/kubernetes/config-service.ts';
+import { translate } from '../src/translate/index.ts';
+import { CONTROLLER_NAME } from '../src/control/standalone.ts';
 
 const REPO = path.resolve(import.meta.dirname, '..');
 const ADDITIONS = Number(process.env.BENCH_CP_ADDITIONS ?? 200);
+const WORKERS = process.env.BENCH_CP_WORKERS;
+const LOAD_SECONDS = Number(process.env.BENCH_CP_LOAD_SECONDS ?? 20);
+const MEMORY_HOOK = path.join(import.meta.dirname, 'lib/thread-memory.mjs');
+const MiB = 1024 * 1024;
 const ADMIN = `http://127.0.0.1:${PORTS.ghAdmin}`;
 const ALL_CPUS = Array.from({ length: os.cpus().length }, (_, i) => i).join(',');
 
@@ -38,17 +60,21 @@ function configDir(p: Paths, name: string, routes: number): string {
   return dir;
 }
 
-async function startGatehouse(p: Paths, dir: string): Promise<ChildProcess> {
-  const child = startPinned(ALL_CPUS, process.execPath, [path.join(REPO, 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
-    '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', 'warn'], process.env, path.join(p.root, 'gatehouse.log'));
+/** Starts serve; with `memoryDir`, every thread reports its memory there (lib/thread-memory.mjs). */
+async function startGatehouse(p: Paths, dir: string, memoryDir?: string): Promise<ChildProcess> {
+  const hook = memoryDir === undefined ? [] : ['--import', MEMORY_HOOK];
+  const env = memoryDir === undefined ? process.env : { ...process.env, BENCH_THREAD_MEMORY_DIR: memoryDir };
+  const child = startPinned(ALL_CPUS, process.execPath, [...hook, path.join(REPO, 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
+    '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', 'warn', ...(WORKERS === undefined ? [] : ['--workers', WORKERS])],
+  env, path.join(p.root, 'gatehouse.log'));
   await waitUntil('gatehouse readyz', () => httpOk(`${ADMIN}/readyz`), 120_000);
   return child;
 }
 
 const pct = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
 
-async function newRouteLatency(p: Paths): Promise<string> {
-  const dir = configDir(p, 'cp-a', 1000);
+async function newRouteLatency(p: Paths, loaded = 1000, part = 'a', target = 20): Promise<string> {
+  const dir = configDir(p, `cp-${part}`, loaded);
   const gh = await startGatehouse(p, dir);
   const agent = new Agent({ connections: 1, pipelining: 0 });
   try {
@@ -67,7 +93,7 @@ async function newRouteLatency(p: Paths): Promise<string> {
       latencies.push(performance.now() - started);
     }
     latencies.sort((a, b) => a - b);
-    return `(a) new route file -> first 200, ${ADDITIONS} additions with 1,000 routes loaded: p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${pct(latencies, 0.99).toFixed(1)} ms, max ${latencies[latencies.length - 1].toFixed(1)} ms (target p99 <= 50 ms)`;
+    return `(${part}) new route file -> first 200, ${ADDITIONS} additions with ${loaded.toLocaleString('en')} routes loaded: p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${pct(latencies, 0.99).toFixed(1)} ms, max ${latencies[latencies.length - 1].toFixed(1)} ms (target p99 <= ${target} ms)`;
   } finally {
     await agent.close();
     await stop(gh);
@@ -142,6 +168,118 @@ async function rssWith5000(p: Paths): Promise<string> {
   }
 }
 
+interface ThreadMemory {
+  threadId: number; rss: number; external: number; arrayBuffers: number; heapTotal: number; heapUsed: number;
+  physical: number; malloced: number; code: number; spaces: Record<string, { size: number; used: number }>;
+}
+
+/** One line per thread: V8 heap committed/used, its young generation, code, and memory outside the heap. */
+function threadMemory(memoryDir: string): string {
+  const lines: string[] = [];
+  for (const name of fs.readdirSync(memoryDir).sort()) {
+    let m: ThreadMemory;
+    try { m = JSON.parse(fs.readFileSync(path.join(memoryDir, name), 'utf8')) as ThreadMemory; } catch { continue; }
+    const f = (n: number) => (n / MiB).toFixed(1);
+    const young = (m.spaces.new_space?.size ?? 0) + (m.spaces.new_large_object_space?.size ?? 0);
+    lines.push(`    thread ${m.threadId === 0 ? 'main' : m.threadId}: heap committed ${f(m.heapTotal)} (resident ${f(m.physical)}), used ${f(m.heapUsed)}, `
+      + `young generation ${f(young)}, code ${f(m.code)}, V8 malloc ${f(m.malloced)}, external ${f(m.external)} (array buffers ${f(m.arrayBuffers)}) MiB`);
+  }
+  return lines.join('\n');
+}
+
+/** wrk across every one of `routes` hosts and their ten paths, on both cores. */
+function loadAcross(p: Paths, routes: number, port: number): ReturnType<typeof runWrk> {
+  const script = path.join(p.root, `hosts-${routes}.lua`);
+  fs.writeFileSync(script, `local i = 0
+request = function()
+  i = (i + 1) % ${routes}
+  return wrk.format("GET", "/p" .. (i % 10) .. "/x", { ["Host"] = "r" .. i .. ".bench.test" })
+end
+`);
+  return runWrk({ url: `http://127.0.0.1:${port}/`, seconds: LOAD_SECONDS, connections: 50, cpus: ALL_CPUS, script });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * RSS of `pid`'s tree: idle, the peak under load (read every 500 ms), and
+ * 10, 30 and 60 s after the load ends; `memoryDir`'s per-thread figures
+ * at idle and 60 s after.
+ */
+async function rssOverLoad(p: Paths, pid: number, routes: number, port: number, memoryDir: string): Promise<string> {
+  await sleep(3000);
+  const idle = treeRssMiB(pid);
+  const idleThreads = threadMemory(memoryDir);
+  let peak = idle;
+  const load = loadAcross(p, routes, port);
+  let done = false;
+  void load.finally(() => { done = true; });
+  while (!done) {
+    peak = Math.max(peak, treeRssMiB(pid));
+    await sleep(500);
+  }
+  const result = await load;
+  const end = treeRssMiB(pid);
+  peak = Math.max(peak, end);
+  const after: number[] = [];
+  for (const at of [10, 30, 60]) {
+    await sleep((at - (after.length === 0 ? 0 : [10, 30, 60][after.length - 1])) * 1000);
+    after.push(treeRssMiB(pid));
+  }
+  return `idle ${idle.toFixed(0)} MiB, under load peak ${peak.toFixed(0)} (at the end ${end.toFixed(0)}), after 10/30/60 s ${after.map((a) => a.toFixed(0)).join('/')} MiB `
+    + `(wrk ${LOAD_SECONDS} s x 50 connections over ${routes} hosts: ${result.requests} requests, ${result.errors} failed)\n`
+    + `  per thread, idle:\n${idleThreads}\n  per thread, 60 s after:\n${threadMemory(memoryDir)}`;
+}
+
+async function memoryOverLoad(p: Paths): Promise<string> {
+  const dir = configDir(p, 'cp-f', 5000);
+  const memoryDir = fs.mkdtempSync(path.join(p.root, 'mem-f-'));
+  const gh = await startGatehouse(p, dir, memoryDir);
+  try {
+    const report = await rssOverLoad(p, gh.pid as number, 5000, PORTS.ghHttp, memoryDir);
+    return `(f) serve, ${WORKERS ?? 'default'} worker(s), 5,000 routes: ${report} (targets for one worker: < 120 MB = 114 MiB idle, < 150 MB = 143 MiB under load, back to idle within 60 s)`;
+  } finally {
+    await stop(gh);
+  }
+}
+
+/** `gatehouse proxy` for Gateway bench/bench, fed the 5,000 routes by a config service in this process. */
+async function proxyMemory(p: Paths): Promise<string> {
+  const dir = configDir(p, 'cp-g', 5000);
+  const read = new FileProvider(dir).read();
+  const result = translate(buildSnapshot(read.objects.map((o) => o.object)), {
+    controllerName: CONTROLLER_NAME,
+    addressing: { pool: null, hostAddress: '127.0.0.1', previous: {} },
+    endpoints: { ...STANDALONE_ENDPOINT_DEFAULTS },
+  });
+  const gatewayIR = irForGateway(result.ir, 'bench/bench');
+  if (gatewayIR.listeners.length === 0) throw new Error('(g): the translated IR has no listener of bench/bench');
+  const ca = createCertificateAuthority('bench CA', 86_400_000);
+  const serving = issueServingCertificate(ca, { commonName: 'gatehouse', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], validForMs: 86_400_000 });
+  const service = await startConfigService({
+    address: '127.0.0.1:0', tls: { cert: serving.cert, key: serving.key },
+    authenticate: async () => ({ allowed: true, identity: 'bench' }),
+    irFor: () => gatewayIR, log: () => {},
+  });
+  fs.writeFileSync(path.join(p.root, 'ca.crt'), ca.cert);
+  fs.writeFileSync(path.join(p.root, 'token'), 'bench\n');
+  const memoryDir = fs.mkdtempSync(path.join(p.root, 'mem-g-'));
+  const healthPort = PORTS.ghAdmin + 1;
+  const proxy = startPinned(ALL_CPUS, process.execPath, ['--import', MEMORY_HOOK, path.join(REPO, 'bin/gatehouse.js'), 'proxy',
+    '--controller-address', `127.0.0.1:${service.port}`, '--gateway', 'bench/bench', '--ca-file', path.join(p.root, 'ca.crt'),
+    '--token-file', path.join(p.root, 'token'), '--health-address', `127.0.0.1:${healthPort}`, '--log-level', 'warn',
+    ...(WORKERS === undefined ? [] : ['--workers', WORKERS])],
+  { ...process.env, BENCH_THREAD_MEMORY_DIR: memoryDir }, path.join(p.root, 'proxy.log'));
+  try {
+    await waitUntil('proxy readyz', () => httpOk(`http://127.0.0.1:${healthPort}/readyz`), 120_000);
+    const report = await rssOverLoad(p, proxy.pid as number, 5000, PORTS.ghHttp, memoryDir);
+    return `(g) gatehouse proxy, ${WORKERS ?? 'default'} worker(s), 5,000 routes: ${report} (target < 100 MB = 95 MiB)`;
+  } finally {
+    await stop(proxy);
+    await service.close();
+  }
+}
+
 async function main(): Promise<void> {
   ensureTools();
   const busy = await machineBusy();
@@ -150,7 +288,8 @@ async function main(): Promise<void> {
   const p = prepareFiles(root);
   const backend = startPinned(ALL_CPUS, 'nginx', ['-c', backendConf(p), '-g', 'daemon off;'], process.env, path.join(root, 'backend.log'));
   const only = process.env.BENCH_CP?.split(',');
-  const parts: [string, (p: Paths) => Promise<string>][] = [['a', newRouteLatency], ['b', bulkAccepted], ['c', rewriteUnderLoad], ['d', rssWith5000]];
+  const parts: [string, (p: Paths) => Promise<string>][] = [['a', (q) => newRouteLatency(q)], ['b', bulkAccepted], ['c', rewriteUnderLoad], ['d', rssWith5000],
+    ['e', (q) => newRouteLatency(q, 5000, 'e', 50)], ['f', memoryOverLoad], ['g', proxyMemory]];
   try {
     await waitUntil('backend', () => httpOk(`http://127.0.0.1:${PORTS.backend}/`));
     for (const [name, run] of parts) {

@@ -4,8 +4,11 @@
 import module from 'node:module';
 
 /**
- * How `serve` runs, set at process start because neither glibc nor V8 can
- * change them later: serve re-executes itself once with them (same pid).
+ * How `serve` and `proxy` run, set at process start because neither glibc
+ * nor V8 can change them later: they re-execute themselves once with them
+ * (same pid). (`proxy` is the same data plane; without them it measured
+ * 173 MiB idle with 5,000 routes and one worker, its main thread's young
+ * generation at 64 MiB.)
  * What the user already set (GLIBC_TUNABLES, even empty; a semi-space size
  * on the command line or in NODE_OPTIONS) is left as it is.
  *
@@ -30,7 +33,7 @@ import module from 'node:module';
 const GLIBC_TUNABLES = 'glibc.malloc.trim_threshold=67108864:glibc.malloc.top_pad=16777216';
 const SEMI_SPACE = '--max-semi-space-size=8';
 const semiSpaceGiven = (s) => s.includes('--max-semi-space-size') || s.includes('--max_semi_space_size');
-if (process.argv[2] === 'serve' && typeof process.execve === 'function') {
+if ((process.argv[2] === 'serve' || process.argv[2] === 'proxy') && typeof process.execve === 'function') {
   const env = { ...process.env };
   const execArgv = [...process.execArgv];
   if (env.GLIBC_TUNABLES === undefined) env.GLIBC_TUNABLES = GLIBC_TUNABLES;

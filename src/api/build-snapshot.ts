@@ -10,6 +10,7 @@ const LISTS: Record<string, keyof Omit<Snapshot, 'other'>> = {
   ListenerSet: 'listenerSets',
   XListenerSet: 'listenerSets',
   HTTPRoute: 'httpRoutes',
+  GRPCRoute: 'grpcRoutes',
   ReferenceGrant: 'referenceGrants',
   Service: 'services',
   EndpointSlice: 'endpointSlices',
@@ -20,7 +21,7 @@ const LISTS: Record<string, keyof Omit<Snapshot, 'other'>> = {
 };
 
 /** Gateway API kinds held and reported, not yet translated. */
-const HELD = new Set(['GRPCRoute', 'TLSRoute', 'TCPRoute', 'UDPRoute', 'BackendTLSPolicy']);
+const HELD = new Set(['TLSRoute', 'TCPRoute', 'UDPRoute', 'BackendTLSPolicy']);
 
 export function buildSnapshot(objects: KubeObject[]): Snapshot {
   const snap = emptySnapshot();

@@ -1,7 +1,7 @@
 // The Snapshot: every object a provider holds at one moment, typed and
 // already validated. translate() reads nothing else.
 import type {
-  BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, EndpointSlice, Gateway, GatewayClass, HTTPRoute, KubeObject, ListenerSet, Namespace,
+  BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, EndpointSlice, Gateway, GatewayClass, GRPCRoute, HTTPRoute, KubeObject, ListenerSet, Namespace,
   ReferenceGrant, Secret, Service,
 } from './types.ts';
 
@@ -12,6 +12,7 @@ export interface Snapshot {
   /** ListenerSets and XListenerSets (their Gateway API v1.4 name), translated alike. */
   listenerSets: ListenerSet[];
   httpRoutes: HTTPRoute[];
+  grpcRoutes: GRPCRoute[];
   referenceGrants: ReferenceGrant[];
   services: Service[];
   endpointSlices: EndpointSlice[];
@@ -20,13 +21,13 @@ export interface Snapshot {
   /** Gatehouse's own policies (gatehouse.dev), attached by translate/policy-attachment.ts. */
   clientTrafficPolicies: ClientTrafficPolicy[];
   backendTrafficPolicies: BackendTrafficPolicy[];
-  /** Gateway API kinds Gatehouse holds but does not act on yet; reported with their spec. */
+  /** Gateway API kinds translate picks out by kind (TLSRoute, TCPRoute, UDPRoute, BackendTLSPolicy). */
   other: KubeObject[];
 }
 
 export function emptySnapshot(): Snapshot {
   return {
-    namespaces: [], gatewayClasses: [], gateways: [], listenerSets: [], httpRoutes: [], referenceGrants: [],
+    namespaces: [], gatewayClasses: [], gateways: [], listenerSets: [], httpRoutes: [], grpcRoutes: [], referenceGrants: [],
     services: [], endpointSlices: [], secrets: [], configMaps: [], clientTrafficPolicies: [], backendTrafficPolicies: [], other: [],
   };
 }

@@ -28,7 +28,7 @@ export function explainInputFromDirectory(dir: string): { input: ExplainInput; e
     addressing: { pool: null, hostAddress: '0.0.0.0', previous: {} },
   });
   return {
-    input: { ir: result.ir, statuses: result.statuses, gateways: snap.gateways, httpRoutes: snap.httpRoutes },
+    input: { ir: result.ir, statuses: result.statuses, gateways: snap.gateways, routes: [...snap.httpRoutes, ...snap.grpcRoutes] },
     errors: loaded.errors.filter((e) => e.severity !== 'warning').map((e) => e.message),
   };
 }

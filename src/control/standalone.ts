@@ -206,7 +206,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
     store.update(objects, result.statuses);
     currentIR = result.ir;
-    explainInput = { ir: result.ir, statuses: result.statuses, gateways: snap.gateways, httpRoutes: snap.httpRoutes };
+    explainInput = { ir: result.ir, statuses: result.statuses, gateways: snap.gateways, routes: [...snap.httpRoutes, ...snap.grpcRoutes] };
     portSharing.check(result.ir.listeners);
     const t4 = performance.now();
     controlMetrics.reloaded(readMs + t4 - t1, t2 - t1);

@@ -3,7 +3,7 @@
 // plane's own tables and matchers (HostTable, RouteTable, compileMatch,
 // SniTable) over the same IR translate() gives `serve`, so its answer is
 // the data plane's; the per-candidate reasons only describe the losers.
-import type { Gateway, HTTPRoute } from '../api/types.ts';
+import type { Gateway, GRPCRoute, HTTPRoute } from '../api/types.ts';
 import { nameOf, namespaceOf } from '../api/snapshot.ts';
 import { statusKey } from '../translate/index.ts';
 import type { IR, IRListener, RouteEntry, StringMatch } from '../ir/types.ts';
@@ -20,7 +20,8 @@ export interface ExplainInput {
   /** translate()'s statuses, `Kind|namespace|name` -> status. */
   readonly statuses: ReadonlyMap<string, unknown>;
   readonly gateways: readonly Gateway[];
-  readonly httpRoutes: readonly HTTPRoute[];
+  /** HTTPRoutes and GRPCRoutes: their creation times break precedence ties, and their status says why one is not attached. */
+  readonly routes: readonly (HTTPRoute | GRPCRoute)[];
 }
 
 export interface Candidate {
@@ -200,7 +201,7 @@ class Explainer {
     }
     // The data plane's decision; the reasons below only describe it.
     const winner = new RouteTable(compiled).find(facts);
-    const ages = routeAges(this.#input.httpRoutes);
+    const ages = routeAges(this.#input.routes);
     for (const entry of entries) {
       const id = entryId(entry.name);
       const c = compiled.find((x) => x.entry === entry);
@@ -303,7 +304,7 @@ export function precedenceReason(winner: RouteEntry, other: RouteEntry, ages: Re
   return `equal matches in the same route; rule ${wa.rule} match ${wa.match} comes first in the route`;
 }
 
-function routeAges(routes: readonly HTTPRoute[]): Map<string, number> {
+function routeAges(routes: readonly (HTTPRoute | GRPCRoute)[]): Map<string, number> {
   return new Map(routes.map((r) => [nameOf(r), Date.parse(r.metadata.creationTimestamp ?? '') || 0]));
 }
 
@@ -343,7 +344,7 @@ interface Condition { type: string; status: string; reason: string; message: str
 /** Routes with a parentRef to one of `gateways` that is not Accepted or whose references do not resolve, with the conditions saying why. */
 function unattachedRoutes(input: ExplainInput, gateways: ReadonlySet<string>): UnattachedRoute[] {
   const out: UnattachedRoute[] = [];
-  for (const route of input.httpRoutes) {
+  for (const route of input.routes) {
     const status = input.statuses.get(statusKey(route)) as { parents?: { parentRef: { name: string; namespace?: string; kind?: string }; conditions: Condition[] }[] } | undefined;
     for (const parent of status?.parents ?? []) {
       const ref = parent.parentRef;

@@ -34,7 +34,7 @@ export function overview(
       } | undefined;
       const name = nameOf(gw);
       const routes: Overview['gateways'][number]['routes'] = [];
-      for (const route of input.httpRoutes) {
+      for (const route of input.routes) {
         const rs = input.statuses.get(statusKey(route)) as { parents?: { parentRef: { name: string; namespace?: string; kind?: string; sectionName?: string }; conditions: Condition[] }[] } | undefined;
         for (const p of rs?.parents ?? []) {
           if ((p.parentRef.kind ?? 'Gateway') !== 'Gateway' || `${p.parentRef.namespace ?? namespaceOf(route)}/${p.parentRef.name}` !== name) continue;

@@ -207,8 +207,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   /** Route key -> the Gateways it is accepted by: the ancestors of the policies on it. */
   const routeGateways = new Map<string, Set<string>>();
   const shared = newSharedParts();
-  const grpcRoutes = snap.other.filter((o): o is GRPCRoute => o.kind === 'GRPCRoute');
-  for (const source of [...snap.httpRoutes, ...grpcRoutes]) {
+  for (const source of [...snap.httpRoutes, ...snap.grpcRoutes]) {
     let t = memo?.routes.get(source);
     if (!t) {
       t = translateHTTPRoute(source.kind === 'GRPCRoute' ? grpcAsHTTPRoute(source) : source, backendIndex, shared);
@@ -339,7 +338,7 @@ function policyWorld(
     else (world.otherGateways as Set<string>).add(nameOf(g));
   }
   const routes = world.routes as Map<string, { ruleNames: Set<string>; gateways: string[] }>;
-  for (const r of [...snap.httpRoutes, ...snap.other.filter((o): o is GRPCRoute => o.kind === 'GRPCRoute')]) {
+  for (const r of [...snap.httpRoutes, ...snap.grpcRoutes]) {
     const ruleNames = new Set<string>();
     for (const rule of r.spec.rules ?? []) if (rule.name !== undefined) ruleNames.add(rule.name);
     const key = `${r.kind}|${nameOf(r)}`;

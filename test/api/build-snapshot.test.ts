@@ -21,6 +21,7 @@ test('kinds go to their lists; held Gateway API kinds to other; sorted by kind, 
   for (const input of [objects, [...objects].reverse()]) {
     const s = buildSnapshot(input);
     assert.deepEqual(names(s.httpRoutes), ['HTTPRoute team-a/a', 'HTTPRoute team-a/b', 'HTTPRoute team-b/a']);
+    assert.deepEqual(names(s.grpcRoutes), ['GRPCRoute a/g']);
     assert.deepEqual(names(s.namespaces), ['Namespace /team-a']);
     assert.deepEqual(names(s.gatewayClasses), ['GatewayClass /gc']);
     assert.deepEqual(names(s.gateways), ['Gateway infra/gw']);
@@ -32,7 +33,7 @@ test('kinds go to their lists; held Gateway API kinds to other; sorted by kind, 
     assert.deepEqual(names(s.secrets), ['Secret infra/cert']);
     assert.deepEqual(names(s.configMaps), ['ConfigMap a/ca']);
     assert.deepEqual(names(s.other), [
-      'BackendTLSPolicy a/p', 'GRPCRoute a/g', 'TCPRoute a/tcp', 'TLSRoute a/t', 'UDPRoute a/udp',
+      'BackendTLSPolicy a/p', 'TCPRoute a/tcp', 'TLSRoute a/t', 'UDPRoute a/udp',
     ]);
   }
 });

@@ -104,7 +104,7 @@ export interface ServeProcess {
   stop(graceMs?: number): Promise<number | null>;
 }
 
-const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
+export const BIN = path.join(import.meta.dirname, '../../bin/gatehouse.js');
 
 /** `gatehouse serve ARGS` as a real process, the way users start it. */
 export function spawnServe(args: string[], env: NodeJS.ProcessEnv = process.env): ServeProcess {

@@ -4,6 +4,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { explain } from '../../src/explain/explain.ts';
 import { parseExplainRequest } from '../../src/explain/request.ts';
 import { explainInputFromDirectory } from '../../src/cli/explain.ts';
@@ -107,4 +109,57 @@ test('the request parser: quoting, repeated headers, bad input', () => {
   assert.match(parseExplainRequest('GET http://x/ -H nocolon') as string, /Name: value/);
   assert.match(parseExplainRequest(`GET 'http://x/`) as string, /unterminated/);
   assert.match(parseExplainRequest('x'.repeat(9000)) as string, /longer than/);
+});
+
+test('GRPCRoutes are explained like HTTPRoutes: the method match as the path it becomes, and why one is not attached', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-explain-grpc-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'all.yaml'), `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: gatehouse}
+spec: {controllerName: gatehouse.dev/gateway-controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: gatehouse
+  listeners: [{name: http, port: 8080, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: one, namespace: default}
+spec: {ports: [{name: grpc, port: 9000}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: echo, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules: [{matches: [{method: {service: test.Echo, method: Echo}}], backendRefs: [{name: one, port: 9000}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: intruder, namespace: other}
+spec:
+  parentRefs: [{name: gw, namespace: default}]
+  rules: [{backendRefs: [{name: one, port: 9000}]}]
+`);
+    const grpc = explainInputFromDirectory(dir).input;
+    const ask = (text: string) => {
+      const req = parseExplainRequest(text, {});
+      if (typeof req === 'string') throw new Error(req);
+      return explain(grpc, req);
+    };
+    const hit = ask('POST http://grpc.example:8080/test.Echo/Echo');
+    assert.equal(hit.routed, true, hit.outcome);
+    assert.equal(hit.route?.name, 'default/echo/0/0');
+    assert.deepEqual(hit.route?.backends.map((b) => b.cluster), ['default/one:9000~h2c']);
+    const miss = ask('POST http://grpc.example:8080/test.Echo/Other');
+    assert.equal(miss.routed, false);
+    assert.match(miss.routes.find((x) => x.name === 'default/echo/0/0')?.reason ?? '', /is not exactly \/test\.Echo\/Echo/);
+    assert.ok(miss.unattached.some((u) => u.route === 'other/intruder'), JSON.stringify(miss.unattached));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });

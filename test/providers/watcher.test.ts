@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { directorySignature, watchDirectory } from '../../src/providers/file/watcher.ts';
+import { directoryMatches, directorySignature, watchDirectory } from '../../src/providers/file/watcher.ts';
 import type { WatchOptions } from '../../src/providers/file/watcher.ts';
 import { loadDirectory } from '../../src/providers/file/loader.ts';
 
@@ -124,6 +124,43 @@ test('directorySignature covers name, size, mtime and inode of config files only
   const one = directorySignature(dir);
   assert.notEqual(one, empty);
   assert.equal(directorySignature(path.join(dir, 'missing')), '');
+});
+
+test('directoryMatches says what comparing with a fresh directorySignature says, through adds, edits, removals and maxFiles', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-sig-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const signatures: string[] = [];
+  const agree = (step: string, maxFiles?: number) => {
+    const now = directorySignature(dir, maxFiles);
+    signatures.push(now);
+    for (const s of signatures) assert.equal(directoryMatches(dir, s, maxFiles), s === now, `${step}: against ${JSON.stringify(s)}`);
+  };
+  agree('empty');
+  fs.writeFileSync(path.join(dir, 'b.yaml'), 'b: 1\n');
+  agree('one file');
+  fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 1\n');
+  fs.writeFileSync(path.join(dir, 'notes.txt'), 'not config');
+  fs.writeFileSync(path.join(dir, '.hidden.yaml'), 'x');
+  agree('two files and ignored ones');
+  fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 22\n');
+  agree('a file edited');
+  fs.renameSync(path.join(dir, 'b.yaml'), path.join(dir, 'c.yaml'));
+  agree('a file renamed');
+  fs.rmSync(path.join(dir, 'a.yaml'));
+  agree('a file removed');
+  fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 1\n');
+  fs.symlinkSync(path.join(dir, 'gone.yaml'), path.join(dir, 'dangling.yaml'));
+  agree('a dangling symlink');
+  // Past maxFiles the first files by name count, whatever order readdir gives.
+  for (const n of ['d.yaml', 'e.yaml']) fs.writeFileSync(path.join(dir, n), 'x: 1\n');
+  signatures.length = 0;
+  agree('past maxFiles', 2);
+  fs.writeFileSync(path.join(dir, 'e.yaml'), 'x: 22\n');
+  agree('a file past maxFiles edited', 2);
+  fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 333\n');
+  agree('a counted file edited', 2);
+  assert.equal(directoryMatches(path.join(dir, 'missing'), ''), true);
+  assert.equal(directoryMatches(path.join(dir, 'missing'), signatures[0]), false);
 });
 
 test('a LoadResult carries the directorySignature of what it read', (t) => {

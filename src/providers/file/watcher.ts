@@ -62,6 +62,66 @@ export function directorySignature(dir: string, maxFiles = DEFAULT_MAX_FILES): s
   return lines.join('\n');
 }
 
+/** A signature's lines as name -> stamp, for the last signature asked about. */
+let parsed: { signature: string; stamps: Map<string, string> } | null = null;
+
+function stampsOf(signature: string): Map<string, string> {
+  if (parsed?.signature === signature) return parsed.stamps;
+  const stamps = new Map<string, string>();
+  if (signature !== '') {
+    for (const line of signature.split('\n')) {
+      const nul = line.indexOf('\u0000');
+      stamps.set(line.slice(0, nul), line.slice(nul + 1));
+    }
+  }
+  parsed = { signature, stamps };
+  return stamps;
+}
+
+/**
+ * Whether directorySignature(dir, maxFiles) would equal `expected`, without
+ * building it or holding the listing: the directory is walked in its own
+ * order and each file's stamp compared with the one `expected` lists for
+ * its name, then dropped. The poll runs this twice a second for as long as
+ * the gateway runs; with 5,000 files, building the signature kept the
+ * sorted name list and the line list alive across the scavenges a look
+ * triggers (~8 MB of garbage each), enough survival that the idle main
+ * thread's young generation grew to its largest (16 MB against 1 MB) and
+ * its old generation grew until the next full collection. Names are unique
+ * and the signature sorted by name, so the same (name, stamp) set is the
+ * same signature; past maxFiles, which names count depends on the order,
+ * and the signature is built and compared as before.
+ */
+export function directoryMatches(dir: string, expected: string, maxFiles = DEFAULT_MAX_FILES): boolean {
+  const stamps = stampsOf(expected);
+  let handle: fs.Dir;
+  try {
+    handle = fs.opendirSync(dir, { bufferSize: 128 });
+  } catch {
+    return expected === '';
+  }
+  let files = 0;
+  let listed = 0;
+  let differs = false;
+  try {
+    for (let d = handle.readSync(); d !== null; d = handle.readSync()) {
+      if (d.isDirectory() || !isConfigFile(d.name)) continue;
+      if (++files > maxFiles) break;
+      if (differs) continue;
+      const stamp = fileStamp(path.join(dir, d.name));
+      if (stamp === null) continue; // vanished: not in a signature either
+      listed++;
+      if (stamps.get(d.name) !== stamp) differs = true;
+    }
+  } catch {
+    return expected === '';
+  } finally {
+    handle.closeSync();
+  }
+  if (files > maxFiles) return directorySignature(dir, maxFiles) === expected;
+  return !differs && listed === stamps.size;
+}
+
 /**
  * The config files a change touched, as fs.watch named them, or null when
  * that is not known (the platform did not say, or polling found it).
@@ -185,7 +245,7 @@ export function watchDirectory(dir: string, onChange: (changed: ChangedFiles) =>
     if (closed) return;
     startWatch();
     if (timer) return; // a call is already on its way; it takes a fresh signature
-    if (directorySignature(dir, maxFiles) === (opts.loaded?.() ?? signature)) return;
+    if (directoryMatches(dir, opts.loaded?.() ?? signature, maxFiles)) return;
     // fs.watch missed this change: the watch may be stale (the directory
     // was replaced); arm a fresh one.
     watcher?.close();
