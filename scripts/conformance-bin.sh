@@ -4,7 +4,8 @@
 # (echo-basic, coredns), once, and prints the directory that holds them on
 # stdout (progress goes to stderr).
 #
-#   bash scripts/conformance-bin.sh   # -> ~/.cache/gatehouse/conformance-bin/<key>
+#   bash scripts/conformance-bin.sh           # -> ~/.cache/gatehouse/conformance-bin/<key>
+#   bash scripts/conformance-bin.sh --check   # exit 0 when all three are built, 1 when not; builds nothing
 #
 # Versions are pinned by the wrapper modules under tools/conformance/
 # (suite: sigs.k8s.io/gateway-api/conformance; echo-basic:
@@ -56,6 +57,7 @@ if complete; then
   echo "$bin_dir"
   exit 0
 fi
+[ "${1:-}" = --check ] && exit 1
 
 if ! command -v go >/dev/null 2>&1; then
   echo "conformance-bin: 'go' is not on PATH; Go >= 1.26 is needed to build $key" >&2
