@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { SERVICE } from './grpc-helpers.ts';
-import { freePort, GATEWAY_CLASS, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+import { freePort, GATEWAY_CLASS, gatewayYAML, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 import fs from 'node:fs';
 
 const POOL = '127.43.0.0/24';
@@ -53,13 +53,7 @@ async function startGrpcBackend(): Promise<{ port: number; server: grpc.Server }
 
 function config(gwPort: number, backendPort: number): string {
   return `${GATEWAY_CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: ${gwPort}, protocol: HTTP}]
----
+${gatewayYAML(gwPort)}---
 apiVersion: v1
 kind: Service
 metadata: {name: grpc, namespace: default}

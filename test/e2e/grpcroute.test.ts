@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { SERVICE } from './grpc-helpers.ts';
-import { freePort, GATEWAY_CLASS, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+import { freePort, GATEWAY_CLASS, gatewayYAML, startGatehouse, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
 
 const POOL = '127.46.0.0/24';
 const GW = '127.46.0.1';
@@ -71,13 +71,7 @@ test('GRPCRoute: method matches, a header filter, HTTP/2 to Service ports not ma
   const dir = tempConfigDir();
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   writeConfig(dir, 'base.yaml', `${GATEWAY_CLASS}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: ${gwPort}, protocol: HTTP}]
----
+${gatewayYAML(gwPort)}---
 ${service('one', one.port)}---
 ${service('two', two.port)}`);
   writeConfig(dir, 'route.yaml', route('one'));

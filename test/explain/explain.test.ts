@@ -11,6 +11,7 @@ import { parseExplainRequest } from '../../src/explain/request.ts';
 import { explainInputFromDirectory } from '../../src/cli/explain.ts';
 import { formatExplain } from '../../src/explain/format.ts';
 import { writeExplainConfig } from './fixtures.ts';
+import { GATEWAY_CLASS, gatewayYAML } from '../e2e/helpers.ts';
 
 const dir = writeExplainConfig();
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -114,18 +115,8 @@ test('the request parser: quoting, repeated headers, bad input', () => {
 test('GRPCRoutes are explained like HTTPRoutes: the method match as the path it becomes, and why one is not attached', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-explain-grpc-'));
   try {
-    fs.writeFileSync(path.join(dir, 'all.yaml'), `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gatehouse}
-spec: {controllerName: gatehouse.dev/gateway-controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: gw, namespace: default}
-spec:
-  gatewayClassName: gatehouse
-  listeners: [{name: http, port: 8080, protocol: HTTP, allowedRoutes: {namespaces: {from: Same}}}]
----
+    fs.writeFileSync(path.join(dir, 'all.yaml'), `${GATEWAY_CLASS}---
+${gatewayYAML(8080)}---
 apiVersion: v1
 kind: Service
 metadata: {name: one, namespace: default}
