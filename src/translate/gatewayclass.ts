@@ -44,8 +44,14 @@ export const SUPPORTED_FEATURES = [
  * nothing, so only this mode claims it. Its name in pkg/features and for
  * the suite is GatewayInfrastructure (the v1.2 changelog called it
  * GatewayInfrastructurePropagation; the suite does not know that name).
+ *
+ * HTTPRouteCORS works in both modes (the same translate and data plane)
+ * and passes the upstream Go suite in Kubernetes mode; standalone does not
+ * list it because the standalone conformance runner in ../shared drops the
+ * method of a preflight's answer before comparing (README, "Gateway API
+ * support"), so its test cannot pass there.
  */
-export const KUBERNETES_FEATURES = [...SUPPORTED_FEATURES, 'GatewayInfrastructure'] as const;
+export const KUBERNETES_FEATURES = [...SUPPORTED_FEATURES, 'GatewayInfrastructure', 'HTTPRouteCORS'] as const;
 
 /**
  * Judges parametersRef on GatewayClasses and Gateways: null when the

@@ -13,9 +13,11 @@ const gc = {
 
 const names = (features: readonly string[]) => gatewayClassStatus(gc, features).status.supportedFeatures.map((f) => f.name);
 
-test('standalone does not claim GatewayInfrastructure; Kubernetes mode does, on top of the rest', () => {
+test('standalone does not claim GatewayInfrastructure or HTTPRouteCORS; Kubernetes mode does, on top of the rest', () => {
   assert.ok(!names(SUPPORTED_FEATURES).includes('GatewayInfrastructure'));
+  assert.ok(!names(SUPPORTED_FEATURES).includes('HTTPRouteCORS'));
   const k8s = names(KUBERNETES_FEATURES);
   assert.ok(k8s.includes('GatewayInfrastructure'));
+  assert.ok(k8s.includes('HTTPRouteCORS'));
   for (const f of SUPPORTED_FEATURES) assert.ok(k8s.includes(f), f);
 });
