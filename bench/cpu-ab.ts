@@ -4,6 +4,9 @@
 // `h2load --h1`, so the figure does not depend on how fast the load side
 // was. It answers "did this change make requests cheaper or dearer",
 // which `npm run bench` cannot on a machine whose load side is the limit.
+// Either side may be the word `nginx`: the reference proxy (the bench's
+// nginx.conf, one worker) on the same core, so `node bench/cpu-ab.ts nginx .`
+// reads Gatehouse's CPU per request against nginx's, load side aside.
 // Environment: N (requests per measurement, 100000), ROUNDS (4),
 // SCEN (small,body16k,https).
 import fs from 'node:fs';
@@ -11,10 +14,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ensureTools } from './lib/tools.ts';
-import { backendConf, gatehouseConfigDir, prepareFiles, PORTS } from './lib/configs.ts';
+import { backendConf, gatehouseConfigDir, nginxProxyConf, prepareFiles, PORTS } from './lib/configs.ts';
 import { httpOk, startPinned, stop, treeCpuSeconds, waitUntil } from './lib/procs.ts';
 
-const [before, after] = process.argv.slice(2).map((d) => path.resolve(d));
+const [before, after] = process.argv.slice(2).map((d) => (d === 'nginx' ? d : path.resolve(d)));
 if (before === undefined || after === undefined) {
   process.stderr.write('usage: node bench/cpu-ab.ts BEFORE_DIR AFTER_DIR\n');
   process.exit(2);
@@ -30,6 +33,7 @@ const p = prepareFiles(root);
 const backend = startPinned('0', 'nginx', ['-c', backendConf(p), '-g', 'daemon off;'], process.env, path.join(root, 'backend.log'));
 await waitUntil('backend', () => httpOk(`http://127.0.0.1:${PORTS.backend}/`));
 const dir = gatehouseConfigDir(p, 'base', false);
+const nginxConf = nginxProxyConf(p, 'base-1', false, 1);
 const results: Record<string, number[]> = {};
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
@@ -41,12 +45,16 @@ try {
   for (let r = 0; r < ROUNDS; r++) {
     // Alternate which side goes first, so neither always gets the warmer machine.
     for (const side of (r % 2 === 0 ? ['before', 'after'] : ['after', 'before']) as (keyof typeof sides)[]) {
-      const gh = startPinned('1', process.execPath, [path.join(sides[side], 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
-        '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', 'warn', '--workers', '1'], process.env, path.join(root, `${side}.log`));
+      const nginx = sides[side] === 'nginx';
+      const gh = nginx
+        ? startPinned('1', 'nginx', ['-c', nginxConf, '-g', 'daemon off;'], process.env, path.join(root, `${side}.log`))
+        : startPinned('1', process.execPath, [path.join(sides[side], 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
+          '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', 'warn', '--workers', '1'], process.env, path.join(root, `${side}.log`));
       try {
-        await waitUntil('gatehouse', () => httpOk(`http://127.0.0.1:${PORTS.ghAdmin}/readyz`), 60_000);
+        if (!nginx) await waitUntil('gatehouse', () => httpOk(`http://127.0.0.1:${PORTS.ghAdmin}/readyz`), 60_000);
         for (const s of scenarios) {
-          const url = s === 'https' ? `https://127.0.0.1:${PORTS.ghHttps}/` : `http://127.0.0.1:${PORTS.ghHttp}/${s === 'body16k' ? 'big' : ''}`;
+          const [http, https] = nginx ? [PORTS.ngHttp, PORTS.ngHttps] : [PORTS.ghHttp, PORTS.ghHttps];
+          const url = s === 'https' ? `https://127.0.0.1:${https}/` : `http://127.0.0.1:${http}/${s === 'body16k' ? 'big' : ''}`;
           await waitUntil('serving', () => httpOk(url), 30_000);
           h2load(url, N / 5); // warm-up: JIT, pools
           const cpu0 = treeCpuSeconds(gh.pid as number);
