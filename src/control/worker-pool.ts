@@ -1,6 +1,8 @@
 // The data plane as N worker threads, seen from the control plane as one:
 // apply(IR) sends every worker the delta from the previous IR and resolves
-// with their results merged once all have applied it. Each worker binds
+// with their results merged once all have applied it; applyDelta() does
+// the same with a delta made elsewhere (gatehouse proxy forwards its
+// controller's). Each worker binds
 // every listener itself with SO_REUSEPORT, so the kernel spreads
 // connections over them and no thread hands sockets to another. Threads
 // rather than processes: one Node runtime, one copy of the code and one
@@ -13,9 +15,9 @@ import { Worker } from 'node:worker_threads';
 // environment before any worker starts, so all workers share it.
 import '../dataplane/upstream/sticky.ts';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
-import { asText, IRDeltaEncoder } from '../ir/delta.ts';
+import { asText, IRDeltaEncoder, type DeltaSource, type IRDelta } from '../ir/delta.ts';
 import { ActiveHealthChecks } from '../dataplane/upstream/health-check.ts';
-import type { IR } from '../ir/types.ts';
+import type { Cluster, IR } from '../ir/types.ts';
 import type { LogFn } from '../dataplane/log.ts';
 import type { RequestLimits } from '../dataplane/limits.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
@@ -45,6 +47,12 @@ export interface WorkerPoolOptions {
   accessLog?: AccessLogWriter;
   /** Tracing, in every worker. */
   tracing?: TracingOptions;
+  /**
+   * For a pool fed by applyDelta(): what made those deltas, whose full()
+   * a new or failed worker is sent. Absent, the pool is fed by apply(IR)
+   * and encodes the deltas itself.
+   */
+  source?: DeltaSource;
 }
 
 interface Pending {
@@ -69,7 +77,10 @@ export class WorkerPool {
   #retired: MetricsSnapshot = emptySnapshot();
   /** Each worker's last answer, so that its counts are retired when it exits. */
   readonly #lastSnapshot = new Map<Worker, MetricsSnapshot>();
-  readonly #encoder = new IRDeltaEncoder();
+  /** apply(IR)'s own encoder; null when the deltas come from `source`. */
+  readonly #encoder: IRDeltaEncoder | null;
+  /** Whose full() a worker that needs the whole config is sent. */
+  readonly #source: DeltaSource;
   /**
    * Active health checks, once for all workers: each verdict goes to every
    * worker, and a worker that starts later is told the unhealthy ones.
@@ -82,6 +93,8 @@ export class WorkerPool {
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
+    this.#encoder = opts.source === undefined ? new IRDeltaEncoder() : null;
+    this.#source = opts.source ?? this.#encoder!;
     this.#health = new ActiveHealthChecks((key, healthy) => {
       for (const worker of this.#workers) this.#send(worker, { type: 'health', key, healthy });
     }, opts.log);
@@ -106,7 +119,7 @@ export class WorkerPool {
     worker.on('error', (err) => this.#opts.log('error', 'data-plane worker failed', { worker: worker.threadId, error: err.message }));
     worker.on('exit', (code) => this.#onExit(worker, code));
     // A worker started after the first config gets the current one at once.
-    const full = this.#encoder.full();
+    const full = this.#source.full();
     if (full !== null) {
       this.#send(worker, { type: 'apply', seq: this.#appliedSeq, delta: asText(full) });
       for (const key of this.#health.unhealthy()) this.#send(worker, { type: 'health', key, healthy: false });
@@ -122,17 +135,33 @@ export class WorkerPool {
   /** Applies `ir` on every worker; resolves when all have, with their errors merged. */
   apply(ir: IR): Promise<ApplyResult> {
     if (this.#closing) return Promise.reject(new Error('data plane is closed'));
+    if (this.#encoder === null) return Promise.reject(new Error('this worker pool is fed deltas (applyDelta), not IRs'));
+    return this.#broadcast(this.#encoder.encode(ir), ir.clusters);
+  }
+
+  /**
+   * The same for `delta`, the next delta of the pool's `source` (which
+   * must have it as its full() from now on); `clusters` are its config's
+   * clusters by name, for the active health checks.
+   */
+  applyDelta(delta: IRDelta, clusters: Record<string, Cluster>): Promise<ApplyResult> {
+    if (this.#closing) return Promise.reject(new Error('data plane is closed'));
+    if (this.#encoder !== null) return Promise.reject(new Error('this worker pool encodes its own deltas (apply)'));
+    return this.#broadcast(delta, clusters);
+  }
+
+  #broadcast(next: IRDelta, clusters: Record<string, Cluster>): Promise<ApplyResult> {
     const seq = ++this.#seq;
     this.#appliedSeq = seq;
-    const delta = asText(this.#encoder.encode(ir));
+    const delta = asText(next);
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve, reject, waiting: new Set(this.#workers), results: [] };
       this.#pending.set(seq, pending);
       for (const worker of this.#workers) {
-        this.#send(worker, { type: 'apply', seq, delta: this.#needFull.delete(worker) ? asText(this.#encoder.full()!) : delta });
+        this.#send(worker, { type: 'apply', seq, delta: this.#needFull.delete(worker) ? asText(this.#source.full()!) : delta });
       }
       // After the deltas: a verdict reaches a worker after the config with its endpoint.
-      this.#health.update(ir.clusters);
+      this.#health.update(clusters);
       this.#settle(seq, pending);
     });
   }

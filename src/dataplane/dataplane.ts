@@ -168,12 +168,17 @@ export class DataPlane {
   }
 
   /**
-   * The same, for a data plane fed by an IRDeltaEncoder elsewhere (a
-   * worker): every delta of that encoder, in order, full() first. After a
-   * rejection the next delta must be a full() one.
+   * The same, for a data plane fed by a DeltaSource elsewhere (a worker;
+   * gatehouse proxy's relay): every delta of that source, in order, full()
+   * first. After a rejection the next delta must be a full() one.
+   * `clusters`, the config's clusters by name, are for the active health
+   * checks, which a worker leaves to its pool.
    */
-  applyDelta(delta: IRDelta): Promise<ApplyResult> {
-    return this.#serialised(() => this.#apply(delta));
+  applyDelta(delta: IRDelta, clusters?: Record<string, Cluster>): Promise<ApplyResult> {
+    return this.#serialised(() => this.#apply(delta).then((result) => {
+      if (clusters !== undefined) this.#health?.update(clusters);
+      return result;
+    }));
   }
 
   /**

@@ -35,6 +35,15 @@ export function asText(delta: IRDelta): IRDelta {
   return { ...delta, define: { ...delta.define, virtualHosts } };
 }
 
+/**
+ * What sends deltas to data planes keeps to start one afresh: a new
+ * receiver, or one that refused a delta, is sent full() next.
+ */
+export interface DeltaSource {
+  /** The last config sent, with every virtual host and cluster it uses defined; null before the first. */
+  full(): IRDelta | null;
+}
+
 /** An IRListener whose virtual hosts are ids. */
 export interface ListenerShape extends Omit<IRListener, 'gatewayListeners'> {
   gatewayListeners: { name: string; hostname: string | null; virtualHosts: number[] }[];
@@ -50,7 +59,7 @@ interface Known<T> {
  * encoder in order, starting with a full() one (a data plane that starts
  * later gets full() first).
  */
-export class IRDeltaEncoder {
+export class IRDeltaEncoder implements DeltaSource {
   #nextId = 1;
   /** By `listener key, gateway listener name, hostname`. */
   #virtualHosts = new Map<string, Known<VirtualHost>>();

@@ -1,6 +1,7 @@
 // The proxy's end of the config protocol (config-protocol.ts): one stream
-// to the controller's config service at a time, each config frame decoded
-// into a whole IR and handed to onConfig() in order. When the stream ends,
+// to the controller's config service at a time, each config frame checked
+// and taken in by the relay (delta-relay.ts), and the relay's delta handed
+// to onConfig() in order. When the stream ends,
 // fails, or goes silent, it connects again: nothing here ever takes the
 // config away, so a proxy with no controller serves what it last applied.
 //
@@ -22,11 +23,11 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import net from 'node:net';
 import tls from 'node:tls';
 import type { LogFn } from '../dataplane/log.ts';
-import type { IR } from '../ir/types.ts';
+import type { IRDelta } from '../ir/delta.ts';
 import {
   CONFIG_PATH, CONFIG_PROTOCOL_VERSION, FrameReader, HEARTBEAT_MISSES, MAX_FRAME_BYTES, type ConfigFrame,
 } from '../providers/kubernetes/config-protocol.ts';
-import { IRDeltaDecoder } from './delta-decoder.ts';
+import type { DeltaRelay } from './delta-relay.ts';
 
 export interface ControllerAddress {
   /** A DNS name or an IP address: what the controller's certificate must name. */
@@ -44,11 +45,17 @@ export interface ConfigClientOptions {
   /** PEM file of the CA the controller's certificate must chain to; read at every connect. */
   caFile: string;
   /**
-   * Applies one config; the next is not handed over before this settles.
-   * A rejection is logged and the stream goes on: the data plane keeps its
-   * previous config and takes the next one whole.
+   * Takes in every frame's delta, across streams; its ids are what
+   * onConfig() is given.
    */
-  onConfig(ir: IR, info: { seq: number; snapshot: boolean }): Promise<void>;
+  relay: DeltaRelay;
+  /**
+   * Applies one config: `delta` is the relay's, from the config the last
+   * call was given (its full() from then on). The next is not handed over
+   * before this settles. A rejection is logged and the stream goes on: the
+   * data plane keeps its previous config and takes the next one whole.
+   */
+  onConfig(delta: IRDelta, info: { seq: number; snapshot: boolean }): Promise<void>;
   log: LogFn;
   /** First reconnect step; default 500 ms. */
   minBackoffMs?: number;
@@ -302,17 +309,17 @@ class Client implements ConfigClient {
   }
 
   /**
-   * Frames in, IRs out, one onConfig() at a time, across streams too (a
-   * late apply of a lost stream never lands after the next stream's
-   * snapshot). The frames of one read are decoded in order and only the
-   * last IR is applied: it holds every change before it. While it is
-   * applied the stream is paused, so the controller holds (and folds)
-   * what comes next instead of this process, and the silence timer is
-   * stopped: nothing can be heard while nothing is read.
+   * Frames in, deltas out, one onConfig() at a time, across streams too
+   * (a late apply of a lost stream never lands after the next stream's
+   * snapshot). The frames of one read are taken in by the relay in order
+   * and applied as one delta: the relay folds them. While it is applied
+   * the stream is paused, so the controller holds (and folds) what comes
+   * next instead of this process, and the silence timer is stopped:
+   * nothing can be heard while nothing is read.
    */
   #receive(stream: ClientHttp2Stream, end: End, silent: (ms: number | null, what: string) => void): void {
     const reader = new FrameReader(this.#opts.maxFrameBytes ?? MAX_FRAME_BYTES);
-    const decoder = new IRDeltaDecoder();
+    const relay = this.#opts.relay;
     let silenceMs = 0;
     let seq = 0;
     const heard = () => { if (silenceMs > 0) silent(silenceMs, 'nothing heard'); };
@@ -324,7 +331,7 @@ class Client implements ConfigClient {
         return end('error', (e as Error).message);
       }
       heard();
-      let latest: { ir: IR; seq: number } | null = null;
+      let latest = 0;
       let snapshot = false;
       for (const frame of frames) {
         if (seq === 0) {
@@ -343,19 +350,22 @@ class Client implements ConfigClient {
         if (frame.type !== 'snapshot' && frame.type !== 'delta') continue; // heartbeats, and frames of a later protocol version
         if (frame.seq !== seq + 1) return end('error', `protocol error: frame ${String(frame.seq)} after frame ${seq}`);
         seq = frame.seq;
-        let ir: IR;
         try {
-          ir = decoder.decode(frame.delta, frame.type === 'snapshot');
+          relay.accept(frame.delta, frame.type === 'snapshot');
         } catch (e) {
           return end('error', `protocol error in frame ${frame.seq}: ${(e as Error).message}`);
         }
-        latest = { ir, seq: frame.seq };
+        latest = frame.seq;
         if (frame.type === 'snapshot') snapshot = true;
       }
-      if (latest === null) return;
-      const { ir } = latest;
-      const info = { seq: latest.seq, snapshot };
-      this.#applying = this.#applying.then(() => this.#opts.onConfig(ir, info)).then(() => {
+      if (latest === 0) return;
+      const info = { seq: latest, snapshot };
+      // Taken when its turn comes: whatever the relay took in by then (a
+      // later stream's snapshot too) goes in this one delta.
+      this.#applying = this.#applying.then(() => {
+        const delta = relay.take();
+        return delta === null ? undefined : this.#opts.onConfig(delta, info);
+      }).then(() => {
         if (info.snapshot) this.#settled(stream);
       }, (e: unknown) => {
         this.#opts.log('error', 'config received but not applied; the previous config keeps serving', { gateway: this.#opts.gateway, seq: info.seq, error: (e as Error)?.message ?? String(e) });

@@ -4,15 +4,19 @@
 // same data plane as standalone mode, in worker threads or on the main
 // thread. Once a config is applied it is served until a newer one
 // arrives: a controller restart, upgrade or outage changes nothing here.
+// The controller's deltas go on to the data plane as they came (through
+// delta-relay.ts): the main thread never holds the IR as objects.
 // The probe endpoint (health.ts) is ready once the first config is
 // applied, and not ready again once draining starts.
 import type { Logger } from 'pino';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
 import type { LogFn } from '../dataplane/log.ts';
-import type { IR } from '../ir/types.ts';
+import type { IRDelta } from '../ir/delta.ts';
+import type { Cluster } from '../ir/types.ts';
 import { WorkerPool } from '../control/worker-pool.ts';
 import { releaseMemory } from '../control/release-memory.ts';
+import { DeltaRelay } from './delta-relay.ts';
 import { startConfigClient, type ConfigClient, type ConfigClientOptions, type ControllerAddress } from './config-client.ts';
 import { startHealthServer } from './health.ts';
 import { renderMetrics } from '../admin/metrics-text.ts';
@@ -64,7 +68,8 @@ export interface Proxy {
 }
 
 interface DataPlaneHandle {
-  apply(ir: IR): Promise<ApplyResult>;
+  /** The relay's next delta (see DeltaRelay.take), and its config's clusters by name. */
+  apply(delta: IRDelta, clusters: Record<string, Cluster>): Promise<ApplyResult>;
   metrics(): Promise<MetricsSnapshot>;
   beginDrain(): void;
   close(): Promise<void>;
@@ -81,19 +86,36 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   accessLog?.opened.then((error) => {
     if (error !== null) log.error({ target: opts.accessLog!.target }, `access log cannot be written: ${error}; its lines are counted as dropped`);
   });
+  const relay = new DeltaRelay();
   let dataPlane: DataPlaneHandle;
   if (opts.workers > 0) {
-    dataPlane = new WorkerPool({
+    const pool = new WorkerPool({
       workers: opts.workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
-      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing, source: relay,
     });
+    dataPlane = {
+      apply: (delta, clusters) => pool.applyDelta(delta, clusters), metrics: () => pool.metrics(),
+      beginDrain: () => pool.beginDrain(), close: () => pool.close(),
+    };
   } else {
     const dp = new (await import('../dataplane/dataplane.ts')).DataPlane({
       log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
       accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
     });
+    // As a worker of the pool would be: after a refused delta, the whole config.
+    let needFull = false;
     dataPlane = {
-      apply: (ir) => dp.apply(ir), metrics: () => Promise.resolve(dp.metricsSnapshot()),
+      apply: async (delta, clusters) => {
+        try {
+          const result = await dp.applyDelta(needFull ? relay.full()! : delta, clusters);
+          needFull = false;
+          return result;
+        } catch (err) {
+          needFull = true;
+          throw err;
+        }
+      },
+      metrics: () => Promise.resolve(dp.metricsSnapshot()),
       beginDrain: () => dp.beginDrain(), close: () => dp.close(),
     };
   }
@@ -126,11 +148,12 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     }
   }
 
-  const applyConfig = async (ir: IR, info: { seq: number; snapshot: boolean }): Promise<void> => {
+  const applyConfig = async (delta: IRDelta, info: { seq: number; snapshot: boolean }): Promise<void> => {
     const t0 = performance.now();
+    const clusters = relay.clusters();
     let result: ApplyResult;
     try {
-      result = await dataPlane.apply(ir);
+      result = await dataPlane.apply(delta, clusters);
     } catch (err) {
       controlMetrics.reloadFailed(false);
       throw err;
@@ -140,18 +163,20 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
       const hint = /EACCES/.test(err) ? ' (a port below 1024 needs root, CAP_NET_BIND_SERVICE or net.ipv4.ip_unprivileged_port_start=0)' : '';
       log.error({ listener: key }, `cannot listen on ${key}: ${err}${hint}`);
     }
-    // A snapshot (the first config, or one after a reconnect) was decoded
-    // whole on this thread: its garbage and the young generation it grew
-    // are kept by an idle process until V8 next needs a full collection
-    // (control/release-memory.ts). Freed before the proxy reports ready,
-    // as serve does after its first load. (5,000 routes, one worker: the
-    // main thread's young generation 64 -> 1 MiB.)
+    // A snapshot (the first config, or one after a reconnect) was read
+    // whole on this thread (one frame of megabytes, parsed; on the data
+    // plane's thread with --workers 0, compiled): its garbage and the
+    // young generation it grew are kept by an idle process until V8 next
+    // needs a full collection (control/release-memory.ts). Freed before
+    // the proxy reports ready, as serve does after its first load.
+    // (5,000 routes, one worker: the main thread's young generation 64 ->
+    // 1 MiB.)
     if (info.snapshot) releaseMemory();
     const first = !configured;
     configured = true;
     log.info({
-      gateway: opts.gateway, seq: info.seq, snapshot: info.snapshot, listeners: ir.listeners.length,
-      clusters: Object.keys(ir.clusters).length, ms: Math.round((performance.now() - t0) * 10) / 10,
+      gateway: opts.gateway, seq: info.seq, snapshot: info.snapshot, listeners: delta.listeners.length,
+      clusters: Object.keys(delta.clusters).length, ms: Math.round((performance.now() - t0) * 10) / 10,
     }, first ? 'configuration applied; ready' : 'configuration applied');
   };
 
@@ -160,6 +185,7 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     gateway: opts.gateway,
     tokenFile: opts.tokenFile,
     caFile: opts.caFile,
+    relay,
     onConfig: applyConfig,
     log: dpLog,
     ...opts.client,

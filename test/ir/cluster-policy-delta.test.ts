@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IRDeltaEncoder } from '../../src/ir/delta.ts';
 import type { Cluster, IR } from '../../src/ir/types.ts';
-import { IRDeltaDecoder } from '../../src/proxy/delta-decoder.ts';
+import { IRDeltaDecoder } from './delta-decoder.ts';
 
 const policy: Cluster['policy'] = {
   loadBalancer: { type: 'ConsistentHash', hashOn: { type: 'Cookie', name: 'lb', ttlMs: 60_000 } },

@@ -9,7 +9,7 @@ import type { LogFn, LogLevel } from '../../src/dataplane/log.ts';
 import type { IR } from '../../src/ir/types.ts';
 import { createCertificateAuthority, issueServingCertificate } from '../../src/providers/kubernetes/certificate-authority.ts';
 import { FrameReader, type ConfigFrame } from '../../src/providers/kubernetes/config-protocol.ts';
-import { IRDeltaDecoder } from '../../src/proxy/delta-decoder.ts';
+import { IRDeltaDecoder } from '../ir/delta-decoder.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 

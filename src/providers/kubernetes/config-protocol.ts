@@ -21,6 +21,8 @@
 //   {"type":"snapshot","protocol":1,"gateway":"ns/name","heartbeatIntervalMs":10000,"seq":1,"delta":IRDelta}
 //       always first, exactly once: the Gateway's whole IR as a delta from
 //       nothing (every virtual host and cluster defined; src/ir/delta.ts).
+//       The controller sends each virtual host as its JSON text (asText);
+//       a proxy takes either form.
 //       `protocol` is CONFIG_PROTOCOL_VERSION; a proxy that does not speak
 //       it drops the stream and keeps its config.
 //   {"type":"delta","seq":2,"delta":IRDelta}

@@ -18,7 +18,7 @@ import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Str
 import type { AddressInfo } from 'node:net';
 import { parseAddress } from '../../admin/server.ts';
 import type { LogFn } from '../../dataplane/log.ts';
-import { IRDeltaEncoder, type IRDelta } from '../../ir/delta.ts';
+import { asText, IRDeltaEncoder, type IRDelta } from '../../ir/delta.ts';
 import type { IR } from '../../ir/types.ts';
 import {
   CONFIG_PATH, CONFIG_PROTOCOL_VERSION, DEFAULT_HEARTBEAT_INTERVAL_MS, MAX_FRAME_BYTES, parseGatewayRef, type ConfigFrame,
@@ -399,7 +399,10 @@ class ConfigStream {
   }
 
   #send(ir: IR): void {
-    const delta = this.#encoder.encode(ir);
+    // Virtual hosts as JSON text: the proxy forwards them to its workers as
+    // they are (proxy/delta-relay.ts), so its frame parse makes strings,
+    // not the whole IR as objects.
+    const delta = asText(this.#encoder.encode(ir));
     const shape = shapeOf(delta);
     if (this.#seq > 0 && delta.define.virtualHosts.length === 0 && delta.define.clusters.length === 0 && shape === this.#lastShape) return;
     this.#lastShape = shape;

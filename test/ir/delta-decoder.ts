@@ -1,11 +1,11 @@
-// Turns the deltas of one config stream back into whole IRs. It keeps the
-// virtual hosts and clusters it was given by id, and hands back the same
-// objects for the ids a delta keeps: the data plane's own delta encoder
-// (DataPlane.apply, WorkerPool.apply) decides "unchanged" by identity, so
-// a one-route change the controller sent as one virtual host is compiled
-// as one virtual host here too.
-import type { IRDelta } from '../ir/delta.ts';
-import type { Cluster, IR, IRListener, VirtualHost } from '../ir/types.ts';
+// For tests: turns the deltas of one config stream back into whole IRs,
+// the reference for what a stream (or DeltaRelay.full()) describes. It
+// keeps the virtual hosts and clusters it was given by id, and hands back
+// the same objects for the ids a delta keeps. gatehouse proxy itself
+// decodes nothing: it forwards the deltas to its data plane
+// (src/proxy/delta-relay.ts), whose compile reads them directly.
+import type { IRDelta } from '../../src/ir/delta.ts';
+import type { Cluster, IR, IRListener, VirtualHost } from '../../src/ir/types.ts';
 
 export class IRDeltaDecoder {
   #virtualHosts = new Map<number, VirtualHost>();
