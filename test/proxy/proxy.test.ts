@@ -8,11 +8,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import http2, { type ServerHttp2Stream } from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { test, type TestContext } from 'node:test';
 import pino from 'pino';
+import { asText, IRDeltaEncoder, type IRDelta } from '../../src/ir/delta.ts';
 import { irForGateway } from '../../src/ir/per-gateway.ts';
 import type { IR } from '../../src/ir/types.ts';
 import { startConfigService, type Authentication, type ConfigService } from '../../src/providers/kubernetes/config-service.ts';
@@ -224,6 +226,89 @@ test('worker threads: the config reaches every worker', async (t) => {
     return seen.every((s) => s === 'b');
   });
 });
+
+/**
+ * A config service that sends exactly the frames a test writes: one that
+ * misbehaves (an id it never defined, an IR version the proxy cannot
+ * read). `streams` are the proxy's streams so far, in order.
+ */
+async function startScriptedController(t: TestContext): Promise<{ port: number; streams: ServerHttp2Stream[]; send(stream: ServerHttp2Stream, frame: object): void }> {
+  const streams: ServerHttp2Stream[] = [];
+  const server = http2.createSecureServer({ cert: TLS.cert, key: TLS.key });
+  server.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
+    streams.push(stream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => {
+    for (const s of streams) s.destroy();
+    server.close(() => resolve());
+  }));
+  return {
+    port: (server.address() as import('node:net').AddressInfo).port,
+    streams,
+    send: (stream, frame) => { stream.write(`${JSON.stringify(frame)}\n`); },
+  };
+}
+
+const snapshotFrame = (delta: IRDelta) => ({ type: 'snapshot', protocol: 1, gateway: GATEWAY, heartbeatIntervalMs: 60_000, seq: 1, delta: asText(delta) });
+
+for (const workers of [0, 1]) {
+  test(`workers ${workers}: a delta naming an unknown id is refused, the stream dropped, and the data plane keeps serving what it had`, { timeout: 30_000 }, async (t) => {
+    const [a, b] = [await startBackend(t, 'a'), await startBackend(t, 'b')];
+    const listenPort = await freePort();
+    const f = files(t);
+    const controller = await startScriptedController(t);
+    const { proxy, logs } = await startTestProxy(t, [controller.port], f, workers);
+    await waitUntil('a stream', () => controller.streams.length === 1);
+    const encoder = new IRDeltaEncoder();
+    const own = (name: string) => irForGateway(controllerIR(listenPort, name, { a: a.port, b: b.port }), GATEWAY);
+    controller.send(controller.streams[0]!, snapshotFrame(encoder.encode(own('a'))));
+    await waitUntil('configured', () => proxy.configured, 15_000);
+    assert.equal(await answeredBy(listenPort), 'a');
+
+    const next = asText(encoder.encode(own('b')));
+    const bad = { ...next, listeners: next.listeners.map((l) => ({ ...l, gatewayListeners: l.gatewayListeners.map((gl) => ({ ...gl, virtualHosts: [...gl.virtualHosts, 4242] })) })) };
+    controller.send(controller.streams[0]!, { type: 'delta', seq: 2, delta: bad });
+    await waitUntil('the refusal', () => /protocol error in frame 2: config delta: listener \\"0\.0\.0\.0:\d+\\", \\"ns\/gw\/http\\": unknown virtual host id 4242/.test(logs()));
+    // It connects again for a snapshot; meanwhile, and after, the last config serves.
+    await waitUntil('a second stream', () => controller.streams.length === 2);
+    for (let i = 0; i < 5; i++) assert.equal(await answeredBy(listenPort), 'a');
+    assert.equal(await probe(proxy.healthPort, '/readyz'), 200);
+    // The new stream's snapshot, from an encoder of its own (ids from 1 again), applies.
+    controller.send(controller.streams[1]!, snapshotFrame(new IRDeltaEncoder().encode(own('b'))));
+    await waitUntil('the second snapshot routes to b', async () => (await answeredBy(listenPort)) === 'b');
+  });
+
+  test(`workers ${workers}: after a delta the data plane refuses, the next one reaches it whole`, { timeout: 30_000 }, async (t) => {
+    const a = await startBackend(t, 'a');
+    const listenPort = await freePort();
+    const f = files(t);
+    const controller = await startScriptedController(t);
+    const { proxy, logs } = await startTestProxy(t, [controller.port], f, workers);
+    await waitUntil('a stream', () => controller.streams.length === 1);
+    const one = vhost('one.test', [route(`${GATEWAY}/one/0/0`, match('/'), [backend('a')])]);
+    const two = vhost('two.test', [route(`${GATEWAY}/two/0/0`, match('/'), [backend('a')])]);
+    const echo = cluster('a', { port: a.port });
+    const config = (hosts: ReturnType<typeof vhost>[]) => ir([{ ...listener(listenPort, [gatewayListener(`${GATEWAY}/http`, null, hosts)]), key: `${GATEWAY}@127.0.0.1:${listenPort}` }], [echo]);
+    const encoder = new IRDeltaEncoder();
+    const stream = controller.streams[0]!;
+    controller.send(stream, snapshotFrame(encoder.encode(config([one]))));
+    await waitUntil('configured', () => proxy.configured, 15_000);
+    const status = async (host: string) => (await request(listenPort, '/', { host, headers: { connection: 'close' } })).status;
+    assert.equal(await status('one.test'), 200);
+    // two.test is defined in a delta the data plane refuses (an IR version it cannot read)...
+    controller.send(stream, { type: 'delta', seq: 2, delta: { ...asText(encoder.encode(config([one, two]))), version: 2 } });
+    await waitUntil('the refusal', () => logs().split('\n').some((l) => l.includes('config received but not applied') && l.includes('unsupported IR version 2')));
+    assert.equal(await status('two.test'), 404);
+    // ...so the next delta, which keeps it by id, must reach it whole.
+    controller.send(stream, { type: 'delta', seq: 3, delta: asText(encoder.encode(config([one, two]))) });
+    await waitUntil('two.test served', async () => (await status('two.test')) === 200);
+    assert.equal(await status('one.test'), 200);
+    assert.equal(controller.streams.length, 1, 'the stream went on');
+  });
+}
 
 // The test IR's route is named `ns/gw/r/0/0`: HTTPRoute ns/gw, rule r.
 const ROUTE_LABELS = { gateway: 'ns/gw', listener: 'http', route: 'ns/gw', rule: 'r', backend: 'a', code_class: '2xx' };
