@@ -8,6 +8,15 @@
 // id. Decoding them into objects here cost 39 MiB of heap at 5,000
 // routes (bench/RESULTS.md, issue 13 item 3).
 //
+// The texts are needed again only when a data plane needs the whole
+// config, which is rare: a second after a change has been handed on, the
+// relay deflates the texts it holds, a few at a time so that the thread
+// (the data plane's own, with --workers 0) is never held for long, and
+// full() inflates them. At 5,000 routes: 9.3 MiB of text -> 1 MiB, for
+// ~0.4 s of CPU spread over that many turns of the event loop, and ~0.2 s
+// to inflate for full().
+import zlib from 'node:zlib';
+//
 // Ids: the controller's ids are per stream (each stream has its own
 // encoder and starts again from 1), while a data plane's compile cache
 // keeps an id's compiled form for as long as configs use that id. So the
@@ -19,14 +28,31 @@
 import type { DeltaSource, IRDelta, ListenerShape } from '../ir/delta.ts';
 import type { Cluster } from '../ir/types.ts';
 
-/** One config, as the relay holds it: our ids throughout. Never changed once built. */
+/** A virtual host's JSON text, or that text deflated (raw, UTF-8) once the relay compacted it. */
+type Text = string | Buffer;
+
+/** How long after handing a config on the relay starts compacting: changes come in bursts. */
+const COMPACT_DELAY_MS = 1_000;
+/** Texts deflated per turn of the event loop: ~5 ms of CPU here. */
+const COMPACT_SLICE = 64;
+
+export interface DeltaRelayOptions {
+  /**
+   * Told how many texts a compaction deflated, once it is done: the
+   * strings they replace are garbage the old generation keeps until a
+   * full collection (control/release-memory.ts).
+   */
+  compacted?(texts: number): void;
+}
+
+/** One config, as the relay holds it: our ids throughout. Never changed once built, but for texts replaced by their deflated form. */
 interface Held {
   version: IRDelta['version'];
   listeners: ListenerShape[];
   /** Every cluster's name -> our id. */
   clusterIds: Record<string, number>;
   /** Exactly the virtual hosts the listeners use, as JSON text, by our id. */
-  hosts: ReadonlyMap<number, string>;
+  hosts: Map<number, Text>;
   /** Exactly the clusters of `clusterIds`, by our id. */
   clusters: ReadonlyMap<number, Cluster>;
 }
@@ -40,6 +66,13 @@ export class DeltaRelay implements DeltaSource {
   #accepted: Held | null = null;
   /** The config last handed on by take(): what the data plane has, or is being given. */
   #taken: Held | null = null;
+  readonly #opts: DeltaRelayOptions;
+  #compactTimer: NodeJS.Timeout | null = null;
+  #compacting: NodeJS.Immediate | null = null;
+
+  constructor(opts: DeltaRelayOptions = {}) {
+    this.#opts = opts;
+  }
 
   /**
    * Takes the next delta of a stream, given every delta of that stream
@@ -55,7 +88,7 @@ export class DeltaRelay implements DeltaSource {
     const definedClusters = new Map(delta.define.clusters);
     const hostIds = new Map<number, number>();
     const clusterIds = new Map<number, number>();
-    const hosts = new Map<number, string>();
+    const hosts = new Map<number, Text>();
     const clusters = new Map<number, Cluster>();
     // Ours for the ids this delta defines, handed out only once it is accepted.
     let nextId = this.#nextId;
@@ -122,9 +155,10 @@ export class DeltaRelay implements DeltaSource {
     const last = this.#taken;
     this.#taken = next;
     const virtualHosts: [number, string][] = [];
-    for (const [id, text] of next.hosts) if (last === null || !last.hosts.has(id)) virtualHosts.push([id, text]);
+    for (const [id, text] of next.hosts) if (last === null || !last.hosts.has(id)) virtualHosts.push([id, inflated(text)]);
     const clusters: [number, Cluster][] = [];
     for (const [id, cluster] of next.clusters) if (last === null || !last.clusters.has(id)) clusters.push([id, cluster]);
+    this.#scheduleCompaction();
     return { version: next.version, listeners: next.listeners, clusters: next.clusterIds, define: { virtualHosts, clusters } };
   }
 
@@ -134,7 +168,7 @@ export class DeltaRelay implements DeltaSource {
     if (held === null) return null;
     return {
       version: held.version, listeners: held.listeners, clusters: held.clusterIds,
-      define: { virtualHosts: [...held.hosts], clusters: [...held.clusters] },
+      define: { virtualHosts: [...held.hosts].map(([id, text]) => [id, inflated(text)]), clusters: [...held.clusters] },
     };
   }
 
@@ -146,4 +180,46 @@ export class DeltaRelay implements DeltaSource {
     for (const [name, id] of Object.entries(held.clusterIds)) out[name] = held.clusters.get(id)!;
     return out;
   }
+
+  /** Stops compacting (at shutdown); what is held stays usable. */
+  close(): void {
+    if (this.#compactTimer !== null) clearTimeout(this.#compactTimer);
+    if (this.#compacting !== null) clearImmediate(this.#compacting);
+    this.#compactTimer = null;
+    this.#compacting = null;
+  }
+
+  /** Deflates every text of the config taken, COMPACT_DELAY_MS after the last take(). */
+  #scheduleCompaction(): void {
+    this.close();
+    this.#compactTimer = setTimeout(() => {
+      this.#compactTimer = null;
+      this.#compactSlice(this.#taken, 0);
+    }, COMPACT_DELAY_MS);
+    this.#compactTimer.unref();
+  }
+
+  #compactSlice(held: Held | null, done: number): void {
+    this.#compacting = null;
+    if (held === null || held !== this.#taken) return;
+    let n = 0;
+    for (const [id, text] of held.hosts) {
+      if (typeof text !== 'string') continue;
+      const deflated = zlib.deflateRawSync(text, { level: 1 });
+      held.hosts.set(id, deflated);
+      // The config accepted since may share the text (same id): it is the same text.
+      if (this.#accepted !== held && this.#accepted?.hosts.get(id) === text) this.#accepted.hosts.set(id, deflated);
+      done++;
+      if (++n === COMPACT_SLICE) {
+        // Not unref'd: an unref'd immediate waits for some other event to wake the loop.
+        this.#compacting = setImmediate(() => this.#compactSlice(held, done));
+        return;
+      }
+    }
+    if (done > 0) this.#opts.compacted?.(done);
+  }
+}
+
+function inflated(text: Text): string {
+  return typeof text === 'string' ? text : zlib.inflateRawSync(text).toString('utf8');
 }

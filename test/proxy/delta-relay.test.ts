@@ -139,6 +139,35 @@ test('DeltaRelay: a delta naming an id the stream never defined is refused with 
   assert.deepEqual(decodeFresh(relay.full()), json(config()));
 });
 
+test('DeltaRelay: a second after a config is handed on its texts are deflated, and full() and the next deltas are as before', async () => {
+  const controller = new IRDeltaEncoder();
+  const reference = new IRDeltaDecoder();
+  let compacted: (n: number) => void = () => {};
+  const relay = new DeltaRelay({ compacted: (n) => compacted(n) });
+  const done = () => new Promise<number>((resolve) => { compacted = resolve; });
+  const hosts = Array.from({ length: 150 }, (_, i) => vhost(`h${i}.test`, [route(`r${i}`, match(`/p${i}`), [backend('a')]), route(`s${i}`, match('/é'), [backend('a')])]));
+  const a = cluster('a', { port: 1001 });
+  const config = () => ir([listener(8080, [gatewayListener('gw/http', null, [...hosts])])], [a]);
+  const send = (fresh: boolean) => {
+    const frame = wire(controller.encode(config()));
+    relay.accept(frame, fresh);
+    reference.decode(frame, fresh);
+    return relay.take()!;
+  };
+  const first = done();
+  send(true);
+  // More than one slice's worth, every one of them.
+  assert.equal(await first, 150);
+  assert.deepEqual(decodeFresh(relay.full()), json(config()));
+  hosts[3] = vhost('h3.test', [route('r3', match('/changed'), [backend('a')])]);
+  const again = done();
+  const delta = send(false);
+  assert.deepEqual(delta.define.virtualHosts.map(([, text]) => JSON.parse(text as string) as VirtualHost), [json(hosts[3])]);
+  assert.equal(await again, 1, 'only the new text is left to deflate');
+  assert.deepEqual(decodeFresh(relay.full()), json(config()));
+  relay.close();
+});
+
 test('DeltaRelay: virtual hosts sent as objects (a controller before text) are kept and handed on as text', () => {
   const controller = new IRDeltaEncoder();
   const relay = new DeltaRelay();
