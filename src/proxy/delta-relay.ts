@@ -28,8 +28,33 @@ import zlib from 'node:zlib';
 import type { DeltaSource, IRDelta, ListenerShape } from '../ir/delta.ts';
 import type { Cluster } from '../ir/types.ts';
 
-/** A virtual host's JSON text, or that text deflated (raw, UTF-8) once the relay compacted it. */
-type Text = string | Buffer;
+/**
+ * A virtual host's JSON text deflated (raw, UTF-8), its bytes kept as a
+ * one-byte string: a string is held in the heap at its own size, while
+ * the Buffers zlib returns are slices of a 64 KiB pool slab, and a few of
+ * them keep a whole slab alive (~21 KiB a text, measured).
+ */
+/**
+ * Small state and output chunks: a text is ~2 KiB, and zlib's defaults
+ * (a 256 KiB state, a 16 KiB output chunk from the Buffer pool per call)
+ * turned 5,000 calls into ~20 MiB more of malloc arena, which glibc then
+ * kept (bin/gatehouse.js's trim threshold). Same ratio on route texts.
+ */
+const DEFLATE: zlib.ZlibOptions = { level: 1, windowBits: 11, memLevel: 3, chunkSize: 1024 };
+
+class Deflated {
+  readonly bytes: string;
+  constructor(text: string) {
+    this.bytes = zlib.deflateRawSync(text, DEFLATE).toString('latin1');
+  }
+
+  text(): string {
+    return zlib.inflateRawSync(Buffer.from(this.bytes, 'latin1')).toString('utf8');
+  }
+}
+
+/** A virtual host's JSON text, or that text deflated once the relay compacted it. */
+type Text = string | Deflated;
 
 /** How long after handing a config on the relay starts compacting: changes come in bursts. */
 const COMPACT_DELAY_MS = 1_000;
@@ -205,7 +230,7 @@ export class DeltaRelay implements DeltaSource {
     let n = 0;
     for (const [id, text] of held.hosts) {
       if (typeof text !== 'string') continue;
-      const deflated = zlib.deflateRawSync(text, { level: 1 });
+      const deflated = new Deflated(text);
       held.hosts.set(id, deflated);
       // The config accepted since may share the text (same id): it is the same text.
       if (this.#accepted !== held && this.#accepted?.hosts.get(id) === text) this.#accepted.hosts.set(id, deflated);
@@ -221,5 +246,5 @@ export class DeltaRelay implements DeltaSource {
 }
 
 function inflated(text: Text): string {
-  return typeof text === 'string' ? text : zlib.inflateRawSync(text).toString('utf8');
+  return typeof text === 'string' ? text : text.text();
 }
