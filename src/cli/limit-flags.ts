@@ -51,9 +51,9 @@ export function parseLimitFlags(values: Record<string, unknown>): Partial<Reques
   return limits;
 }
 
-/** `--workers`: a count, or a string saying why not; default one per core where workers can share listeners. */
-export function parseWorkersFlag(raw: string | undefined, availableParallelism: number): number | string {
-  const workers = raw === undefined ? (REUSE_PORT ? availableParallelism : 0) : Number(raw);
+/** `--workers`: a count, or a string saying why not; default one per usable core (cpu-quota.ts) where workers can share listeners. */
+export function parseWorkersFlag(raw: string | undefined, cores: number): number | string {
+  const workers = raw === undefined ? (REUSE_PORT ? cores : 0) : Number(raw);
   if (!Number.isInteger(workers) || workers < 0 || workers > 1024) return `--workers wants a whole number, not ${raw}`;
   if (workers > 0 && !REUSE_PORT) return `--workers ${workers}: worker threads share listeners with SO_REUSEPORT, which ${process.platform} does not balance; use --workers 0`;
   return workers;

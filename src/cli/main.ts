@@ -10,6 +10,7 @@ import os from 'node:os';
 import { parseDuration } from '../api/durations.ts';
 import { DEFAULT_LOADER_LIMITS, resolveLoaderLimits, type LoaderLimits } from '../providers/file/limits.ts';
 import { formatDuration, limitFlagOptions, limitUsage, parseLimitFlags, parseWorkersFlag } from './limit-flags.ts';
+import { cgroupCpuLimit, usableCores } from './cpu-quota.ts';
 import { parseProxyArgs, proxy, PROXY_USAGE } from './proxy.ts';
 import { CONTROLLER_USAGE, parseControllerArgs } from './controller-args.ts';
 
@@ -124,7 +125,7 @@ async function main(argv: string[]): Promise<number> {
         strict: true,
       });
       if (!values['config-dir']) return usage('serve needs --config-dir');
-      const workers = parseWorkersFlag(values.workers, os.availableParallelism());
+      const workers = parseWorkersFlag(values.workers, usableCores(os.availableParallelism(), cgroupCpuLimit()));
       if (typeof workers === 'string') return usage(workers);
       const limits = parseLimitFlags(values);
       if (typeof limits === 'string') return usage(limits);

@@ -16,6 +16,7 @@ import { parseGatewayRef } from '../providers/kubernetes/config-protocol.ts';
 import { parseControllerAddresses, type ControllerAddress } from '../proxy/config-client.ts';
 import { startProxy } from '../proxy/proxy.ts';
 import { formatDuration, limitFlagOptions, parseLimitFlags, parseWorkersFlag } from './limit-flags.ts';
+import { cgroupCpuLimit, usableCores } from './cpu-quota.ts';
 import { OBSERVABILITY_FLAG_OPTIONS, parseObservabilityFlags, type ObservabilitySettings } from './observability-flags.ts';
 
 /** Where a pod's projected ServiceAccount token is mounted by convention; the provisioned Deployment mounts it there. */
@@ -92,7 +93,7 @@ export function parseProxyArgs(args: string[]): ProxyCommand | string {
   const gateway = values.gateway;
   if (!gateway || parseGatewayRef(gateway) === null) return `proxy needs --gateway NAMESPACE/NAME${gateway ? `, not ${gateway}` : ''}`;
   if (!values['ca-file']) return 'proxy needs --ca-file';
-  const workers = parseWorkersFlag(values.workers, os.availableParallelism());
+  const workers = parseWorkersFlag(values.workers, usableCores(os.availableParallelism(), cgroupCpuLimit()));
   if (typeof workers === 'string') return workers;
   const limits = parseLimitFlags(values);
   if (typeof limits === 'string') return limits;

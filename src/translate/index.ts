@@ -12,7 +12,8 @@ import { finishListener, gatewayConditions, listenerConditions, markConflicts, r
 import { admission, judgeListenerSet, listenerSetsByGateway, listenerSetStatus, type ResolvedListenerSet } from './listenerset.ts';
 import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
-import { attachToParent, listenerSetKey } from './attachment.ts';
+import { listenerSetKey } from './attachment.ts';
+import { AttachmentWorlds, routeOutcome, type RouteOutcome } from './route-outcome.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
@@ -75,13 +76,19 @@ export interface TranslateMemo {
   virtualHosts: Map<string, { routes: HostRoutes; vh: VirtualHost }>;
   /** Routes and clusters as BackendTrafficPolicies rewrote them (backend-policy-clusters.ts). */
   backendPolicies: BackendPolicyMemo;
+  /** Each route's attachment outcome, reused while its world and translation are the same (route-outcome.ts). */
+  outcomes: WeakMap<HTTPRoute | GRPCRoute, RouteOutcome>;
+  worlds: AttachmentWorlds;
 }
 
 /** The routes attached to one hostname of a listener, in snapshot order. */
 type HostRoutes = TranslatedHTTPRoute[];
 
 export function newTranslateMemo(): TranslateMemo {
-  return { routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map(), backendPolicies: newBackendPolicyMemo() };
+  return {
+    routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map(), backendPolicies: newBackendPolicyMemo(),
+    outcomes: new WeakMap(), worlds: new AttachmentWorlds(),
+  };
 }
 
 export interface TranslateResult {
@@ -207,67 +214,52 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   /** Route key -> the Gateways it is accepted by: the ancestors of the policies on it. */
   const routeGateways = new Map<string, Set<string>>();
   const shared = newSharedParts();
+  // Every listener routes can attach to, by its unique name (outcomes name them so).
+  const listenersByName = new Map<string, ResolvedListener>();
+  for (const g of gateways.values()) for (const l of g.allListeners) listenersByName.set(l.name, l);
+  const attachmentWorld = memo === undefined ? 0 : memo.worlds.id(gateways, listenerSets, namespaces);
   for (const source of [...snap.httpRoutes, ...snap.grpcRoutes]) {
     let t = memo?.routes.get(source);
     if (!t) {
       t = translateHTTPRoute(source.kind === 'GRPCRoute' ? grpcAsHTTPRoute(source) : source, backendIndex, shared);
       memo?.routes.set(source, t);
     }
-    const route: KubeObject & { spec: { parentRefs?: ParentReference[]; hostnames?: string[] } } = source;
-    // A route may select the same listener through several parentRefs; it attaches once.
-    const attachedTo = new Set<ResolvedListener>();
-    const gen = route.metadata.generation;
-    const parents: unknown[] = [];
+    let outcome = memo?.outcomes.get(source);
+    if (outcome === undefined || outcome.world !== attachmentWorld || outcome.translated !== t) {
+      outcome = routeOutcome(source, t, attachmentWorld, gateways, namespaces, listenerSets, input.controllerName);
+      memo?.outcomes.set(source, outcome);
+    }
+    if (outcome.acceptedBy.length !== 0) {
+      const rk = `${source.kind}|${nameOf(source)}`;
+      const rg = routeGateways.get(rk);
+      if (rg === undefined) routeGateways.set(rk, new Set(outcome.acceptedBy));
+      else for (const g of outcome.acceptedBy) rg.add(g);
+    }
     let used = false;
-    for (const ref of route.spec.parentRefs ?? []) {
-      const res = attachToParent(route, ref, gateways, namespaces, listenerSets);
-      if (res.kind === 'notOurs') continue;
-      const conditions: PlainCondition[] = [];
-      const allDropped = t.droppedRules.length === t.ruleCount;
-      if (res.kind === 'rejected') {
-        conditions.push(condition('Accepted', false, res.reason, res.message, gen));
-      } else if (allDropped) {
-        conditions.push(condition('Accepted', false, 'UnsupportedValue', droppedMessage(t.droppedRules), gen));
-      } else {
-        conditions.push(condition('Accepted', true, 'Accepted', 'Route is accepted', gen));
-        for (const att of res.attachments) {
-          const rk = `${route.kind}|${nameOf(route)}`;
-          const rg = routeGateways.get(rk);
-          if (rg === undefined) routeGateways.set(rk, new Set([nameOf(att.listener.gateway)]));
-          else rg.add(nameOf(att.listener.gateway));
-          if (attachedTo.has(att.listener)) continue;
-          attachedTo.add(att.listener);
-          att.listener.attachedRoutes++;
-          if (!att.listener.serving) continue;
-          used = true;
-          for (const c of t.clusters) {
-            const set = clusterGateways.get(c.name);
-            if (set === undefined) clusterGateways.set(c.name, new Set([nameOf(att.listener.gateway)]));
-            else set.add(nameOf(att.listener.gateway));
-          }
-          let byHost = hosts.get(att.listener);
-          if (!byHost) hosts.set(att.listener, byHost = new Map());
-          for (const h of att.hostnames) {
-            const list = byHost.get(h);
-            if (list === undefined) {
-              let one = alone.get(t);
-              if (one === undefined) alone.set(t, one = [t]);
-              byHost.set(h, one);
-            } else if (joined.has(list)) list.push(t);
-            else { const own = [...list, t]; joined.add(own); byHost.set(h, own); }
-          }
-        }
+    for (const att of outcome.attachments) {
+      const listener = listenersByName.get(att.listener)!;
+      listener.attachedRoutes++;
+      if (!listener.serving) continue;
+      used = true;
+      for (const c of t.clusters) {
+        const set = clusterGateways.get(c.name);
+        if (set === undefined) clusterGateways.set(c.name, new Set([nameOf(listener.gateway)]));
+        else set.add(nameOf(listener.gateway));
       }
-      conditions.push(t.refProblem
-        ? condition('ResolvedRefs', false, t.refProblem.reason, t.refProblem.message, gen)
-        : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved', gen));
-      if (t.droppedRules.length && !allDropped) {
-        conditions.push(condition('PartiallyInvalid', true, 'UnsupportedValue', droppedMessage(t.droppedRules), gen));
+      let byHost = hosts.get(listener);
+      if (!byHost) hosts.set(listener, byHost = new Map());
+      for (const h of att.hostnames) {
+        const list = byHost.get(h);
+        if (list === undefined) {
+          let one = alone.get(t);
+          if (one === undefined) alone.set(t, one = [t]);
+          byHost.set(h, one);
+        } else if (joined.has(list)) list.push(t);
+        else { const own = [...list, t]; joined.add(own); byHost.set(h, own); }
       }
-      parents.push({ parentRef: ref, controllerName: input.controllerName, conditions });
     }
     if (used) for (const c of t.clusters) clusters[c.name] = c;
-    statuses.set(statusKey(route), { parents });
+    statuses.set(statusKey(source), outcome.status);
   }
 
   // TLSRoutes, TCPRoutes, UDPRoutes.
@@ -398,10 +390,6 @@ function claimPort(l: ResolvedListener, address: string, gateway: string, claims
   }
   if (!list.some((c) => c.gateway === gateway)) list.push({ address, gateway });
   claims.set(port, list);
-}
-
-function droppedMessage(dropped: { index: number; message: string }[]): string {
-  return `Dropped Rule(s): ${dropped.map((d) => `rule ${d.index}: ${d.message}`).join('; ')}`;
 }
 
 function gatewayStatus(g: ResolvedGateway, clientCert: BackendClientCertificate | null): { conditions: PlainCondition[]; [field: string]: unknown } {

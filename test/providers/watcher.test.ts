@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { directoryMatches, directorySignature, watchDirectory } from '../../src/providers/file/watcher.ts';
+import { directoryMatches, directorySignature, nextPollDelay, watchDirectory } from '../../src/providers/file/watcher.ts';
 import type { WatchOptions } from '../../src/providers/file/watcher.ts';
 import { loadDirectory } from '../../src/providers/file/loader.ts';
 
@@ -258,4 +258,11 @@ test('directorySignature lists the first maxFiles files by name, as the loader r
   const lines = directorySignature(dir, 2).split('\n');
   assert.deepEqual(lines.map((l) => l.split('\u0000')[0]), ['a.yaml', 'b.yaml']);
   assert.equal(loadDirectory(dir, undefined, null, { maxFiles: 2 }).signature, directorySignature(dir, 2));
+});
+
+test('a slow look pushes the next one back: polling stays within 2% of a core', () => {
+  assert.equal(nextPollDelay(500, 2), 500, 'a quick look keeps the interval');
+  assert.equal(nextPollDelay(500, 40), 2000, '40 ms looks (5,000 files) run every 2 s');
+  assert.equal(nextPollDelay(50, 0.3), 50);
+  for (const look of [0, 1, 10, 40, 400]) assert.ok(look / (look + nextPollDelay(500, look)) <= 0.02, `look ${look} ms`);
 });

@@ -171,3 +171,48 @@ test('with BackendTrafficPolicies, a memo keeps the policy copies and rewritten 
   assert.notDeepEqual(fourth.ir.clusters[copy].endpoints, third.ir.clusters[copy].endpoints);
   assert.deepEqual(fourth.ir, translate(buildSnapshot(objects), input()).ir);
 });
+
+test('with a memo, route attachments follow every change of the listeners and namespaces they depend on', () => {
+  const memo = newTranslateMemo();
+  const ns = (name: string, labels?: Record<string, string>): KubeObject => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, ...(labels ? { labels } : {}) } });
+  const gw = (listeners: unknown[], name = 'gw'): KubeObject => ({ ...GW, metadata: { ...GW.metadata, name }, spec: { gatewayClassName: 'gatehouse', listeners } });
+  const web = { name: 'web', port: 80, protocol: 'HTTP' };
+  let objects: KubeObject[] = [...base, ns('app'), gw([web]), route('a', 'web', 80), route('b', 'api', 8080)];
+  const steps: ((objs: KubeObject[]) => KubeObject[])[] = [
+    (objs) => objs,
+    // Only routes from namespaces labelled team=x: neither route's namespace is.
+    (objs) => objs.map((o) => (o.kind === 'Gateway' ? gw([{ ...web, allowedRoutes: { namespaces: { from: 'Selector', selector: { matchLabels: { team: 'x' } } } } }]) : o)),
+    // The namespace gets the label: both attach, with nothing else changed.
+    (objs) => objs.map((o) => (o.kind === 'Namespace' && o.metadata.name === 'app' ? ns('app', { team: 'x' }) : o)),
+    // A listener hostname that only route a matches.
+    (objs) => objs.map((o) => (o.kind === 'Gateway' ? gw([{ ...web, hostname: 'a.example.com' }]) : o)),
+    // A second listener, on another port, for any host.
+    (objs) => objs.map((o) => (o.kind === 'Gateway' ? gw([{ ...web, hostname: 'a.example.com' }, { name: 'alt', port: 8080, protocol: 'HTTP' }]) : o)),
+    // The first listener is renamed: routes keep attaching through the parentRef without sectionName.
+    (objs) => objs.map((o) => (o.kind === 'Gateway' ? gw([{ ...web, name: 'www' }]) : o)),
+    // The Gateway goes: the routes are no longer ours.
+    (objs) => objs.filter((o) => o.kind !== 'Gateway'),
+    (objs) => [...objs, gw([web])],
+  ];
+  for (const [i, step] of steps.entries()) {
+    objects = step(objects);
+    const withMemo = translate(buildSnapshot(objects), input(memo));
+    const fresh = translate(buildSnapshot(objects), input());
+    assert.deepEqual(withMemo.ir, fresh.ir, `step ${i}: IR`);
+    assert.deepEqual([...withMemo.statuses], [...fresh.statuses], `step ${i}: statuses`);
+  }
+});
+
+test('with a memo, an unchanged route keeps its status object while another route changes', () => {
+  const memo = newTranslateMemo();
+  const a = route('a', 'web', 80);
+  const first = translate(buildSnapshot([...base, GW, a, route('b', 'api', 8080)]), input(memo));
+  const second = translate(buildSnapshot([...base, GW, a, route('b', 'web', 80)]), input(memo));
+  assert.equal(second.statuses.get('HTTPRoute|app|a'), first.statuses.get('HTTPRoute|app|a'), 'route a: the same status object');
+  assert.notEqual(second.statuses.get('HTTPRoute|app|b'), first.statuses.get('HTTPRoute|app|b'), 'route b: computed again');
+  // A listener change reaches route a although route a did not change.
+  const gw2: KubeObject = { ...GW, spec: { gatewayClassName: 'gatehouse', listeners: [{ name: 'web', port: 80, protocol: 'HTTP', hostname: 'b.example.com' }] } };
+  const third = translate(buildSnapshot([...base, gw2, a, route('b', 'web', 80)]), input(memo));
+  const parents = (third.statuses.get('HTTPRoute|app|a') as { parents: { conditions: { type: string; reason: string }[] }[] }).parents;
+  assert.equal(parents[0].conditions.find((c) => c.type === 'Accepted')?.reason, 'NoMatchingListenerHostname');
+});
