@@ -13,9 +13,8 @@
 // relay deflates the texts it holds, a few at a time so that the thread
 // (the data plane's own, with --workers 0) is never held for long, and
 // full() inflates them. At 5,000 routes: 9.3 MiB of text -> 1 MiB, for
-// ~0.4 s of CPU spread over that many turns of the event loop, and ~0.2 s
-// to inflate for full().
-import zlib from 'node:zlib';
+// 0.1-0.4 s of CPU spread over ~80 turns of the event loop, and about as
+// much to inflate for full().
 //
 // Ids: the controller's ids are per stream (each stream has its own
 // encoder and starts again from 1), while a data plane's compile cache
@@ -25,15 +24,10 @@ import zlib from 'node:zlib';
 // everything and is compiled whole, as a fresh decode was before; within
 // a stream, an id the controller keeps stays the same id here, so one
 // changed route still ships and compiles as one virtual host.
+import zlib from 'node:zlib';
 import type { DeltaSource, IRDelta, ListenerShape } from '../ir/delta.ts';
 import type { Cluster } from '../ir/types.ts';
 
-/**
- * A virtual host's JSON text deflated (raw, UTF-8), its bytes kept as a
- * one-byte string: a string is held in the heap at its own size, while
- * the Buffers zlib returns are slices of a 64 KiB pool slab, and a few of
- * them keep a whole slab alive (~21 KiB a text, measured).
- */
 /**
  * Small state and output chunks: a text is ~2 KiB, and zlib's defaults
  * (a 256 KiB state, a 16 KiB output chunk from the Buffer pool per call)
@@ -42,6 +36,12 @@ import type { Cluster } from '../ir/types.ts';
  */
 const DEFLATE: zlib.ZlibOptions = { level: 1, windowBits: 11, memLevel: 3, chunkSize: 1024 };
 
+/**
+ * A virtual host's JSON text deflated (raw, UTF-8), its bytes kept as a
+ * one-byte string: a string is held in the heap at its own size, while
+ * the Buffers zlib returns are slices of a 64 KiB pool slab, and a few of
+ * them keep a whole slab alive (~21 KiB a text, measured).
+ */
 class Deflated {
   readonly bytes: string;
   constructor(text: string) {
