@@ -4,7 +4,12 @@
 // its mappings by kind from /proc/PID/smaps. No load: for the what-ifs of
 // issue 13 item 3 (bench/RESULTS.md), e.g. a type-stripped copy made by
 // lib/strip-types.mjs as GATEHOUSE_BIN, or GLIBC_TUNABLES= in the
-// environment (glibc's own trimming instead of bin/gatehouse.js's).
+// environment (glibc's own trimming instead of bin/gatehouse.js's). Node's
+// compile cache (bin/gatehouse.js) matters here: a thread that strips a
+// .ts file loads the stripper, ~16 MiB, and the cache is written when the
+// process exits. So the proxy is stopped with SIGTERM, and
+// NODE_COMPILE_CACHE=<an empty directory> gives a cold start, a second
+// run with the same directory a warm one.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,7 +76,12 @@ try {
   process.stdout.write(`gatehouse proxy, --workers ${WORKERS}, 5,000 routes, idle: ${vm('VmRSS')} (${vm('RssAnon')}, ${vm('RssFile')})\n`);
   for (const [k, kb] of Object.entries(kinds).sort((a, b) => b[1] - a[1])) if (kb >= 512) process.stdout.write(`  ${(kb / MiB).toFixed(1).padStart(6)} MiB  ${k}\n`);
 } finally {
-  child.kill('SIGKILL');
+  // Stopped, not killed: it writes the compile cache on its way out.
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
   await service.close();
   fs.rmSync(root, { recursive: true, force: true });
 }
