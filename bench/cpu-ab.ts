@@ -8,7 +8,7 @@
 // nginx.conf, one worker) on the same core, so `node bench/cpu-ab.ts nginx .`
 // reads Gatehouse's CPU per request against nginx's, load side aside.
 // Environment: N (requests per measurement, 100000), ROUNDS (4),
-// SCEN (small,body16k,https).
+// SCEN (small,body16k,https; also h2c and h2: small bodies over HTTP/2).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,8 +37,10 @@ const nginxConf = nginxProxyConf(p, 'base-1', false, 1);
 const results: Record<string, number[]> = {};
 process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
 
-function h2load(url: string, n: number): string {
-  return spawnSync('taskset', ['-c', '0', 'h2load', '--h1', '-n', String(n), '-c', '50', url], { encoding: 'utf8' }).stdout;
+/** HTTP/1.1: 50 connections, one request each in flight; HTTP/2 (h2c, h2): 10 connections x 5 streams, as `npm run bench` runs them. */
+function h2load(url: string, n: number, h2: boolean): string {
+  const shape = h2 ? ['-c', '10', '-m', '5'] : ['--h1', '-c', '50'];
+  return spawnSync('taskset', ['-c', '0', 'h2load', ...shape, '-n', String(n), url], { encoding: 'utf8' }).stdout;
 }
 
 try {
@@ -53,12 +55,16 @@ try {
       try {
         if (!nginx) await waitUntil('gatehouse', () => httpOk(`http://127.0.0.1:${PORTS.ghAdmin}/readyz`), 60_000);
         for (const s of scenarios) {
-          const [http, https] = nginx ? [PORTS.ngHttp, PORTS.ngHttps] : [PORTS.ghHttp, PORTS.ghHttps];
-          const url = s === 'https' ? `https://127.0.0.1:${https}/` : `http://127.0.0.1:${http}/${s === 'body16k' ? 'big' : ''}`;
-          await waitUntil('serving', () => httpOk(url), 30_000);
-          h2load(url, N / 5); // warm-up: JIT, pools
+          // nginx serves HTTP/2 on listeners of its own; Gatehouse on the same ones (h2c by prior knowledge, h2 by ALPN).
+          const [http, https] = nginx ? (s.startsWith('h2') ? [PORTS.ngH2c, PORTS.ngH2] : [PORTS.ngHttp, PORTS.ngHttps]) : [PORTS.ghHttp, PORTS.ghHttps];
+          const url = s === 'https' || s === 'h2' ? `https://127.0.0.1:${https}/` : `http://127.0.0.1:${http}/${s === 'body16k' ? 'big' : ''}`;
+          const h2 = s === 'h2' || s === 'h2c';
+          // nginx's HTTP/2 listeners speak nothing else: readiness is asked on its HTTP/1.1 one.
+          const ready = h2 && nginx ? `http://127.0.0.1:${PORTS.ngHttp}/` : url;
+          await waitUntil('serving', () => httpOk(ready), 30_000);
+          h2load(url, N / 5, h2); // warm-up: JIT, pools
           const cpu0 = treeCpuSeconds(gh.pid as number);
-          const out = h2load(url, N);
+          const out = h2load(url, N, h2);
           const us = ((treeCpuSeconds(gh.pid as number) - cpu0) * 1e6) / N;
           const ok = Number(/(\d+) succeeded/.exec(out)?.[1] ?? 0);
           if (ok !== N) throw new Error(`${side} ${s}: ${ok} of ${N} requests succeeded:\n${out}`);

@@ -9,9 +9,8 @@
 import type { BackendObjectReference, KubeObject, Namespace, ParentReference } from '../api/types.ts';
 import { nameOf } from '../api/snapshot.ts';
 import type { Cluster, L4Route } from '../ir/types.ts';
-import { attachToParent } from './attachment.ts';
+import { routeOutcome } from './route-outcome.ts';
 import { resolveBackend, type BackendIndex } from './backends.ts';
-import { condition, type PlainCondition } from './conditions.ts';
 import type { ResolvedGateway, ResolvedListener } from './gateway.ts';
 import type { ResolvedListenerSet } from './listenerset.ts';
 import { bySpecificity } from './hostnames.ts';
@@ -49,53 +48,37 @@ export function translateL4Routes(
   const routes = (objects.filter((o) => L4_ROUTE_KINDS.has(o.kind)) as L4RouteObject[]).sort(byAge);
   /** Per listener, the hostnames taken (TCP/UDP: '*'): the oldest route keeps one. */
   const taken = new Map<ResolvedListener, Set<string>>();
+  const listenersByName = new Map<string, ResolvedListener>();
+  for (const g of gateways.values()) for (const l of g.allListeners) listenersByName.set(l.name, l);
   for (const route of routes) {
     const t = translateBackends(route, index);
-    const gen = route.metadata.generation;
-    const parents: unknown[] = [];
-    const attachedTo = new Set<ResolvedListener>();
+    const outcome = routeOutcome(route, t, 0, gateways, namespaces, listenerSets, controllerName);
     let used = false;
-    for (const ref of route.spec.parentRefs ?? []) {
-      const res = attachToParent(route, ref, gateways, namespaces, listenerSets);
-      if (res.kind === 'notOurs') continue;
-      const conditions: PlainCondition[] = [];
-      if (res.kind === 'rejected') {
-        conditions.push(condition('Accepted', false, res.reason, res.message, gen));
-      } else {
-        conditions.push(condition('Accepted', true, 'Accepted', 'Route is accepted', gen));
-        for (const att of res.attachments) {
-          if (attachedTo.has(att.listener)) continue;
-          attachedTo.add(att.listener);
-          att.listener.attachedRoutes++;
-          if (!att.listener.serving) continue;
-          const l = att.listener;
-          let hosts = taken.get(l);
-          if (hosts === undefined) taken.set(l, hosts = new Set());
-          let list = out.routes.get(l);
-          if (list === undefined) out.routes.set(l, list = []);
-          const hostnames = l.spec.protocol === 'TLS' ? att.hostnames : ['*'];
-          for (const hostname of hostnames) {
-            if (hosts.has(hostname)) continue;
-            hosts.add(hostname);
-            used = true;
-            const entry: L4Route = { name: `${nameOf(route)}`, hostname, backends: t.backends };
-            if (l.spec.protocol === 'TLS') entry.mode = (l.spec.tls?.mode ?? 'Terminate') === 'Passthrough' ? 'Passthrough' : 'Terminate';
-            list.push(entry);
-          }
-          for (const c of t.clusters) {
-            const set = out.clusterGateways.get(c.name);
-            if (set === undefined) out.clusterGateways.set(c.name, new Set([nameOf(l.gateway)]));
-            else set.add(nameOf(l.gateway));
-          }
-        }
+    for (const att of outcome.attachments) {
+      const l = listenersByName.get(att.listener)!;
+      l.attachedRoutes++;
+      if (!l.serving) continue;
+      let hosts = taken.get(l);
+      if (hosts === undefined) taken.set(l, hosts = new Set());
+      let list = out.routes.get(l);
+      if (list === undefined) out.routes.set(l, list = []);
+      const hostnames = l.spec.protocol === 'TLS' ? att.hostnames : ['*'];
+      for (const hostname of hostnames) {
+        if (hosts.has(hostname)) continue;
+        hosts.add(hostname);
+        used = true;
+        const entry: L4Route = { name: `${nameOf(route)}`, hostname, backends: t.backends };
+        if (l.spec.protocol === 'TLS') entry.mode = (l.spec.tls?.mode ?? 'Terminate') === 'Passthrough' ? 'Passthrough' : 'Terminate';
+        list.push(entry);
       }
-      conditions.push(t.refProblem
-        ? condition('ResolvedRefs', false, t.refProblem.reason, t.refProblem.message, gen)
-        : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved', gen));
-      parents.push({ parentRef: ref, controllerName, conditions });
+      for (const c of t.clusters) {
+        const set = out.clusterGateways.get(c.name);
+        if (set === undefined) out.clusterGateways.set(c.name, new Set([nameOf(l.gateway)]));
+        else set.add(nameOf(l.gateway));
+      }
     }
     if (used) out.clusters.push(...t.clusters);
-    out.statuses.set(route, { parents });
+    out.statuses.set(route, outcome.status);
   }
   for (const list of out.routes.values()) list.sort((a, b) => bySpecificity(a.hostname, b.hostname));
   return out;

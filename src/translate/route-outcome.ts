@@ -1,4 +1,4 @@
-// What attaching an HTTPRoute or GRPCRoute to its parents comes to: its
+// What attaching a route to its parents comes to: its
 // status and the listeners (with hostnames) it serves on. It depends on
 // the route, its translation and the listeners it could attach to, so an
 // outcome is kept per route and reused while all three are the same: with
@@ -11,13 +11,19 @@ import { condition, type PlainCondition } from './conditions.ts';
 import { attachToParent } from './attachment.ts';
 import type { ResolvedGateway } from './gateway.ts';
 import type { ResolvedListenerSet } from './listenerset.ts';
-import type { TranslatedHTTPRoute } from './httproute.ts';
+
+/** What a route's status says of its translation: TranslatedHTTPRoute has all of it, an L4 route only refProblem. */
+export interface RouteFacts {
+  refProblem: { reason: string; message: string } | null;
+  droppedRules?: readonly { index: number; message: string }[];
+  ruleCount?: number;
+}
 
 export interface RouteOutcome {
   /** The attachment world it was computed in (AttachmentWorlds.id). */
   world: number;
   /** The translation it was computed from. */
-  translated: TranslatedHTTPRoute;
+  translated: RouteFacts;
   status: { parents: unknown[] };
   /** Keys of the Gateways that accepted it, through a listener of their own or of a ListenerSet. */
   acceptedBy: string[];
@@ -29,7 +35,7 @@ type Route = KubeObject & { spec: { parentRefs?: ParentReference[]; hostnames?: 
 
 export function routeOutcome(
   route: Route,
-  t: TranslatedHTTPRoute,
+  t: RouteFacts,
   world: number,
   gateways: Map<string, ResolvedGateway>,
   namespaces: Map<string, Namespace>,
@@ -42,7 +48,8 @@ export function routeOutcome(
   const attachments: RouteOutcome['attachments'] = [];
   // A route may select the same listener through several parentRefs; it attaches once.
   const attachedTo = new Set<string>();
-  const allDropped = t.droppedRules.length === t.ruleCount;
+  const dropped = t.droppedRules ?? [];
+  const allDropped = t.droppedRules !== undefined && dropped.length === t.ruleCount;
   for (const ref of route.spec.parentRefs ?? []) {
     const res = attachToParent(route, ref, gateways, namespaces, listenerSets);
     if (res.kind === 'notOurs') continue;
@@ -50,7 +57,7 @@ export function routeOutcome(
     if (res.kind === 'rejected') {
       conditions.push(condition('Accepted', false, res.reason, res.message, gen));
     } else if (allDropped) {
-      conditions.push(condition('Accepted', false, 'UnsupportedValue', droppedMessage(t.droppedRules), gen));
+      conditions.push(condition('Accepted', false, 'UnsupportedValue', droppedMessage(dropped), gen));
     } else {
       conditions.push(condition('Accepted', true, 'Accepted', 'Route is accepted', gen));
       for (const att of res.attachments) {
@@ -63,15 +70,15 @@ export function routeOutcome(
     conditions.push(t.refProblem
       ? condition('ResolvedRefs', false, t.refProblem.reason, t.refProblem.message, gen)
       : condition('ResolvedRefs', true, 'ResolvedRefs', 'All references resolved', gen));
-    if (t.droppedRules.length && !allDropped) {
-      conditions.push(condition('PartiallyInvalid', true, 'UnsupportedValue', droppedMessage(t.droppedRules), gen));
+    if (dropped.length && !allDropped) {
+      conditions.push(condition('PartiallyInvalid', true, 'UnsupportedValue', droppedMessage(dropped), gen));
     }
     parents.push({ parentRef: ref, controllerName, conditions });
   }
   return { world, translated: t, status: { parents }, acceptedBy: [...acceptedBy], attachments };
 }
 
-function droppedMessage(dropped: { index: number; message: string }[]): string {
+function droppedMessage(dropped: readonly { index: number; message: string }[]): string {
   return `Dropped Rule(s): ${dropped.map((d) => `rule ${d.index}: ${d.message}`).join('; ')}`;
 }
 

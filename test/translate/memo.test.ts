@@ -32,14 +32,25 @@ function input(memo?: ReturnType<typeof newTranslateMemo>): TranslateInput {
 /** BASE with the namespace its namespaced objects live in. */
 const base = BASE.map((o) => ({ ...o, metadata: { namespace: o.kind === 'Namespace' || o.kind === 'GatewayClass' ? undefined : 'default', ...o.metadata } }));
 
+/** Applies each step in turn; after each, translate with one memo must give what a fresh translate gives. */
+function sameAsFresh(objects: KubeObject[], steps: ((objs: KubeObject[]) => KubeObject[])[]): void {
+  const memo = newTranslateMemo();
+  for (const [i, step] of steps.entries()) {
+    objects = step(objects);
+    const withMemo = translate(buildSnapshot(objects), input(memo));
+    const fresh = translate(buildSnapshot(objects), input());
+    assert.deepEqual(withMemo.ir, fresh.ir, `step ${i}: IR`);
+    assert.deepEqual([...withMemo.statuses], [...fresh.statuses], `step ${i}: statuses`);
+  }
+}
+
 const GW: KubeObject = {
   apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'gw', namespace: 'app', generation: 1 },
   spec: { gatewayClassName: 'gatehouse', listeners: [{ name: 'web', port: 80, protocol: 'HTTP' }] },
 };
 
 test('a memo changes nothing in the output while routes, Services, EndpointSlices and grants change', () => {
-  const memo = newTranslateMemo();
-  let objects: KubeObject[] = [...base, GW, route('a', 'web', 80), route('b', 'api', 8080)];
+  const objects: KubeObject[] = [...base, GW, route('a', 'web', 80), route('b', 'api', 8080)];
   const steps: ((objs: KubeObject[]) => KubeObject[])[] = [
     (objs) => objs,
     (objs) => objs.map((o) => (o.metadata.name === 'a' ? route('a', 'api', 8080) : o)),
@@ -52,13 +63,7 @@ test('a memo changes nothing in the output while routes, Services, EndpointSlice
     }],
     (objs) => objs.filter((o) => o.kind !== 'EndpointSlice' || o.metadata.name !== 'api-1'),
   ];
-  for (const [i, step] of steps.entries()) {
-    objects = step(objects);
-    const withMemo = translate(buildSnapshot(objects), input(memo));
-    const fresh = translate(buildSnapshot(objects), input());
-    assert.deepEqual(withMemo.ir, fresh.ir, `step ${i}: IR`);
-    assert.deepEqual([...withMemo.statuses], [...fresh.statuses], `step ${i}: statuses`);
-  }
+  sameAsFresh(objects, steps);
 });
 
 test('backendRefs to one Service port share one cluster, across routes and, with a memo, across calls', () => {
@@ -173,11 +178,10 @@ test('with BackendTrafficPolicies, a memo keeps the policy copies and rewritten 
 });
 
 test('with a memo, route attachments follow every change of the listeners and namespaces they depend on', () => {
-  const memo = newTranslateMemo();
   const ns = (name: string, labels?: Record<string, string>): KubeObject => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, ...(labels ? { labels } : {}) } });
   const gw = (listeners: unknown[], name = 'gw'): KubeObject => ({ ...GW, metadata: { ...GW.metadata, name }, spec: { gatewayClassName: 'gatehouse', listeners } });
   const web = { name: 'web', port: 80, protocol: 'HTTP' };
-  let objects: KubeObject[] = [...base, ns('app'), gw([web]), route('a', 'web', 80), route('b', 'api', 8080)];
+  const objects: KubeObject[] = [...base, ns('app'), gw([web]), route('a', 'web', 80), route('b', 'api', 8080)];
   const steps: ((objs: KubeObject[]) => KubeObject[])[] = [
     (objs) => objs,
     // Only routes from namespaces labelled team=x: neither route's namespace is.
@@ -194,13 +198,7 @@ test('with a memo, route attachments follow every change of the listeners and na
     (objs) => objs.filter((o) => o.kind !== 'Gateway'),
     (objs) => [...objs, gw([web])],
   ];
-  for (const [i, step] of steps.entries()) {
-    objects = step(objects);
-    const withMemo = translate(buildSnapshot(objects), input(memo));
-    const fresh = translate(buildSnapshot(objects), input());
-    assert.deepEqual(withMemo.ir, fresh.ir, `step ${i}: IR`);
-    assert.deepEqual([...withMemo.statuses], [...fresh.statuses], `step ${i}: statuses`);
-  }
+  sameAsFresh(objects, steps);
 });
 
 test('with a memo, an unchanged route keeps its status object while another route changes', () => {
