@@ -11,6 +11,7 @@ import { markUnboundListeners } from './bind-status.ts';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { releaseMemory } from './release-memory.ts';
+import { persistCompileCache } from './compile-cache.ts';
 import { startAdminServer } from '../admin/server.ts';
 import type { IR } from '../ir/types.ts';
 import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
@@ -228,6 +229,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   // The first load parsed and translated every file; its garbage goes
   // before the gateway reports ready, so that no change meets the pause.
   releaseMemory();
+  persistCompileCache();
   ready = true;
   log.info({
     admin: opts.adminAddress, adminLoopback: admin.loopback, adminToken: opts.adminToken !== undefined,

@@ -7,6 +7,7 @@ import { parentPort, threadId, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import type { FromWorker, ToWorker, WorkerSetup } from '../control/worker-protocol.ts';
 import { releaseMemory } from '../control/release-memory.ts';
+import { persistCompileCache } from '../control/compile-cache.ts';
 import { DataPlane } from './dataplane.ts';
 import type { LogFn } from './log.ts';
 
@@ -56,6 +57,8 @@ function runDataPlaneWorker(): void {
         dataPlane.applyDelta(m.delta).then(
           (result) => {
             appliedSeq = seq;
+            // The modules a data plane serves with are loaded by its first apply.
+            persistCompileCache();
             if (!large) return reply({ type: 'applied', seq, result });
             // Answered after: a config counts as applied once the worker has
             // settled, so the next change or a readiness check does not meet

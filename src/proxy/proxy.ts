@@ -16,6 +16,7 @@ import type { IRDelta } from '../ir/delta.ts';
 import type { Cluster } from '../ir/types.ts';
 import { WorkerPool } from '../control/worker-pool.ts';
 import { releaseMemory } from '../control/release-memory.ts';
+import { persistCompileCache } from '../control/compile-cache.ts';
 import { DeltaRelay } from './delta-relay.ts';
 import { startConfigClient, type ConfigClient, type ConfigClientOptions, type ControllerAddress } from './config-client.ts';
 import { startHealthServer } from './health.ts';
@@ -180,6 +181,7 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     if (info.snapshot) releaseMemory();
     const first = !configured;
     configured = true;
+    if (first) persistCompileCache();
     log.info({
       gateway: opts.gateway, seq: info.seq, snapshot: info.snapshot, listeners: delta.listeners.length,
       clusters: Object.keys(delta.clusters).length, ms: Math.round((performance.now() - t0) * 10) / 10,
