@@ -12,33 +12,31 @@ export const REPORTED_KINDS = new Set([
 
 export class StatusStore {
   private items: KubeObject[] = [];
-  private previous = new Map<string, unknown>();
-  /** The statuses translate gave last time, by key: one handed back as the same object is unchanged. */
-  private previousComputed = new Map<string, unknown>();
+  /**
+   * By key, the status translate gave last time and the stamped one served:
+   * a status handed back as the same object is unchanged.
+   */
+  private previous = new Map<string, { computed: unknown; stamped: unknown }>();
   /** The item last served for a loaded object, reused while its status is too. */
   private itemOf = new WeakMap<KubeObject, KubeObject>();
 
   update(objects: KubeObject[], statuses: Map<string, unknown>, now = new Date()): void {
     const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const next = new Map<string, unknown>();
-    const computedNow = new Map<string, unknown>();
+    const next = new Map<string, { computed: unknown; stamped: unknown }>();
     const items: KubeObject[] = [];
     for (const o of objects) {
       if (!REPORTED_KINDS.has(o.kind)) continue;
       const key = statusKey(o);
       const computed = statuses.get(key);
-      const before = this.previous.get(key);
+      const last = this.previous.get(key);
       // Most statuses are the same from one reload to the next: keep the
       // stamped one rather than building a copy of it per object per reload.
       // Translate hands back the very object for a route whose outcome it
       // kept (route-outcome.ts): no need to compare it field by field.
       const status = computed === undefined ? undefined
-        : before !== undefined && (computed === this.previousComputed.get(key) || sameApartFromTimes(computed, before)) ? before
-        : withTransitionTimes(computed, before, stamp);
-      if (status !== undefined) {
-        next.set(key, status);
-        computedNow.set(key, computed);
-      }
+        : last !== undefined && (computed === last.computed || sameApartFromTimes(computed, last.stamped)) ? last.stamped
+        : withTransitionTimes(computed, last?.stamped, stamp);
+      if (status !== undefined) next.set(key, { computed, stamped: status });
       let item = this.itemOf.get(o);
       if (item === undefined || item.status !== status) {
         item = { apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata, spec: o.spec };
@@ -48,7 +46,6 @@ export class StatusStore {
       items.push(item);
     }
     this.previous = next;
-    this.previousComputed = computedNow;
     this.items = items;
   }
 

@@ -214,7 +214,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   /** Route key -> the Gateways it is accepted by: the ancestors of the policies on it. */
   const routeGateways = new Map<string, Set<string>>();
   const shared = newSharedParts();
-  // Every listener routes can attach to, by its unique name (outcomes name them so).
+  // Every listener routes can attach to, by its unique name (outcomes name them so); L4 routes too.
   const listenersByName = new Map<string, ResolvedListener>();
   for (const g of gateways.values()) for (const l of g.allListeners) listenersByName.set(l.name, l);
   const attachmentWorld = memo === undefined ? 0 : memo.worlds.id(gateways, listenerSets, namespaces);
@@ -263,7 +263,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   }
 
   // TLSRoutes, TCPRoutes, UDPRoutes.
-  const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName, listenerSets);
+  const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName, listenerSets, listenersByName);
   for (const [route, status] of l4.statuses) statuses.set(statusKey(route), status);
   for (const c of l4.clusters) clusters[c.name] = c;
   for (const [name, gws] of l4.clusterGateways) {

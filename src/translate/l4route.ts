@@ -43,13 +43,12 @@ export interface L4Translation {
 export function translateL4Routes(
   objects: readonly KubeObject[], gateways: Map<string, ResolvedGateway>, namespaces: Map<string, Namespace>,
   index: BackendIndex, controllerName: string, listenerSets: ReadonlyMap<string, ResolvedListenerSet>,
+  listenersByName: ReadonlyMap<string, ResolvedListener>,
 ): L4Translation {
   const out: L4Translation = { routes: new Map(), clusters: [], clusterGateways: new Map(), statuses: new Map() };
   const routes = (objects.filter((o) => L4_ROUTE_KINDS.has(o.kind)) as L4RouteObject[]).sort(byAge);
   /** Per listener, the hostnames taken (TCP/UDP: '*'): the oldest route keeps one. */
   const taken = new Map<ResolvedListener, Set<string>>();
-  const listenersByName = new Map<string, ResolvedListener>();
-  for (const g of gateways.values()) for (const l of g.allListeners) listenersByName.set(l.name, l);
   for (const route of routes) {
     const t = translateBackends(route, index);
     const outcome = routeOutcome(route, t, 0, gateways, namespaces, listenerSets, controllerName);
