@@ -15,6 +15,7 @@ import { loadDirectory } from '../../src/providers/file/loader.ts';
 import { GenerationTracker } from '../../src/providers/file/generations.ts';
 import { buildSnapshot } from '../../src/api/build-snapshot.ts';
 import { translate } from '../../src/translate/index.ts';
+import { GATEWAY_CLASS } from '../e2e/helpers.ts';
 
 /** An HTTPRoute (or GRPCRoute) whose one rule has `sessionPersistence` as given (YAML flow). */
 function route(sp: string, kind = 'HTTPRoute', apiVersion = 'gateway.networking.k8s.io/v1'): ReturnType<typeof validateObject> {
@@ -130,11 +131,7 @@ test('unknown-field warnings are bounded', () => {
 test('a route with only warnings loads, its warnings listed where errors go (marked), and it is translated', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-compat-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.writeFileSync(path.join(dir, 'all.yaml'), `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gatehouse}
-spec: {controllerName: gatehouse.dev/gateway-controller}
----
+  fs.writeFileSync(path.join(dir, 'all.yaml'), `${GATEWAY_CLASS}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: infra}
@@ -205,11 +202,7 @@ test('v1.4 XListenerSet: its own rules hold (port may be left out, names must be
 test('ListenerSet and XListenerSet load from files, are translated, and their status is their own kind\'s', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-compat-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.writeFileSync(path.join(dir, 'all.yaml'), `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gatehouse}
-spec: {controllerName: gatehouse.dev/gateway-controller}
----
+  fs.writeFileSync(path.join(dir, 'all.yaml'), `${GATEWAY_CLASS}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: infra}

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { selfSigned } from '../dataplane/helpers.ts';
+import { GATEWAY_CLASS } from '../e2e/helpers.ts';
 
 export function writeExplainConfig(opts: { httpPort?: number; httpsPort?: number; backendPort?: number; extra?: string } = {}): string {
   const http = opts.httpPort ?? 8080;
@@ -12,11 +13,7 @@ export function writeExplainConfig(opts: { httpPort?: number; httpsPort?: number
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-explain-'));
   const { cert, key } = selfSigned('example', ['*.example']);
   const b64 = (s: string) => Buffer.from(s).toString('base64');
-  fs.writeFileSync(path.join(dir, 'config.yaml'), `apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gatehouse}
-spec: {controllerName: gatehouse.dev/gateway-controller}
----
+  fs.writeFileSync(path.join(dir, 'config.yaml'), `${GATEWAY_CLASS}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: gw, namespace: default}

@@ -12,6 +12,7 @@ import pino from 'pino';
 import { startController, type Controller } from '../../src/control/kubernetes.ts';
 import { startCluster, type Cluster } from './harness/cluster.ts';
 import { selfSigned } from '../dataplane/helpers.ts';
+import { GATEWAY_CLASS } from '../e2e/helpers.ts';
 
 const GROUP = 'gateway.networking.k8s.io';
 const log = pino({ level: process.env.GATEHOUSE_TEST_LOG ?? 'silent' });
@@ -63,11 +64,7 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: apps}
 ---
-apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: gatehouse}
-spec: {controllerName: gatehouse.dev/gateway-controller}
----
+${GATEWAY_CLASS}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: cloud, namespace: infra}
