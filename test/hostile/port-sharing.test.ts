@@ -5,7 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { findForeignListeners, parseListeningSockets } from '../../src/control/port-sharing.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { findForeignListeners, parseListeningSockets, readListeningPrefix, type BoundListener } from '../../src/control/port-sharing.ts';
+import { watchPortSharing } from '../../src/control/port-sharing-watch.ts';
 import { freePort } from '../e2e/helpers.ts';
 
 const linux = process.platform === 'linux';
@@ -79,4 +84,49 @@ test('/proc/net/tcp6 addresses are decoded as inet_ntop writes them', () => {
     { address: '::1', port: 8081, uid: 1000, inode: '222' },
     { address: '::ffff:127.0.0.1', port: 8082, uid: 0, inode: '333' },
   ]);
+});
+
+const HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode';
+const line = (i: number, state: string) => `${String(i).padStart(4)}: 0100007F:${(8000 + i).toString(16).toUpperCase()} 00000000:0000 ${state} 00000000:00000000 00:00000000 00000000     0        0 ${1000 + i} 1 0 100 0 0 10 0`;
+
+test('a table is read up to its last listening socket, not through every connection after it', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gh-tcp-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'tcp');
+  // As the kernel writes it: listeners first, then 50,000 TIME_WAIT lines (~7 MB).
+  const lines = [HEADER, line(0, '0A'), line(1, '0A')];
+  for (let i = 2; i < 50_002; i++) lines.push(line(i, '06'));
+  fs.writeFileSync(file, `${lines.join('\n')}\n`);
+  const { text, bytesRead } = readListeningPrefix(file);
+  assert.deepEqual(parseListeningSockets(text).map((s) => s.port), [8000, 8001]);
+  assert.ok(bytesRead <= 64 * 1024, `read ${bytesRead} bytes of ${fs.statSync(file).size}`);
+  // A table of listeners only is read to its end; one over the bound is cut at a line.
+  fs.writeFileSync(file, `${[HEADER, ...Array.from({ length: 3000 }, (_, i) => line(i, '0A'))].join('\n')}\n`);
+  assert.equal(parseListeningSockets(readListeningPrefix(file).text).length, 3000);
+  const cut = readListeningPrefix(file, 100_000);
+  assert.ok(cut.bytesRead <= 100_000);
+  const sockets = parseListeningSockets(cut.text);
+  assert.ok(sockets.length > 500 && sockets.length < 3000, `${sockets.length} sockets`);
+  assert.deepEqual(sockets.map((s) => s.port), sockets.map((_, i) => 8000 + i), 'no line is cut in half');
+  assert.deepEqual(readListeningPrefix(path.join(dir, 'absent')), { text: '', bytesRead: 0 });
+});
+
+test('the port-sharing watch looks when the bound addresses change, not on every configuration change', () => {
+  const looks: string[] = [];
+  const watch = watchPortSharing(pino({ level: 'silent' }), 60_000, (listeners: readonly BoundListener[]) => {
+    looks.push(listeners.map((l) => `${l.address}:${l.port}`).join(','));
+    return [];
+  });
+  try {
+    const http = { address: '0.0.0.0', port: 80 };
+    const https = { address: '0.0.0.0', port: 443 };
+    watch.check([http]);
+    watch.check([http]);
+    watch.check([https, http]);
+    watch.check([http, https]);
+    watch.check([http]);
+    assert.deepEqual(looks, ['0.0.0.0:80', '0.0.0.0:443,0.0.0.0:80', '0.0.0.0:80']);
+  } finally {
+    watch.stop();
+  }
 });
