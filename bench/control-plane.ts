@@ -17,7 +17,11 @@
 // gatehouse runs as `serve` with its default workers, or BENCH_CP_WORKERS
 // of them (the item 3 targets are stated for one). BENCH_CP_ADDITIONS
 // changes the number of additions in (a) and (e), BENCH_CP_LOAD_SECONDS
-// the length of (f)'s and (g)'s load (default 20).
+// the length of (f)'s and (g)'s load (default 20). For profiling a part:
+// BENCH_CP_LOG_LEVEL (default warn; `info` logs each reload's stages) and
+// BENCH_CP_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) go to
+// serve, and BENCH_CP_KEEP=1 keeps the run's directory (gatehouse.log)
+// and names it at the end.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,6 +44,8 @@ const REPO = path.resolve(import.meta.dirname, '..');
 const ADDITIONS = Number(process.env.BENCH_CP_ADDITIONS ?? 200);
 const WORKERS = process.env.BENCH_CP_WORKERS;
 const LOAD_SECONDS = Number(process.env.BENCH_CP_LOAD_SECONDS ?? 20);
+const LOG_LEVEL = process.env.BENCH_CP_LOG_LEVEL ?? 'warn';
+const NODE_ARGS = process.env.BENCH_CP_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
 const MEMORY_HOOK = path.join(import.meta.dirname, 'lib/thread-memory.mjs');
 const MiB = 1024 * 1024;
 const ADMIN = `http://127.0.0.1:${PORTS.ghAdmin}`;
@@ -64,8 +70,8 @@ function configDir(p: Paths, name: string, routes: number): string {
 async function startGatehouse(p: Paths, dir: string, memoryDir?: string): Promise<ChildProcess> {
   const hook = memoryDir === undefined ? [] : ['--import', MEMORY_HOOK];
   const env = memoryDir === undefined ? process.env : { ...process.env, BENCH_THREAD_MEMORY_DIR: memoryDir };
-  const child = startPinned(ALL_CPUS, process.execPath, [...hook, path.join(REPO, 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
-    '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', 'warn', ...(WORKERS === undefined ? [] : ['--workers', WORKERS])],
+  const child = startPinned(ALL_CPUS, process.execPath, [...NODE_ARGS, ...hook, path.join(REPO, 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
+    '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', LOG_LEVEL, '--shutdown-delay', '0s', ...(WORKERS === undefined ? [] : ['--workers', WORKERS])],
   env, path.join(p.root, 'gatehouse.log'));
   await waitUntil('gatehouse readyz', () => httpOk(`${ADMIN}/readyz`), 120_000);
   return child;
@@ -298,6 +304,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await stop(backend);
+    if (process.env.BENCH_CP_KEEP === '1') process.stdout.write(`kept ${root}\n`);
+    else fs.rmSync(root, { recursive: true, force: true });
   }
 }
 
