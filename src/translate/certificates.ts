@@ -65,9 +65,27 @@ export function resolveCertificateRef(
   const key = `${ns}/${ref.name}`;
   const secret = secrets.get(key);
   if (!secret) return { ok: false, reason: 'InvalidCertificateRef', message: `${where}: Secret not found` };
-  const checked = checkPair(secretValue(secret, 'tls.crt'), secretValue(secret, 'tls.key'));
+  const checked = checkedPairOf(secret);
   if (typeof checked === 'string') return { ok: false, reason: 'InvalidCertificateRef', message: `${where}: ${checked}`, badContentOf: key };
   return { ok: true, secret: key, certificate: checked };
+}
+
+/**
+ * Objects are not changed once read (a provider hands out a new object for
+ * new content), so a Secret's pair is parsed and checked once, not on
+ * every translation: with dozens of HTTPS listeners that was a few hundred
+ * microseconds each per reload. The check reads no clock, so its answer
+ * cannot go stale.
+ */
+const checkedPairs = new WeakMap<Secret, GoodCertificate | string>();
+
+function checkedPairOf(secret: Secret): GoodCertificate | string {
+  let checked = checkedPairs.get(secret);
+  if (checked === undefined) {
+    checked = checkPair(secretValue(secret, 'tls.crt'), secretValue(secret, 'tls.key'));
+    checkedPairs.set(secret, checked);
+  }
+  return checked;
 }
 
 /** The pair, checked; or what is wrong with it. */

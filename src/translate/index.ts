@@ -115,9 +115,17 @@ export interface TranslatedPolicies {
   backend: AttachedPolicies<BackendTrafficPolicy>;
 }
 
+/** Objects are not changed once read, so each one's key is made once: translate asks for every object's on every reload. */
+const statusKeys = new WeakMap<KubeObject, string>();
+
 export function statusKey(o: KubeObject): string {
-  // join() makes one flat string; the key is kept per object by the status store.
-  return [o.kind, o.kind === 'GatewayClass' ? '' : namespaceOf(o), o.metadata.name].join('|');
+  let key = statusKeys.get(o);
+  if (key === undefined) {
+    // join() makes one flat string; the key is kept per object by the status store.
+    key = [o.kind, o.kind === 'GatewayClass' ? '' : namespaceOf(o), o.metadata.name].join('|');
+    statusKeys.set(o, key);
+  }
+  return key;
 }
 
 export function translate(snap: Snapshot, input: TranslateInput): TranslateResult {

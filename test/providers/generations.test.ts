@@ -116,3 +116,35 @@ test('objects first seen in one stamp() share its creationTimestamp; later ones 
   const [, d] = g.stamp([route('a', {}), route('d', {})]);
   assert.equal(d.metadata.creationTimestamp, '2025-01-02T03:04:07Z');
 });
+
+test('the same objects stamped again (a reload with other files changed) keep everything; one left out is forgotten, even as the same object', () => {
+  const c = clock();
+  const g = new GenerationTracker(c.now);
+  const a = route('a', { hostnames: ['a'] });
+  const b = route('b', { hostnames: ['b'] });
+  g.stamp([a, b]);
+  const first = { a: { ...a.metadata }, b: { ...b.metadata } };
+  c.advance(60_000);
+  const b2 = route('b', { hostnames: ['b2'] });
+  g.stamp([a, b2]);
+  assert.deepEqual(a.metadata, first.a, 'an unchanged object is left as it was');
+  assert.equal(b2.metadata.generation, 2);
+  assert.equal(b2.metadata.uid, first.b.uid);
+  assert.equal(g.generationOf('HTTPRoute', 'a', 'b'), 2);
+  // The old object of b comes back (a file restored): same spec as its first version, so one more generation.
+  g.stamp([a, b]);
+  assert.equal(b.metadata.generation, 3);
+  // a is left out, then comes back as the very same object: forgotten in between, so new.
+  g.stamp([b]);
+  assert.equal(g.generationOf('HTTPRoute', 'a', 'a'), undefined);
+  g.stamp([b, a]);
+  assert.equal(a.metadata.generation, 1);
+  assert.notEqual(a.metadata.uid, first.a.uid);
+  // Two objects of one key in one set: both carry the first one's record.
+  const a2 = route('a', { hostnames: ['changed'] });
+  const a3 = route('a', { hostnames: ['changed'] });
+  g.stamp([a2, a3, b]);
+  assert.equal(a2.metadata.generation, 2);
+  assert.equal(a3.metadata.generation, 2);
+  assert.equal(a3.metadata.uid, a2.metadata.uid);
+});

@@ -10,11 +10,14 @@ import { canonicalJSON } from '../../api/schema.ts';
 import { flatString } from '../../api/strings.ts';
 
 interface Tracked {
+  key: string;
   generation: number;
   /** specDigest() of the spec the generation was given for. */
   spec: string;
   creationTimestamp: string;
   uid: string;
+  /** The last stamp() call that saw it. */
+  pass: number;
 }
 
 /** RFC 3339 at second precision, as Kubernetes writes timestamps: `2025-01-02T03:04:05Z`. */
@@ -56,6 +59,9 @@ function keyOf(o: KubeObject): string {
 
 export class GenerationTracker {
   #tracked = new Map<string, Tracked>();
+  /** What each object was stamped with: an object seen again is stamped already. */
+  #stampedWith = new WeakMap<KubeObject, Tracked>();
+  #pass = 0;
   #now: () => Date;
 
   /** `now` is for tests. */
@@ -67,31 +73,48 @@ export class GenerationTracker {
    * Stamps, in place, `metadata.generation`, `.creationTimestamp` and
    * `.uid` on every object of the current set, and forgets the objects
    * not in it. Returns the same array. A creationTimestamp set in the file
-   * is kept; generation and uid from the file are replaced.
+   * is kept; generation and uid from the file are replaced. An object
+   * stamped before, whose key still has the same record, is left as it is:
+   * a reload with one file changed costs a look-up per unchanged object.
    */
   stamp(objects: KubeObject[]): KubeObject[] {
-    const seen = new Map<string, Tracked>();
+    const pass = ++this.#pass;
+    let seen = 0;
     // One timestamp for every object first seen in this call, read when the
     // first one needs it: objects that appear together share one string.
     let created: string | undefined;
     for (const o of objects) {
+      const before = this.#stampedWith.get(o);
+      if (before !== undefined && before.pass !== pass && this.#tracked.get(before.key) === before) {
+        before.pass = pass;
+        seen++;
+        continue;
+      }
       const key = keyOf(o);
-      const spec = specOf(o);
       let t = this.#tracked.get(key);
-      if (!t) {
-        t = { generation: 1, spec, creationTimestamp: '', uid: flatString(randomUUID()) };
+      const spec = specOf(o);
+      if (t !== undefined && t.pass === pass) {
+        // A second object of the same key in one set: it is given the first one's record.
+      } else if (!t) {
+        t = { key, generation: 1, spec, creationTimestamp: '', uid: flatString(randomUUID()), pass: 0 };
+        this.#tracked.set(key, t);
       } else if (t.spec !== spec) {
         t = { ...t, generation: t.generation + 1, spec };
+        this.#tracked.set(key, t);
       }
       const fromFile = o.metadata.creationTimestamp;
       if (typeof fromFile === 'string' && fromFile) t.creationTimestamp = fromFile;
       else if (!t.creationTimestamp) t.creationTimestamp = created ??= flatString(rfc3339(this.#now()));
-      seen.set(key, t);
+      if (t.pass !== pass) seen++;
+      t.pass = pass;
       o.metadata.generation = t.generation;
       o.metadata.creationTimestamp = t.creationTimestamp;
       o.metadata.uid = t.uid;
+      this.#stampedWith.set(o, t);
     }
-    this.#tracked = seen;
+    if (seen !== this.#tracked.size) {
+      for (const [key, t] of this.#tracked) if (t.pass !== pass) this.#tracked.delete(key);
+    }
     return objects;
   }
 
