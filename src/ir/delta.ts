@@ -61,8 +61,12 @@ interface Known<T> {
  */
 export class IRDeltaEncoder implements DeltaSource {
   #nextId = 1;
-  /** By `listener key, gateway listener name, hostname`. */
-  #virtualHosts = new Map<string, Known<VirtualHost>>();
+  /**
+   * By listener key and gateway listener name (`key\u0000name`), then by
+   * hostname: two look-ups with strings that exist already, where one key
+   * built per virtual host per encode cost more than the rest of the walk.
+   */
+  #virtualHosts = new Map<string, Map<string, Known<VirtualHost>>>();
   #clusters = new Map<string, Known<Cluster>>();
   #last: IRDelta | null = null;
 
@@ -84,34 +88,51 @@ export class IRDeltaEncoder implements DeltaSource {
     }
     for (const name of this.#clusters.keys()) if (!nextClusters.has(name)) changedClusters.add(name);
 
-    const nextHosts = new Map<string, Known<VirtualHost>>();
+    const nextHosts = new Map<string, Map<string, Known<VirtualHost>>>();
     const definedHosts: [number, VirtualHost | string][] = [];
     // A route attached to several listeners (HTTP and HTTPS, say) gives each
-    // the same virtual host: send and compile it once.
-    const byHostname = new Map<string, Known<VirtualHost>[]>();
-    const sameAsEarlier = (vh: VirtualHost) => byHostname.get(vh.hostname)?.find((k) => sameElements(k.value.routes, vh.routes));
+    // the same virtual host: send and compile it once. Translate hands them
+    // the same object; equal ones built apart are found by hostname.
+    const byObject = new Map<VirtualHost, Known<VirtualHost>>();
+    const byHostname = new Map<string, Known<VirtualHost> | Known<VirtualHost>[]>();
+    const sameAsEarlier = (vh: VirtualHost): Known<VirtualHost> | undefined => {
+      const same = byHostname.get(vh.hostname);
+      if (same === undefined) return undefined;
+      if (!Array.isArray(same)) return sameElements(same.value.routes, vh.routes) ? same : undefined;
+      return same.find((k) => sameElements(k.value.routes, vh.routes));
+    };
+    const remember = (known: Known<VirtualHost>) => {
+      const same = byHostname.get(known.value.hostname);
+      if (same === undefined) byHostname.set(known.value.hostname, known);
+      else if (!Array.isArray(same)) { if (same !== known) byHostname.set(known.value.hostname, [same, known]); }
+      else if (!same.includes(known)) same.push(known);
+    };
     const listeners = ir.listeners.map((listener): ListenerShape => ({
       ...listener,
-      gatewayListeners: listener.gatewayListeners.map((gl) => ({
-        name: gl.name,
-        hostname: gl.hostname,
-        virtualHosts: gl.virtualHosts.map((vh) => {
-          const key = `${listener.key}\u0000${gl.name}\u0000${vh.hostname}`;
-          let known = sameAsEarlier(vh);
-          if (known === undefined) {
-            known = this.#virtualHosts.get(key);
-            if (known === undefined || !sameElements(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
-              known = { id: this.#nextId++, value: vh };
-              definedHosts.push([known.id, vh]);
+      gatewayListeners: listener.gatewayListeners.map((gl) => {
+        const glKey = `${listener.key}\u0000${gl.name}`;
+        const before = this.#virtualHosts.get(glKey);
+        const next = new Map<string, Known<VirtualHost>>();
+        nextHosts.set(glKey, next);
+        return {
+          name: gl.name,
+          hostname: gl.hostname,
+          virtualHosts: gl.virtualHosts.map((vh) => {
+            let known = byObject.get(vh) ?? sameAsEarlier(vh);
+            if (known === undefined) {
+              known = before?.get(vh.hostname);
+              if (known === undefined || !sameElements(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
+                known = { id: this.#nextId++, value: vh };
+                definedHosts.push([known.id, vh]);
+              }
+              byObject.set(vh, known);
+              remember(known);
             }
-          }
-          nextHosts.set(key, known);
-          const same = byHostname.get(vh.hostname);
-          if (same === undefined) byHostname.set(vh.hostname, [known]);
-          else if (!same.includes(known)) same.push(known);
-          return known.id;
-        }),
-      })),
+            next.set(vh.hostname, known);
+            return known.id;
+          }),
+        };
+      }),
     }));
     this.#virtualHosts = nextHosts;
     this.#clusters = nextClusters;
@@ -122,10 +143,12 @@ export class IRDeltaEncoder implements DeltaSource {
   /** The last encoded IR with every virtual host and cluster defined: what a new receiver starts from. */
   full(): IRDelta | null {
     if (this.#last === null) return null;
+    const hosts = new Set<Known<VirtualHost>>();
+    for (const byHost of this.#virtualHosts.values()) for (const k of byHost.values()) hosts.add(k);
     return {
       ...this.#last,
       define: {
-        virtualHosts: [...new Set(this.#virtualHosts.values())].map((k) => [k.id, k.value]),
+        virtualHosts: [...hosts].map((k) => [k.id, k.value]),
         clusters: [...this.#clusters.values()].map((k) => [k.id, k.value]),
       },
     };
