@@ -33,8 +33,20 @@ export function emptySnapshot(): Snapshot {
 }
 
 /** `namespace/name`, the way objects are named in logs, keys and messages. */
+/**
+ * Objects are not changed once read, so each one's name is made once:
+ * translate keys maps by it for every object on every reload, and a string
+ * built anew is flattened and hashed again by each look-up.
+ */
+const names = new WeakMap<KubeObject, string>();
+
 export function nameOf(o: KubeObject): string {
-  return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+  let name = names.get(o);
+  if (name === undefined) {
+    name = o.metadata.namespace ? [o.metadata.namespace, o.metadata.name].join('/') : o.metadata.name;
+    names.set(o, name);
+  }
+  return name;
 }
 
 /** The namespace of a namespaced object; Kubernetes defaults it to "default". */

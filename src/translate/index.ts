@@ -68,12 +68,13 @@ export interface TranslateMemo {
   /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
   backendIndex: BackendIndex | null;
   /**
-   * Each listener's virtual hosts by hostname, with the routes they were
+   * Each listener's virtual hosts (by listener name, with the client
+   * certificate variant's key when there is one), by hostname, with the routes they were
    * built from: a host whose routes are the same translations in the same
    * order is the same VirtualHost, not sorted again (and the data plane
    * sees the very object it compiled before).
    */
-  virtualHosts: Map<string, { routes: HostRoutes; vh: VirtualHost }>;
+  virtualHosts: Map<string, Map<string, { routes: HostRoutes; vh: VirtualHost }>>;
   /** Routes and clusters as BackendTrafficPolicies rewrote them (backend-policy-clusters.ts). */
   backendPolicies: BackendPolicyMemo;
   /** Each route's attachment outcome, reused while its world and translation are the same (route-outcome.ts). */
@@ -219,8 +220,8 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const alone = new Map<TranslatedHTTPRoute, HostRoutes>();
   const joined = new Set<HostRoutes>();
   const clusters: Record<string, Cluster> = {};
-  /** Route key -> the Gateways it is accepted by: the ancestors of the policies on it. */
-  const routeGateways = new Map<string, Set<string>>();
+  /** Each accepted route with the Gateways that accept it: the ancestors of the policies on it. */
+  const acceptedRoutes: AcceptedRoute[] = [];
   const shared = newSharedParts();
   // Every listener routes can attach to, by its unique name (outcomes name them so); L4 routes too.
   const listenersByName = new Map<string, ResolvedListener>();
@@ -237,12 +238,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
       outcome = routeOutcome(source, t, attachmentWorld, gateways, namespaces, listenerSets, input.controllerName);
       memo?.outcomes.set(source, outcome);
     }
-    if (outcome.acceptedBy.length !== 0) {
-      const rk = `${source.kind}|${nameOf(source)}`;
-      const rg = routeGateways.get(rk);
-      if (rg === undefined) routeGateways.set(rk, new Set(outcome.acceptedBy));
-      else for (const g of outcome.acceptedBy) rg.add(g);
-    }
+    if (outcome.acceptedBy.length !== 0) acceptedRoutes.push({ route: source, gateways: outcome.acceptedBy });
     let used = false;
     for (const att of outcome.attachments) {
       const listener = listenersByName.get(att.listener)!;
@@ -304,7 +300,9 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   }
 
   // 6. Policies (GEP-713): targets, precedence, conflicts; their status is written after the IR, which may find more conflicts.
-  const world = policyWorld(snap, ourGateways, routeGateways, clusterGateways, input.controllerName);
+  // Without policies nothing reads the world: a reload does not walk every route and Service for it.
+  const world = snap.clientTrafficPolicies.length + snap.backendTrafficPolicies.length === 0 ? EMPTY_WORLD
+    : policyWorld(snap, ourGateways, routeGateways(acceptedRoutes), clusterGateways, input.controllerName);
   const settings = new Map<ClientTrafficPolicy, ClientSettings>();
   const client = attachPolicies(snap.clientTrafficPolicies, world, (p) => {
     const r = clientSettings(p);
@@ -325,6 +323,25 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   for (const [p, status] of backend.statuses) statuses.set(statusKey(p), status);
 
   return { ir, statuses, assignedAddresses, lastGoodCertificates: certificates.current, policies: { client, backend } };
+}
+
+const EMPTY_WORLD: PolicyWorld = { controllerName: '', gateways: new Map(), otherGateways: new Set(), routes: new Map(), services: new Map() };
+
+interface AcceptedRoute {
+  route: KubeObject;
+  gateways: readonly string[];
+}
+
+/** Route key (`Kind|namespace/name`) -> the Gateways that accept it. */
+function routeGateways(accepted: readonly AcceptedRoute[]): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const { route, gateways } of accepted) {
+    const key = `${route.kind}|${nameOf(route)}`;
+    const set = out.get(key);
+    if (set === undefined) out.set(key, new Set(gateways));
+    else for (const g of gateways) set.add(g);
+  }
+  return out;
 }
 
 /** What exists for policies to target, as this translation resolved it. */
@@ -458,16 +475,18 @@ function buildIR(
   /** Copies of TLS clusters that present a Gateway's client certificate, added to the IR's. */
   const copies: Record<string, Cluster> = {};
   const sockets = new Map<string, IRListener>();
-  const built = new Map<string, { routes: HostRoutes; vh: VirtualHost }>();
+  const built: TranslateMemo['virtualHosts'] = new Map();
   // The listeners a route attaches to (HTTP and HTTPS, say) are given the
   // same route list for a host, and then share one VirtualHost.
   const byRoutes = new Map<HostRoutes, VirtualHost[]>();
   const virtualHost = (listener: string, hostname: string, routes: HostRoutes, variant: ClientCertificateVariant | null): VirtualHost => {
     // A Gateway's client certificate gives its hosts entries of their own: never shared with another Gateway's.
-    const key = variant === null ? `${listener}\u0000${hostname}` : `${listener}\u0000${hostname}\u0000${variant.key}`;
-    const before = memo?.virtualHosts.get(key);
-    let vh = before !== undefined && sameElements(before.routes, routes) ? before.vh
-      : variant === null ? byRoutes.get(routes)?.find((v) => v.hostname === hostname) : undefined;
+    const key = variant === null ? listener : `${listener}\u0000${variant.key}`;
+    let builtHere = built.get(key);
+    if (builtHere === undefined) built.set(key, builtHere = new Map());
+    const before = memo?.virtualHosts.get(key)?.get(hostname);
+    const kept = before !== undefined && sameElements(before.routes, routes) ? before : undefined;
+    let vh = kept?.vh ?? (variant === null ? byRoutes.get(routes)?.find((v) => v.hostname === hostname) : undefined);
     if (variant !== null) {
       vh ??= { hostname, routes: byPrecedence(routes).map((e) => variant.entry(e)) };
       // A kept host still needs its copies in this IR.
@@ -478,7 +497,7 @@ function buildIR(
       if (same === undefined) byRoutes.set(routes, [vh]);
       else if (!same.includes(vh)) same.push(vh);
     }
-    built.set(key, { routes, vh });
+    builtHere.set(hostname, kept ?? { routes, vh });
     return vh;
   };
   for (const g of gateways.values()) {
