@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { directoryMatches, directorySignature, nextPollDelay, watchDirectory } from '../../src/providers/file/watcher.ts';
+import { directoryMatches, directorySignature, lineIn, nextPollDelay, watchDirectory } from '../../src/providers/file/watcher.ts';
 import type { WatchOptions } from '../../src/providers/file/watcher.ts';
 import { loadDirectory } from '../../src/providers/file/loader.ts';
 
@@ -265,4 +265,14 @@ test('a slow look pushes the next one back: polling stays within 2% of a core', 
   assert.equal(nextPollDelay(500, 40), 2000, '40 ms looks (5,000 files) run every 2 s');
   assert.equal(nextPollDelay(50, 0.3), 50);
   for (const look of [0, 1, 10, 40, 400]) assert.ok(look / (look + nextPollDelay(500, look)) <= 0.02, `look ${look} ms`);
+});
+
+test('lineIn finds a file\'s line in a signature, first, middle or last, and only a whole name', () => {
+  const sig = ['a.yaml\u00001:2:3:4', 'b.yaml\u00005:6:7:8', 'ab.yaml\u00009:9:9:9'].join('\n');
+  assert.equal(lineIn(sig, 'a.yaml'), 'a.yaml\u00001:2:3:4');
+  assert.equal(lineIn(sig, 'b.yaml'), 'b.yaml\u00005:6:7:8');
+  assert.equal(lineIn(sig, 'ab.yaml'), 'ab.yaml\u00009:9:9:9');
+  assert.equal(lineIn(sig, 'c.yaml'), undefined);
+  assert.equal(lineIn(sig, 'yaml'), undefined);
+  assert.equal(lineIn('', 'a.yaml'), undefined);
 });

@@ -76,12 +76,18 @@ interface FileOutcome {
   /** Why the file could not be parsed or was refused, or null. */
   parseError: Omit<ConfigError, 'message' | 'file'> | null;
   /** Per object: the validation result, and for an invalid one who it claims to be. The raw parse is not kept. */
-  validated: { document: number; item?: number; result: ReturnType<typeof validateObject>; identity: ReturnType<typeof identityOf> }[];
+  validated: {
+    document: number; item?: number; result: ReturnType<typeof validateObject>; identity: ReturnType<typeof identityOf>;
+    /** The valid object with where it came from, made once: the outcome belongs to one file. */
+    loaded?: LoadedObject;
+  }[];
   /**
    * A newer content of the same file, rewritten in place, that is not used
    * until it has stopped changing: its stamp, and when it was first seen.
    */
   pending?: { stamp: string; since: number };
+  /** stampLine(file, stamp), made once. */
+  line?: string;
 }
 
 /** `Kind|namespace|name`: what makes two objects the same object. */
@@ -89,8 +95,16 @@ export function objectKey(kind: string, namespace: string | undefined, name: str
   return `${kind}|${namespace ?? ''}|${name}`;
 }
 
+/** Loaded objects are not changed, and a reload asks every one for its key. */
+const loadedKeys = new WeakMap<KubeObject, string>();
+
 function keyOfLoaded(o: KubeObject): string {
-  return objectKey(o.kind, o.metadata.namespace, o.metadata.name);
+  let key = loadedKeys.get(o);
+  if (key === undefined) {
+    key = [o.kind, o.metadata.namespace ?? '', o.metadata.name].join('|');
+    loadedKeys.set(o, key);
+  }
+  return key;
 }
 
 export function configError(e: Omit<ConfigError, 'message'>): ConfigError {
@@ -122,8 +136,15 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
   const objects: LoadedObject[] = [];
   const errors: ConfigError[] = [];
   const report = (e: Omit<ConfigError, 'message'>) => errors.push(configError(e));
-  const previousByKey = new Map<string, LoadedObject>();
-  for (const o of previous?.objects ?? []) previousByKey.set(keyOfLoaded(o.object), o);
+  // Made when an invalid object first asks for its previous valid version.
+  let previousByKey: Map<string, LoadedObject> | undefined;
+  const previousOf = (key: string): LoadedObject | undefined => {
+    if (previousByKey === undefined) {
+      previousByKey = new Map();
+      for (const o of previous?.objects ?? []) previousByKey.set(keyOfLoaded(o.object), o);
+    }
+    return previousByKey.get(key);
+  };
   const taken = new Map<string, ObjectSource>();
 
   const add = (loaded: LoadedObject, file: string) => {
@@ -194,7 +215,7 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       files.set(file, outcome);
       // A file still settling is listed with the content in use, so that
       // the watcher sees the directory differ from it and looks again.
-      signature.push(stampLine(file, outcome.pending ? outcome.stamp : look!));
+      signature.push(outcome.pending || look === outcome.stamp ? (outcome.line ??= stampLine(file, outcome.stamp)) : stampLine(file, look!));
       useOutcome(file, outcome);
     } catch (e) {
       // Nothing a file holds should get here; if it does, that file alone fails.
@@ -281,10 +302,10 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
     }
     for (const entry of outcome.validated) {
       const result = entry.result;
-      const source: ObjectSource = entry.item === undefined ? { file, document: entry.document } : { file, document: entry.document, item: entry.item };
       if (result.ignored) continue;
       if (result.object) {
-        add({ object: result.object, source }, file);
+        entry.loaded ??= { object: result.object, source: sourceOf(file, entry) };
+        add(entry.loaded, file);
         const meta = result.object.metadata;
         for (const w of result.warnings) {
           report({ file, document: entry.document, item: entry.item, object: describeObject(result.object.kind, meta.namespace, meta.name), field: w.field || undefined, reason: w.reason, severity: 'warning' });
@@ -293,7 +314,7 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       }
       const id = entry.identity;
       const object = id ? describeObject(id.kind, id.namespace, id.name) : undefined;
-      const last = id ? previousByKey.get(objectKey(id.kind, id.namespace || undefined, id.name)) : undefined;
+      const last = id ? previousOf(objectKey(id.kind, id.namespace || undefined, id.name)) : undefined;
       for (const fe of result.errors) {
         report({
           file, document: entry.document, item: entry.item, object,
@@ -301,9 +322,13 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
           reason: fe.reason + (last ? '; keeping the previous valid version' : ''),
         });
       }
-      if (last) add({ object: last.object, source }, file);
+      if (last) add({ object: last.object, source: sourceOf(file, entry) }, file);
     }
   }
+}
+
+function sourceOf(file: string, entry: { document: number; item?: number }): ObjectSource {
+  return entry.item === undefined ? { file, document: entry.document } : { file, document: entry.document, item: entry.item };
 }
 
 /**

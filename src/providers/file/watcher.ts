@@ -122,6 +122,16 @@ export function directoryMatches(dir: string, expected: string, maxFiles = DEFAU
   return !differs && listed === stamps.size;
 }
 
+/** The line of `signature` for `file`, if it lists it. */
+export function lineIn(signature: string, file: string): string | undefined {
+  const prefix = `${file}\u0000`;
+  let at = signature.startsWith(prefix) ? 0 : signature.indexOf(`\n${prefix}`);
+  if (at === -1) return undefined;
+  if (at !== 0) at++;
+  const end = signature.indexOf('\n', at);
+  return signature.slice(at, end === -1 ? undefined : end);
+}
+
 /**
  * The config files a change touched, as fs.watch named them, or null when
  * that is not known (the platform did not say, or polling found it).
@@ -215,10 +225,9 @@ export function watchDirectory(dir: string, onChange: (changed: ChangedFiles) =>
       if (directorySignature(dir, maxFiles) !== loaded) schedule(null);
       return;
     }
-    const loadedLines = new Map<string, string>();
-    for (const line of loaded.split('\n')) loadedLines.set(line.slice(0, line.indexOf('\u0000')), line);
     for (const file of files) {
-      const expected = loadedLines.get(file);
+      // Found in place rather than splitting the signature (a line per file) for the one or two files that changed.
+      const expected = lineIn(loaded, file);
       if (expected === undefined) continue;
       const stamp = fileStamp(path.join(dir, file));
       if (stamp === null || stampLine(file, stamp) !== expected) schedule(file);
