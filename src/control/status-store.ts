@@ -11,32 +11,56 @@ export const REPORTED_KINDS = new Set([
 ]);
 
 export class StatusStore {
-  private items: KubeObject[] = [];
+  /** What the last update was given; the items served are made from it when asked for. */
+  private objects: KubeObject[] = [];
+  private items: KubeObject[] | null = [];
   /**
    * By key, the status translate gave last time and the stamped one served:
-   * a status handed back as the same object is unchanged.
+   * a status handed back as the same object is unchanged. `pass` is the
+   * last update that gave it.
    */
-  private previous = new Map<string, { computed: unknown; stamped: unknown }>();
+  private previous = new Map<string, { computed: unknown; stamped: unknown; pass: number }>();
+  private pass = 0;
   /** The item last served for a loaded object, reused while its status is too. */
   private itemOf = new WeakMap<KubeObject, KubeObject>();
 
+  /**
+   * Takes a reload's statuses. Only those not handed back as the same
+   * object as last time are looked at (translate keeps a route's status
+   * object while its outcome holds, route-outcome.ts); the list served is
+   * made when it is next asked for, not on every reload.
+   */
   update(objects: KubeObject[], statuses: Map<string, unknown>, now = new Date()): void {
-    const stamp = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
-    const next = new Map<string, { computed: unknown; stamped: unknown }>();
-    const items: KubeObject[] = [];
-    for (const o of objects) {
-      if (!REPORTED_KINDS.has(o.kind)) continue;
-      const key = statusKey(o);
-      const computed = statuses.get(key);
+    const pass = ++this.pass;
+    let stamp: string | undefined;
+    let kept = 0;
+    for (const [key, computed] of statuses) {
       const last = this.previous.get(key);
+      if (last !== undefined && last.computed === computed) {
+        last.pass = pass;
+        kept++;
+        continue;
+      }
       // Most statuses are the same from one reload to the next: keep the
       // stamped one rather than building a copy of it per object per reload.
-      // Translate hands back the very object for a route whose outcome it
-      // kept (route-outcome.ts): no need to compare it field by field.
-      const status = computed === undefined ? undefined
-        : last !== undefined && (computed === last.computed || sameApartFromTimes(computed, last.stamped)) ? last.stamped
-        : withTransitionTimes(computed, last?.stamped, stamp);
-      if (status !== undefined) next.set(key, { computed, stamped: status });
+      const stamped = last !== undefined && sameApartFromTimes(computed, last.stamped) ? last.stamped
+        : withTransitionTimes(computed, last?.stamped, stamp ??= now.toISOString().replace(/\.\d{3}Z$/, 'Z'));
+      this.previous.set(key, { computed, stamped, pass });
+      kept++;
+    }
+    if (kept !== this.previous.size) {
+      for (const [key, entry] of this.previous) if (entry.pass !== pass) this.previous.delete(key);
+    }
+    this.objects = objects;
+    this.items = null;
+  }
+
+  resources(): KubeObject[] {
+    if (this.items !== null) return this.items;
+    const items: KubeObject[] = [];
+    for (const o of this.objects) {
+      if (!REPORTED_KINDS.has(o.kind)) continue;
+      const status = this.previous.get(statusKey(o))?.stamped;
       let item = this.itemOf.get(o);
       if (item === undefined || item.status !== status) {
         item = { apiVersion: o.apiVersion, kind: o.kind, metadata: o.metadata, spec: o.spec };
@@ -45,12 +69,8 @@ export class StatusStore {
       }
       items.push(item);
     }
-    this.previous = next;
     this.items = items;
-  }
-
-  resources(): KubeObject[] {
-    return this.items;
+    return items;
   }
 }
 

@@ -276,3 +276,32 @@ test('lineIn finds a file\'s line in a signature, first, middle or last, and onl
   assert.equal(lineIn(sig, 'yaml'), undefined);
   assert.equal(lineIn('', 'a.yaml'), undefined);
 });
+
+test('with the changed files, the listing is the last one with those that appeared or went, as a full listing has it', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-hint-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ns = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${name}}\n`;
+  for (const n of ['b', 'd', 'f']) fs.writeFileSync(path.join(dir, `${n}.yaml`), ns(n));
+  const first = loadDirectory(dir);
+  assert.deepEqual(first.names, ['b.yaml', 'd.yaml', 'f.yaml']);
+  // Added before, between and after; one removed; a directory with a config file's name; a name seen but not created.
+  fs.writeFileSync(path.join(dir, 'a.yaml'), ns('a'));
+  fs.writeFileSync(path.join(dir, 'c.yaml'), ns('c'));
+  fs.writeFileSync(path.join(dir, 'g.yaml'), ns('g'));
+  fs.rmSync(path.join(dir, 'd.yaml'));
+  fs.mkdirSync(path.join(dir, 'e.yaml'));
+  const changed = new Set(['a.yaml', 'c.yaml', 'g.yaml', 'd.yaml', 'e.yaml', 'x.yaml', '.c.yaml.tmp']);
+  const hinted = loadDirectory(dir, first, changed);
+  assert.deepEqual(hinted.names, ['a.yaml', 'b.yaml', 'c.yaml', 'f.yaml', 'g.yaml']);
+  assert.deepEqual(hinted.objects.map((o) => o.object.metadata.name), ['a', 'b', 'c', 'f', 'g']);
+  assert.equal(hinted.signature, directorySignature(dir), 'the same directory as a full look sees');
+  const full = loadDirectory(dir, hinted, null);
+  assert.deepEqual(full.names, hinted.names);
+  // Past maxFiles which files count depends on every name: the directory is listed again, the first ones by name
+  // are read, and the one pushed out is refused and keeps what it had.
+  fs.writeFileSync(path.join(dir, '0.yaml'), ns('zero'));
+  const over = loadDirectory(dir, full, new Set(['0.yaml']), { maxFiles: 5 });
+  assert.deepEqual(over.objects.map((o) => o.object.metadata.name), ['zero', 'a', 'b', 'c', 'f', 'g']);
+  assert.equal(over.names, undefined);
+  assert.ok(over.errors.some((e) => e.file === 'g.yaml' && /over the limit of 5/.test(e.reason)), JSON.stringify(over.errors));
+});

@@ -2,6 +2,7 @@
 // what identifies each one's content on disk (its stamp). Shared by the
 // loader and the watcher, so that both see the directory the same way.
 import fs from 'node:fs';
+import path from 'node:path';
 
 /** Whether the loader reads a file of this name: *.yaml, *.yml, *.json, not hidden. */
 export function isConfigFile(name: string): boolean {
@@ -65,6 +66,46 @@ export function readConfigFiles(dir: string, maxFiles = Infinity, known?: Readon
   const refused = new Set(knownSeen.filter((n) => byName(n, last) > 0));
   refused.add(pool[maxFiles]);
   return { names, refused: [...refused].sort(byName), beyond: total - maxFiles };
+}
+
+/**
+ * `names` (a complete listing, sorted, of at most `maxFiles`) with the
+ * entries of `changed` added or removed as the directory has them now:
+ * what readConfigFiles would give, at one lstat per changed file instead
+ * of a walk and sort of every entry (12 ms per reload at 5,000 files).
+ * Null when it cannot say: a changed entry cannot be looked at, or the
+ * directory now has more than `maxFiles` config files (which ones count
+ * then depends on all the names).
+ */
+export function updatedListing(dir: string, names: readonly string[], changed: ReadonlySet<string>, maxFiles = Infinity): string[] | null {
+  const out = [...names];
+  for (const name of changed) {
+    if (!isConfigFile(name) || name.includes('/')) continue;
+    let present: boolean;
+    try {
+      present = !fs.lstatSync(path.join(dir, name)).isDirectory();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return null;
+      present = false;
+    }
+    const at = sortedIndex(out, name);
+    const listed = out[at] === name;
+    if (present && !listed) out.splice(at, 0, name);
+    else if (!present && listed) out.splice(at, 1);
+  }
+  return out.length > maxFiles ? null : out;
+}
+
+/** Where `name` is, or would go, in sorted `names`. */
+function sortedIndex(names: readonly string[], name: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (names[mid] < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
 import { newSharedValues, shareValues, type SharedValues } from '../../api/sharing.ts';
 import { describeBytes, resolveLoaderLimits, type LoaderLimits } from './limits.ts';
-import { fileStamp, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize } from './listing.ts';
+import { fileStamp, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize, updatedListing, type ConfigListing } from './listing.ts';
 import { readConfigText } from './read-file.ts';
 import { parseConfigText } from './parse.ts';
 
@@ -56,6 +56,8 @@ export interface LoadResult {
    * still in use (so that the directory differs from it until it is read).
    */
   signature?: string;
+  /** The config files listed, sorted, when they were all of them (no more than maxFiles): the next load's listing starts from it. */
+  names?: readonly string[];
 }
 
 /** What loadDirectory may be given beyond the directory: limits.ts's limits, and a clock for tests. */
@@ -125,7 +127,8 @@ export function configError(e: Omit<ConfigError, 'message'>): ConfigError {
  * object defined twice is taken from the first file (by name) and
  * document; the second is reported. With `changed` (the files a watcher
  * saw change since `previous`), the other files are taken as they were
- * without a stat. A file rewritten in place since `previous` (same inode,
+ * without a stat, and the directory is not listed again: the last listing
+ * gains or loses the changed names that appeared or went. A file rewritten in place since `previous` (same inode,
  * new size or times) keeps its previous objects until it has not changed
  * for `settleMs`; a file renamed into place is new content and used at once.
  * Never throws for anything a file holds.
@@ -171,7 +174,9 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
   };
 
   let realDir: string;
-  const listing = readConfigFiles(dir, limits.maxFiles, previous?.files);
+  // With the files a watcher saw change, the listing is the last one with those added or removed.
+  const updated = changed && previous?.names ? updatedListing(dir, previous.names, changed, limits.maxFiles) : null;
+  const listing: ConfigListing = updated !== null ? { names: updated, refused: [], beyond: 0 } : readConfigFiles(dir, limits.maxFiles, previous?.files);
   try {
     if (listing.error) throw new Error(listing.error);
     realDir = fs.realpathSync(dir);
@@ -233,7 +238,7 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       refuse(file, { reason: `not read: the directory has ${total} config files, over the limit of ${limits.maxFiles}; the first ${limits.maxFiles} by name are read` });
     }
   }
-  return { objects, errors, files, signature: signature.join('\n') };
+  return { objects, errors, files, signature: signature.join('\n'), names: listing.beyond === 0 ? listing.names : undefined };
 
   /** Keeps what `file` gave last time for the next load, while it is not read. */
   function keepKnown(file: string): void {
