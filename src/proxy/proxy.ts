@@ -13,8 +13,8 @@ import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { resolveLimits, type RequestLimits } from '../dataplane/limits.ts';
 import type { LogFn } from '../dataplane/log.ts';
 import type { IRDelta } from '../ir/delta.ts';
-import type { Cluster } from '../ir/types.ts';
 import { WorkerPool } from '../control/worker-pool.ts';
+import { localDataPlane, type DataPlaneHandle } from '../control/data-plane-handle.ts';
 import { releaseMemory } from '../control/release-memory.ts';
 import { persistCompileCache } from '../control/compile-cache.ts';
 import { DeltaRelay } from './delta-relay.ts';
@@ -25,7 +25,6 @@ import { ControlMetrics } from '../control/control-metrics.ts';
 import type { AccessLogOptions } from '../dataplane/access-log.ts';
 import { AccessLogWriter } from '../dataplane/access-log-writer.ts';
 import type { TracingOptions } from '../dataplane/tracing.ts';
-import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 
 export interface ProxyOptions {
   /** The controller's config service: a Service name and port, or several `host:port`. */
@@ -68,14 +67,6 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-interface DataPlaneHandle {
-  /** The relay's next delta (see DeltaRelay.take), and its config's clusters by name. */
-  apply(delta: IRDelta, clusters: Record<string, Cluster>): Promise<ApplyResult>;
-  metrics(): Promise<MetricsSnapshot>;
-  beginDrain(): void;
-  close(): Promise<void>;
-}
-
 /** Texts a compaction must have deflated to be worth a full collection (~100-200 ms of this thread at 5,000). */
 const LARGE_COMPACTION_TEXTS = 500;
 
@@ -105,26 +96,10 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
       beginDrain: () => pool.beginDrain(), close: () => pool.close(),
     };
   } else {
-    const dp = new (await import('../dataplane/dataplane.ts')).DataPlane({
+    dataPlane = localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
       log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
       accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
-    });
-    // As a worker of the pool would be: after a refused delta, the whole config.
-    let needFull = false;
-    dataPlane = {
-      apply: async (delta, clusters) => {
-        try {
-          const result = await dp.applyDelta(needFull ? relay.full()! : delta, clusters);
-          needFull = false;
-          return result;
-        } catch (err) {
-          needFull = true;
-          throw err;
-        }
-      },
-      metrics: () => Promise.resolve(dp.metricsSnapshot()),
-      beginDrain: () => dp.beginDrain(), close: () => dp.close(),
-    };
+    }), relay);
   }
 
   let configured = false;
