@@ -1,8 +1,8 @@
-// What gatehouse proxy needs of its data plane, the same whether it runs
-// in worker threads (WorkerPool) or on the main thread (localDataPlane):
-// it is handed the deltas of one DeltaSource (proxy's DeltaRelay), every
-// one, in order, and a data plane that refused a delta is sent the
-// source's full() next.
+// What serve and gatehouse proxy need of their data plane, the same
+// whether it runs in worker threads (WorkerPool) or on the main thread
+// (localDataPlane): it is handed the deltas of one DeltaSource (serve's
+// IRDeltaEncoder, proxy's DeltaRelay), every one, in order, and a data
+// plane that refused a delta is sent the source's full() next.
 import type { ApplyResult, DataPlane } from '../dataplane/dataplane.ts';
 import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 import type { DeltaSource, IRDelta } from '../ir/delta.ts';

@@ -1,6 +1,7 @@
 // Standalone mode: the file provider feeds the control loop, whose
 // translate() status is served on the admin API and whose IR drives the
-// in-process data plane (the main thread, or worker threads).
+// in-process data plane (the main thread, or worker threads) as deltas
+// from the IR before, encoded here.
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { buildSnapshot } from '../api/build-snapshot.ts';
@@ -8,8 +9,9 @@ import { newTranslateMemo, translate } from '../translate/index.ts';
 import { parsePool, type AddressPool } from '../translate/addresses.ts';
 import { StatusStore } from './status-store.ts';
 import { markUnboundListeners } from './bind-status.ts';
-import type { ApplyResult } from '../dataplane/dataplane.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { localDataPlane, type DataPlaneHandle } from './data-plane-handle.ts';
+import { IRDeltaEncoder } from '../ir/delta.ts';
 import { releaseMemory } from './release-memory.ts';
 import { persistCompileCache } from './compile-cache.ts';
 import { startAdminServer } from '../admin/server.ts';
@@ -65,14 +67,6 @@ export interface StandaloneOptions {
   maxMetricSeries?: number;
 }
 
-/** What the control loop needs of a data plane, in-process or in workers. */
-interface DataPlaneHandle {
-  apply(ir: IR): Promise<ApplyResult>;
-  metrics(): Promise<MetricsSnapshot>;
-  beginDrain(): void;
-  close(): Promise<void>;
-}
-
 export interface Standalone {
   /**
    * Shutdown, first step: /readyz answers 503 so load balancers stop
@@ -108,17 +102,20 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   accessLog?.opened.then((error) => {
     if (error !== null) log.error({ target: opts.accessLog!.target }, `access log cannot be written: ${error}; its lines are counted as dropped`);
   });
+  // Every config's delta from the one before, made here for whichever data
+  // plane runs; one that starts later, or refused a delta, gets full().
+  const encoder = new IRDeltaEncoder();
   const pool = workers > 0
     ? new WorkerPool({
       workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
-      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing,
+      maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing, source: encoder,
     })
     : null;
   // The data plane's modules load only where it runs: in the workers, or here.
   const dataPlane: DataPlaneHandle = pool ?? localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
     log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
     accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
-  }));
+  }), encoder);
   const controlMetrics = new ControlMetrics();
 
   const provider = new FileProvider(opts.configDir, opts.loaderLimits);
@@ -201,7 +198,8 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
     }
     problems = found;
     const t2 = performance.now();
-    const applied = await dataPlane.apply(result.ir);
+    // Handed on as soon as it is made: the encoder's deltas reach the data plane in order.
+    const applied = await dataPlane.apply(encoder.encode(result.ir), result.ir.clusters);
     const t3 = performance.now();
     markUnboundListeners(result.ir, result.statuses, applied.listenerErrors);
     for (const [key, err] of Object.entries(applied.listenerErrors)) log.error({ listener: key }, `cannot listen on ${key}: ${err}`);
@@ -259,16 +257,6 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
         await admin.close();
       }
     },
-  };
-}
-
-/** A data plane on this thread, seen as the pool is. */
-function localDataPlane(dp: import('../dataplane/dataplane.ts').DataPlane): DataPlaneHandle {
-  return {
-    apply: (ir) => dp.apply(ir),
-    metrics: () => Promise.resolve(dp.metricsSnapshot()),
-    beginDrain: () => dp.beginDrain(),
-    close: () => dp.close(),
   };
 }
 

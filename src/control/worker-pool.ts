@@ -1,13 +1,14 @@
-// The data plane as N worker threads, seen from the control plane as one:
-// apply(IR) sends every worker the delta from the previous IR and resolves
-// with their results merged once all have applied it; applyDelta() does
-// the same with a delta made elsewhere (gatehouse proxy forwards its
-// controller's). Each worker binds
+// The data plane as N worker threads, seen from the control plane as one
+// DataPlaneHandle: apply() sends every worker the next delta of the
+// pool's source (serve's IRDeltaEncoder; gatehouse proxy's DeltaRelay,
+// which forwards its controller's) and resolves with their results
+// merged once all have applied it. Each worker binds
 // every listener itself with SO_REUSEPORT, so the kernel spreads
 // connections over them and no thread hands sockets to another. Threads
 // rather than processes: one Node runtime, one copy of the code and one
 // allocator for all of them, which is most of a worker's memory. A worker
-// that dies is replaced and handed the current config in full. At
+// that dies is replaced and handed the current config in full (the
+// source's full()), as is one that refused a delta, with the next. At
 // shutdown, beginDrain() has every worker's answers ask clients to close,
 // and close() asks every worker to drain and waits for them.
 import { Worker } from 'node:worker_threads';
@@ -15,9 +16,10 @@ import { Worker } from 'node:worker_threads';
 // environment before any worker starts, so all workers share it.
 import '../dataplane/upstream/sticky.ts';
 import type { ApplyResult } from '../dataplane/dataplane.ts';
-import { asText, IRDeltaEncoder, type DeltaSource, type IRDelta } from '../ir/delta.ts';
+import { asText, type DeltaSource, type IRDelta } from '../ir/delta.ts';
 import { ActiveHealthChecks } from '../dataplane/upstream/health-check.ts';
-import type { Cluster, IR } from '../ir/types.ts';
+import type { Cluster } from '../ir/types.ts';
+import type { DataPlaneHandle } from './data-plane-handle.ts';
 import type { LogFn } from '../dataplane/log.ts';
 import type { RequestLimits } from '../dataplane/limits.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
@@ -47,12 +49,8 @@ export interface WorkerPoolOptions {
   accessLog?: AccessLogWriter;
   /** Tracing, in every worker. */
   tracing?: TracingOptions;
-  /**
-   * For a pool fed by applyDelta(): what made those deltas, whose full()
-   * a new or failed worker is sent. Absent, the pool is fed by apply(IR)
-   * and encodes the deltas itself.
-   */
-  source?: DeltaSource;
+  /** What made the deltas apply() is handed, whose full() a new or failed worker is sent. */
+  source: DeltaSource;
 }
 
 interface Pending {
@@ -65,7 +63,7 @@ interface Pending {
 const ENTRY = new URL('../dataplane/worker.ts', import.meta.url);
 const RESTART_DELAY_MS = 500;
 
-export class WorkerPool {
+export class WorkerPool implements DataPlaneHandle {
   readonly #opts: WorkerPoolOptions;
   readonly #workers = new Set<Worker>();
   /** Workers that must be sent the whole config next: new ones, and those that failed an apply. */
@@ -77,8 +75,6 @@ export class WorkerPool {
   #retired: MetricsSnapshot = emptySnapshot();
   /** Each worker's last answer, so that its counts are retired when it exits. */
   readonly #lastSnapshot = new Map<Worker, MetricsSnapshot>();
-  /** apply(IR)'s own encoder; null when the deltas come from `source`. */
-  readonly #encoder: IRDeltaEncoder | null;
   /** Whose full() a worker that needs the whole config is sent. */
   readonly #source: DeltaSource;
   /**
@@ -93,8 +89,7 @@ export class WorkerPool {
 
   constructor(opts: WorkerPoolOptions) {
     this.#opts = opts;
-    this.#encoder = opts.source === undefined ? new IRDeltaEncoder() : null;
-    this.#source = opts.source ?? this.#encoder!;
+    this.#source = opts.source;
     this.#health = new ActiveHealthChecks((key, healthy) => {
       for (const worker of this.#workers) this.#send(worker, { type: 'health', key, healthy });
     }, opts.log);
@@ -132,25 +127,14 @@ export class WorkerPool {
     worker.postMessage(m);
   }
 
-  /** Applies `ir` on every worker; resolves when all have, with their errors merged. */
-  apply(ir: IR): Promise<ApplyResult> {
-    if (this.#closing) return Promise.reject(new Error('data plane is closed'));
-    if (this.#encoder === null) return Promise.reject(new Error('this worker pool is fed deltas (applyDelta), not IRs'));
-    return this.#broadcast(this.#encoder.encode(ir), ir.clusters);
-  }
-
   /**
-   * The same for `delta`, the next delta of the pool's `source` (which
-   * must have it as its full() from now on); `clusters` are its config's
-   * clusters by name, for the active health checks.
+   * Applies `next`, the next delta of the pool's `source` (which must have
+   * it as its full() from now on), on every worker; resolves when all
+   * have, with their errors merged. `clusters` are its config's clusters
+   * by name, for the active health checks.
    */
-  applyDelta(delta: IRDelta, clusters: Record<string, Cluster>): Promise<ApplyResult> {
+  apply(next: IRDelta, clusters: Record<string, Cluster>): Promise<ApplyResult> {
     if (this.#closing) return Promise.reject(new Error('data plane is closed'));
-    if (this.#encoder !== null) return Promise.reject(new Error('this worker pool encodes its own deltas (apply)'));
-    return this.#broadcast(delta, clusters);
-  }
-
-  #broadcast(next: IRDelta, clusters: Record<string, Cluster>): Promise<ApplyResult> {
     const seq = ++this.#seq;
     this.#appliedSeq = seq;
     const delta = asText(next);
@@ -201,7 +185,7 @@ export class WorkerPool {
     });
   }
 
-  /** The sequence number of the IR last handed to apply(). */
+  /** The sequence number of the delta last handed to apply(). */
   get currentSeq(): number {
     return this.#appliedSeq;
   }

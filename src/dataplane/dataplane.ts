@@ -36,9 +36,10 @@ export interface DataPlaneOptions {
    */
   reusePort?: boolean;
   /**
-   * Run the active health checks the IR's clusters ask for (apply(IR)
-   * only). Off in worker threads: the worker pool runs them once for all
-   * and sends each verdict (setEndpointHealth).
+   * Run the active health checks the IR's clusters ask for (apply(IR),
+   * or applyDelta() given the clusters). Off in worker threads: the
+   * worker pool runs them once for all and sends each verdict
+   * (setEndpointHealth).
    */
   activeHealthChecks?: boolean;
   /** Series this data plane's metrics keep before the overflow series (metrics.ts: DEFAULT_MAX_SERIES). */
@@ -169,8 +170,9 @@ export class DataPlane {
 
   /**
    * The same, for a data plane fed by a DeltaSource elsewhere (a worker;
-   * gatehouse proxy's relay): every delta of that source, in order, full()
-   * first. After a rejection the next delta must be a full() one.
+   * on the main thread, serve's encoder or gatehouse proxy's relay, see
+   * control/data-plane-handle.ts): every delta of that source, in order,
+   * full() first. After a rejection the next delta must be a full() one.
    * `clusters`, the config's clusters by name, are for the active health
    * checks, which a worker leaves to its pool.
    */

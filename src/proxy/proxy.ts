@@ -85,22 +85,16 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   // the old generation, which an idle proxy would keep: given back as
   // after a snapshot. (5,000 routes: ~9 MiB.)
   const relay = new DeltaRelay({ compacted: (texts) => { if (texts >= LARGE_COMPACTION_TEXTS) releaseMemory(); } });
-  let dataPlane: DataPlaneHandle;
-  if (opts.workers > 0) {
-    const pool = new WorkerPool({
+  // Fed the relay's deltas (DeltaRelay.take), whose full() a new or failed data plane gets.
+  const dataPlane: DataPlaneHandle = opts.workers > 0
+    ? new WorkerPool({
       workers: opts.workers, logLevel: log.level, log: dpLog, limits: opts.limits, drainTimeoutMs: limits.drainTimeoutMs + 5_000,
       maxMetricSeries: opts.maxMetricSeries, accessLog: accessLog ?? undefined, tracing: opts.tracing, source: relay,
-    });
-    dataPlane = {
-      apply: (delta, clusters) => pool.applyDelta(delta, clusters), metrics: () => pool.metrics(),
-      beginDrain: () => pool.beginDrain(), close: () => pool.close(),
-    };
-  } else {
-    dataPlane = localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
+    })
+    : localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
       log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
       accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
     }), relay);
-  }
 
   let configured = false;
   let draining = false;
