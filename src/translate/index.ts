@@ -14,6 +14,7 @@ import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
 import { listenerSetKey } from './attachment.ts';
 import { AttachmentWorlds, routeOutcome, type RouteOutcome } from './route-outcome.ts';
+import { RouteTable, type HostRoutes } from './route-table.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
@@ -80,15 +81,14 @@ export interface TranslateMemo {
   /** Each route's attachment outcome, reused while its world and translation are the same (route-outcome.ts). */
   outcomes: WeakMap<HTTPRoute | GRPCRoute, RouteOutcome>;
   worlds: AttachmentWorlds;
+  /** What the HTTP and GRPC routes brought to the last translation, changed by what changed since (route-table.ts). */
+  routeTable: RouteTable;
 }
-
-/** The routes attached to one hostname of a listener, in snapshot order. */
-type HostRoutes = TranslatedHTTPRoute[];
 
 export function newTranslateMemo(): TranslateMemo {
   return {
     routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map(), backendPolicies: newBackendPolicyMemo(),
-    outcomes: new WeakMap(), worlds: new AttachmentWorlds(),
+    outcomes: new WeakMap(), worlds: new AttachmentWorlds(), routeTable: new RouteTable(),
   };
 }
 
@@ -212,21 +212,13 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const endpointPolicy = compileEndpointPolicy(input.endpoints ?? STANDALONE_ENDPOINT_DEFAULTS, ownSockets(gateways));
   const tlsPolicies = resolveBackendTLSPolicies(snap.other.filter((o) => o.kind === 'BackendTLSPolicy'), snap.configMaps, input.controllerName);
   const backendIndex = backendIndexFor(snap, endpointPolicy, memo, tlsPolicies);
-  /** Cluster name -> the Gateways whose routes send to it: the ancestors of the policies on its Service. */
-  const clusterGateways = new Map<string, Set<string>>();
-  const hosts = new Map<ResolvedListener, Map<string, HostRoutes>>();
-  // Every host that one route alone serves (the usual case) holds that
-  // route's one list; a second route on a host gets the host a list of its own.
-  const alone = new Map<TranslatedHTTPRoute, HostRoutes>();
-  const joined = new Set<HostRoutes>();
-  const clusters: Record<string, Cluster> = {};
-  /** Each accepted route with the Gateways that accept it: the ancestors of the policies on it. */
-  const acceptedRoutes: AcceptedRoute[] = [];
   const shared = newSharedParts();
   // Every listener routes can attach to, by its unique name (outcomes name them so); L4 routes too.
   const listenersByName = new Map<string, ResolvedListener>();
   for (const g of gateways.values()) for (const l of g.allListeners) listenersByName.set(l.name, l);
   const attachmentWorld = memo === undefined ? 0 : memo.worlds.id(gateways, listenerSets, namespaces);
+  const table = memo?.routeTable ?? new RouteTable();
+  table.begin(attachmentWorld, listenersByName);
   for (const source of [...snap.httpRoutes, ...snap.grpcRoutes]) {
     let t = memo?.routes.get(source);
     if (!t) {
@@ -238,33 +230,14 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
       outcome = routeOutcome(source, t, attachmentWorld, gateways, namespaces, listenerSets, input.controllerName);
       memo?.outcomes.set(source, outcome);
     }
-    if (outcome.acceptedBy.length !== 0) acceptedRoutes.push({ route: source, gateways: outcome.acceptedBy });
-    let used = false;
-    for (const att of outcome.attachments) {
-      const listener = listenersByName.get(att.listener)!;
-      listener.attachedRoutes++;
-      if (!listener.serving) continue;
-      used = true;
-      for (const c of t.clusters) {
-        const set = clusterGateways.get(c.name);
-        if (set === undefined) clusterGateways.set(c.name, new Set([nameOf(listener.gateway)]));
-        else set.add(nameOf(listener.gateway));
-      }
-      let byHost = hosts.get(listener);
-      if (!byHost) hosts.set(listener, byHost = new Map());
-      for (const h of att.hostnames) {
-        const list = byHost.get(h);
-        if (list === undefined) {
-          let one = alone.get(t);
-          if (one === undefined) alone.set(t, one = [t]);
-          byHost.set(h, one);
-        } else if (joined.has(list)) list.push(t);
-        else { const own = [...list, t]; joined.add(own); byHost.set(h, own); }
-      }
-    }
-    if (used) for (const c of t.clusters) clusters[c.name] = c;
+    table.put(source, t, outcome);
     statuses.set(statusKey(source), outcome.status);
   }
+  table.end();
+  for (const [name, l] of listenersByName) l.attachedRoutes += table.attachedTo(name);
+  /** Cluster name -> the Gateways whose routes send to it: the ancestors of the policies on its Service. */
+  const clusterGateways = table.clusterGateways();
+  const clusters = table.clusters();
 
   // TLSRoutes, TCPRoutes, UDPRoutes.
   const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName, listenerSets, listenersByName);
@@ -302,7 +275,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   // 6. Policies (GEP-713): targets, precedence, conflicts; their status is written after the IR, which may find more conflicts.
   // Without policies nothing reads the world: a reload does not walk every route and Service for it.
   const world = snap.clientTrafficPolicies.length + snap.backendTrafficPolicies.length === 0 ? EMPTY_WORLD
-    : policyWorld(snap, ourGateways, routeGateways(acceptedRoutes), clusterGateways, input.controllerName);
+    : policyWorld(snap, ourGateways, routeGateways(table.accepted()), clusterGateways, input.controllerName);
   const settings = new Map<ClientTrafficPolicy, ClientSettings>();
   const client = attachPolicies(snap.clientTrafficPolicies, world, (p) => {
     const r = clientSettings(p);
@@ -318,7 +291,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     return null;
   });
   const policyClusters = new BackendPolicyClusters(backend, backendSettings, clusters, memo?.backendPolicies ?? newBackendPolicyMemo());
-  const ir = buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes, client, settings, policyClusters);
+  const ir = buildIR(gateways, table, clusters, memo, clientCerts, l4.routes, client, settings, policyClusters);
   for (const [p, status] of client.statuses) statuses.set(statusKey(p), status);
   for (const [p, status] of backend.statuses) statuses.set(statusKey(p), status);
 
@@ -333,7 +306,7 @@ interface AcceptedRoute {
 }
 
 /** Route key (`Kind|namespace/name`) -> the Gateways that accept it. */
-function routeGateways(accepted: readonly AcceptedRoute[]): Map<string, Set<string>> {
+function routeGateways(accepted: Iterable<AcceptedRoute>): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
   for (const { route, gateways } of accepted) {
     const key = `${route.kind}|${nameOf(route)}`;
@@ -464,7 +437,7 @@ function byPrecedence(routes: HostRoutes): RouteEntry[] {
 }
 
 function buildIR(
-  gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>,
+  gateways: Map<string, ResolvedGateway>, table: RouteTable, clusters: Record<string, Cluster>,
   memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
   l4Routes: Map<ResolvedListener, L4Route[]>,
   clientPolicies: AttachedPolicies<ClientTrafficPolicy>, clientSettingsOf: Map<ClientTrafficPolicy, ClientSettings>,
@@ -521,7 +494,7 @@ function buildIR(
       if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
       // Per port and Gateway (tls.frontend), so every listener of the socket has the same.
       if (l.clientValidation !== null) sock.tls!.clientValidation = l.clientValidation;
-      const byHost = hosts.get(l) ?? new Map<string, HostRoutes>();
+      const byHost = table.hostsOf(l.name) ?? new Map<string, HostRoutes>();
       const virtualHosts: VirtualHost[] = [...byHost.entries()]
         .sort(([a], [b]) => bySpecificity(a, b))
         .map(([hostname, routes]) => virtualHost(l.name, hostname, policyClusters.hostRoutes(routes, g.key), variant));
