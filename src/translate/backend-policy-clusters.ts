@@ -61,9 +61,14 @@ export class BackendPolicyClusters {
     this.#memo = memo;
   }
 
+  /** Whether any policy is in effect: hostRoutes() may then give a list other than the one it is given. */
+  get rewrites(): boolean {
+    return this.#attached.winners.size !== 0;
+  }
+
   /** The routes of one host of a listener of `gateway`, with policies in effect; the list itself when none reaches them. */
   hostRoutes(routes: readonly TranslatedHTTPRoute[], gateway: string): readonly TranslatedHTTPRoute[] {
-    if (this.#attached.winners.size === 0) return routes;
+    if (!this.rewrites) return routes;
     let byGateway = this.#lists.get(routes);
     if (byGateway === undefined) this.#lists.set(routes, byGateway = new Map());
     let out = byGateway.get(gateway);

@@ -5,7 +5,7 @@
 import type { BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, Gateway, GRPCRoute, HTTPRoute, KubeObject, Namespace, ParentReference, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
-import { IR_VERSION, type ClientSettings, type Cluster, type ClusterPolicy, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
+import { IR_VERSION, type ClientSettings, type Cluster, type ClusterPolicy, type GatewayListenerIR, type IR, type IRListener } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, NO_PARAMETERS, SUPPORTED_FEATURES, type ParametersJudge } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, markConflicts, resolveListener, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
@@ -14,14 +14,14 @@ import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
 import { listenerSetKey } from './attachment.ts';
 import { AttachmentWorlds, routeOutcome, type RouteOutcome } from './route-outcome.ts';
-import { RouteTable, type HostRoutes } from './route-table.ts';
+import { RouteTable } from './route-table.ts';
+import { VirtualHostBuilder, type VirtualHostMemo } from './virtual-hosts.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
 import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
 import { grpcAsHTTPRoute } from './grpcroute.ts';
-import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
 import { translateL4Routes } from './l4route.ts';
 import type { L4Route } from '../ir/types.ts';
@@ -69,13 +69,12 @@ export interface TranslateMemo {
   /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
   backendIndex: BackendIndex | null;
   /**
-   * Each listener's virtual hosts (by listener name, with the client
-   * certificate variant's key when there is one), by hostname, with the routes they were
-   * built from: a host whose routes are the same translations in the same
-   * order is the same VirtualHost, not sorted again (and the data plane
-   * sees the very object it compiled before).
+   * Each serving listener's virtual hosts, with the routes they were made
+   * from: a host whose routes are the same translations in the same order
+   * is the same VirtualHost (and the data plane sees the very object it
+   * compiled before); see virtual-hosts.ts.
    */
-  virtualHosts: Map<string, Map<string, { routes: HostRoutes; vh: VirtualHost }>>;
+  virtualHosts: VirtualHostMemo;
   /** Routes and clusters as BackendTrafficPolicies rewrote them (backend-policy-clusters.ts). */
   backendPolicies: BackendPolicyMemo;
   /** Each route's attachment outcome, reused while its world and translation are the same (route-outcome.ts). */
@@ -429,13 +428,6 @@ function pendingGatewayStatus(gw: Gateway): unknown {
   };
 }
 
-/** The entries of `routes` in Gateway API precedence order. */
-function byPrecedence(routes: HostRoutes): RouteEntry[] {
-  const ranked: RankedEntry[] = [];
-  for (const route of routes) route.entries.forEach((entry, position) => ranked.push({ entry, route, position }));
-  return ranked.sort(comparePrecedence).map((r) => r.entry);
-}
-
 function buildIR(
   gateways: Map<string, ResolvedGateway>, table: RouteTable, clusters: Record<string, Cluster>,
   memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
@@ -448,31 +440,7 @@ function buildIR(
   /** Copies of TLS clusters that present a Gateway's client certificate, added to the IR's. */
   const copies: Record<string, Cluster> = {};
   const sockets = new Map<string, IRListener>();
-  const built: TranslateMemo['virtualHosts'] = new Map();
-  // The listeners a route attaches to (HTTP and HTTPS, say) are given the
-  // same route list for a host, and then share one VirtualHost.
-  const byRoutes = new Map<HostRoutes, VirtualHost[]>();
-  const virtualHost = (listener: string, hostname: string, routes: HostRoutes, variant: ClientCertificateVariant | null): VirtualHost => {
-    // A Gateway's client certificate gives its hosts entries of their own: never shared with another Gateway's.
-    const key = variant === null ? listener : `${listener}\u0000${variant.key}`;
-    let builtHere = built.get(key);
-    if (builtHere === undefined) built.set(key, builtHere = new Map());
-    const before = memo?.virtualHosts.get(key)?.get(hostname);
-    const kept = before !== undefined && sameElements(before.routes, routes) ? before : undefined;
-    let vh = kept?.vh ?? (variant === null ? byRoutes.get(routes)?.find((v) => v.hostname === hostname) : undefined);
-    if (variant !== null) {
-      vh ??= { hostname, routes: byPrecedence(routes).map((e) => variant.entry(e)) };
-      // A kept host still needs its copies in this IR.
-      for (const e of vh.routes) variant.entry(e);
-    } else {
-      vh ??= { hostname, routes: byPrecedence(routes) };
-      const same = byRoutes.get(routes);
-      if (same === undefined) byRoutes.set(routes, [vh]);
-      else if (!same.includes(vh)) same.push(vh);
-    }
-    builtHere.set(hostname, kept ?? { routes, vh });
-    return vh;
-  };
+  const virtualHosts = new VirtualHostBuilder(memo?.virtualHosts, table, policyClusters);
   for (const g of gateways.values()) {
     const cert = clientCerts.get(g.key);
     const variant = cert?.ok ? new ClientCertificateVariant(g.key, cert.certificate, clusters, copies) : null;
@@ -494,17 +462,13 @@ function buildIR(
       if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
       // Per port and Gateway (tls.frontend), so every listener of the socket has the same.
       if (l.clientValidation !== null) sock.tls!.clientValidation = l.clientValidation;
-      const byHost = table.hostsOf(l.name) ?? new Map<string, HostRoutes>();
-      const virtualHosts: VirtualHost[] = [...byHost.entries()]
-        .sort(([a], [b]) => bySpecificity(a, b))
-        .map(([hostname, routes]) => virtualHost(l.name, hostname, policyClusters.hostRoutes(routes, g.key), variant));
-      const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
+      const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts: virtualHosts.forListener(l.name, g.key, variant) };
       sock.gatewayListeners.push(gl);
       const policy = effectiveClientPolicy(clientPolicies, g.key, l.spec.name);
       if (policy !== null) applyClientPolicy(sock, l, g.key, policy, socketPolicy, clientPolicies, clientSettingsOf);
     }
   }
-  if (memo) memo.virtualHosts = built;
+  virtualHosts.finish();
   for (const s of sockets.values()) {
     s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
     s.l4?.routes.sort((a, b) => bySpecificity(a.hostname, b.hostname));

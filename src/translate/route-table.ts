@@ -25,6 +25,8 @@ import type { RouteOutcome } from './route-outcome.ts';
  */
 export type HostRoutes = readonly TranslatedHTTPRoute[];
 
+const NONE: ReadonlySet<string> = new Set();
+
 interface Entry {
   t: TranslatedHTTPRoute;
   outcome: RouteOutcome;
@@ -35,6 +37,8 @@ interface Entry {
 export class RouteTable {
   #world = -1;
   #pass = 0;
+  /** The pass that last started from an empty table. */
+  #clearedIn = 0;
   #put = 0;
   readonly #routes = new Map<KubeObject, Entry>();
   readonly #attached = new Map<string, number>();
@@ -45,16 +49,38 @@ export class RouteTable {
   readonly #clusters = new Map<string, { cluster: Cluster; routes: number }>();
   /** Cluster name -> Gateway key -> attachments through which it is reached. */
   readonly #clusterGateways = new Map<string, Map<string, number>>();
+  /** Serving listener name -> the hostnames whose routes changed in this pass. */
+  readonly #changed = new Map<string, Set<string>>();
   /** The listeners of the translation under way, by name. */
   #listeners: ReadonlyMap<string, ResolvedListener> = new Map();
 
   /** Starts a translation's pass: routes not put before end() are taken out. */
   begin(world: number, listeners: ReadonlyMap<string, ResolvedListener>): void {
-    if (world !== this.#world) this.#clear();
+    this.#pass++;
+    if (world !== this.#world) {
+      this.#clear();
+      this.#clearedIn = this.#pass;
+    }
     this.#world = world;
     this.#listeners = listeners;
-    this.#pass++;
     this.#put = 0;
+    this.#changed.clear();
+  }
+
+  /** This pass's number: what changedHosts() is asked about. */
+  get pass(): number {
+    return this.#pass;
+  }
+
+  /**
+   * The hostnames of a serving listener whose routes changed since pass
+   * `since`; null when that cannot be told (not the pass before this one,
+   * or the table started empty since), and every hostname is to be taken
+   * as changed.
+   */
+  changedHosts(listener: string, since: number): ReadonlySet<string> | null {
+    if (since !== this.#pass - 1 || this.#clearedIn === this.#pass) return null;
+    return this.#changed.get(listener) ?? NONE;
   }
 
   /** The route `source` as this translation has it. */
@@ -137,9 +163,11 @@ export class RouteTable {
       }
       let byHost = this.#hosts.get(att.listener);
       if (byHost === undefined) this.#hosts.set(att.listener, byHost = new Map());
+      const changed = this.#changedOn(att.listener);
       for (const h of att.hostnames) {
         const list = byHost.get(h);
         byHost.set(h, list === undefined ? this.#aloneList(t) : [...list, t]);
+        changed.add(h);
       }
     }
     if (used) {
@@ -170,10 +198,12 @@ export class RouteTable {
         else gateways.delete(gateway);
       }
       const byHost = this.#hosts.get(att.listener)!;
+      const changed = this.#changedOn(att.listener);
       for (const h of att.hostnames) {
         const rest = byHost.get(h)!.filter((other) => other !== t);
         if (rest.length === 0) byHost.delete(h);
         else byHost.set(h, rest.length === 1 ? this.#aloneList(rest[0]) : rest);
+        changed.add(h);
       }
     }
     if (used) {
@@ -182,6 +212,12 @@ export class RouteTable {
         if (--known.routes === 0) this.#clusters.delete(c.name);
       }
     }
+  }
+
+  #changedOn(listener: string): Set<string> {
+    let changed = this.#changed.get(listener);
+    if (changed === undefined) this.#changed.set(listener, changed = new Set());
+    return changed;
   }
 
   #aloneList(t: TranslatedHTTPRoute): HostRoutes {
