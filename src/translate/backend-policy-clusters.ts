@@ -49,7 +49,7 @@ export class BackendPolicyClusters {
   readonly #clusters: Record<string, Cluster>;
   readonly #memo: BackendPolicyMemo;
   /** Rewritten host route lists by (list, Gateway), so that listeners of one Gateway share them as before. */
-  readonly #lists = new Map<TranslatedHTTPRoute[], Map<string, TranslatedHTTPRoute[]>>();
+  readonly #lists = new Map<readonly TranslatedHTTPRoute[], Map<string, readonly TranslatedHTTPRoute[]>>();
 
   constructor(
     attached: AttachedPolicies<BackendTrafficPolicy>, settings: Map<BackendTrafficPolicy, ClusterPolicy>,
@@ -61,9 +61,14 @@ export class BackendPolicyClusters {
     this.#memo = memo;
   }
 
+  /** Whether any policy is in effect: hostRoutes() may then give a list other than the one it is given. */
+  get rewrites(): boolean {
+    return this.#attached.winners.size !== 0;
+  }
+
   /** The routes of one host of a listener of `gateway`, with policies in effect; the list itself when none reaches them. */
-  hostRoutes(routes: TranslatedHTTPRoute[], gateway: string): TranslatedHTTPRoute[] {
-    if (this.#attached.winners.size === 0) return routes;
+  hostRoutes(routes: readonly TranslatedHTTPRoute[], gateway: string): readonly TranslatedHTTPRoute[] {
+    if (!this.rewrites) return routes;
     let byGateway = this.#lists.get(routes);
     if (byGateway === undefined) this.#lists.set(routes, byGateway = new Map());
     let out = byGateway.get(gateway);

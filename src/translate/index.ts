@@ -5,7 +5,7 @@
 import type { BackendTrafficPolicy, ClientTrafficPolicy, ConfigMap, Gateway, GRPCRoute, HTTPRoute, KubeObject, Namespace, ParentReference, Secret } from '../api/types.ts';
 import { namespaceOf, nameOf, type Snapshot } from '../api/snapshot.ts';
 import { sameElements } from '../ir/delta.ts';
-import { IR_VERSION, type ClientSettings, type Cluster, type ClusterPolicy, type GatewayListenerIR, type IR, type IRListener, type RouteEntry, type VirtualHost } from '../ir/types.ts';
+import { IR_VERSION, type ClientSettings, type Cluster, type ClusterPolicy, type GatewayListenerIR, type IR, type IRListener } from '../ir/types.ts';
 import { condition, type PlainCondition } from './conditions.ts';
 import { gatewayClassStatus, NO_PARAMETERS, SUPPORTED_FEATURES, type ParametersJudge } from './gatewayclass.ts';
 import { finishListener, gatewayConditions, listenerConditions, markConflicts, resolveListener, resolveListeners, type ResolvedGateway, type ResolvedListener } from './gateway.ts';
@@ -14,13 +14,14 @@ import { assignAddresses, type AddressingInput } from './addresses.ts';
 import type { LastGoodCertificates } from './certificates.ts';
 import { listenerSetKey } from './attachment.ts';
 import { AttachmentWorlds, routeOutcome, type RouteOutcome } from './route-outcome.ts';
+import { RouteTable } from './route-table.ts';
+import { VirtualHostBuilder, type VirtualHostMemo } from './virtual-hosts.ts';
 import { indexBackends, type BackendIndex } from './backends.ts';
 import { resolveBackendTLSPolicies, portNameOf, type BackendTLSPolicies } from './backendtlspolicy.ts';
 import { ClientCertificateVariant, clientCertificateCondition, resolveBackendClientCertificate, type BackendClientCertificate } from './backend-client-certificate.ts';
 import { compileEndpointPolicy, STANDALONE_ENDPOINT_DEFAULTS, type EndpointPolicy, type EndpointPolicyOptions, type OwnSocket } from '../net/endpoint-policy.ts';
 import { newSharedParts, translateHTTPRoute, type TranslatedHTTPRoute } from './httproute.ts';
 import { grpcAsHTTPRoute } from './grpcroute.ts';
-import { comparePrecedence, type RankedEntry } from './precedence.ts';
 import { bySpecificity } from './hostnames.ts';
 import { translateL4Routes } from './l4route.ts';
 import type { L4Route } from '../ir/types.ts';
@@ -68,27 +69,25 @@ export interface TranslateMemo {
   /** The index of backendObjects, with the clusters made from it, which memoized routes share. */
   backendIndex: BackendIndex | null;
   /**
-   * Each listener's virtual hosts (by listener name, with the client
-   * certificate variant's key when there is one), by hostname, with the routes they were
-   * built from: a host whose routes are the same translations in the same
-   * order is the same VirtualHost, not sorted again (and the data plane
-   * sees the very object it compiled before).
+   * Each serving listener's virtual hosts, with the routes they were made
+   * from: a host whose routes are the same translations in the same order
+   * is the same VirtualHost (and the data plane sees the very object it
+   * compiled before); see virtual-hosts.ts.
    */
-  virtualHosts: Map<string, Map<string, { routes: HostRoutes; vh: VirtualHost }>>;
+  virtualHosts: VirtualHostMemo;
   /** Routes and clusters as BackendTrafficPolicies rewrote them (backend-policy-clusters.ts). */
   backendPolicies: BackendPolicyMemo;
   /** Each route's attachment outcome, reused while its world and translation are the same (route-outcome.ts). */
   outcomes: WeakMap<HTTPRoute | GRPCRoute, RouteOutcome>;
   worlds: AttachmentWorlds;
+  /** What the HTTP and GRPC routes brought to the last translation, changed by what changed since (route-table.ts). */
+  routeTable: RouteTable;
 }
-
-/** The routes attached to one hostname of a listener, in snapshot order. */
-type HostRoutes = TranslatedHTTPRoute[];
 
 export function newTranslateMemo(): TranslateMemo {
   return {
     routes: new WeakMap(), backendObjects: [], backendIndex: null, virtualHosts: new Map(), backendPolicies: newBackendPolicyMemo(),
-    outcomes: new WeakMap(), worlds: new AttachmentWorlds(),
+    outcomes: new WeakMap(), worlds: new AttachmentWorlds(), routeTable: new RouteTable(),
   };
 }
 
@@ -212,21 +211,13 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   const endpointPolicy = compileEndpointPolicy(input.endpoints ?? STANDALONE_ENDPOINT_DEFAULTS, ownSockets(gateways));
   const tlsPolicies = resolveBackendTLSPolicies(snap.other.filter((o) => o.kind === 'BackendTLSPolicy'), snap.configMaps, input.controllerName);
   const backendIndex = backendIndexFor(snap, endpointPolicy, memo, tlsPolicies);
-  /** Cluster name -> the Gateways whose routes send to it: the ancestors of the policies on its Service. */
-  const clusterGateways = new Map<string, Set<string>>();
-  const hosts = new Map<ResolvedListener, Map<string, HostRoutes>>();
-  // Every host that one route alone serves (the usual case) holds that
-  // route's one list; a second route on a host gets the host a list of its own.
-  const alone = new Map<TranslatedHTTPRoute, HostRoutes>();
-  const joined = new Set<HostRoutes>();
-  const clusters: Record<string, Cluster> = {};
-  /** Each accepted route with the Gateways that accept it: the ancestors of the policies on it. */
-  const acceptedRoutes: AcceptedRoute[] = [];
   const shared = newSharedParts();
   // Every listener routes can attach to, by its unique name (outcomes name them so); L4 routes too.
   const listenersByName = new Map<string, ResolvedListener>();
   for (const g of gateways.values()) for (const l of g.allListeners) listenersByName.set(l.name, l);
   const attachmentWorld = memo === undefined ? 0 : memo.worlds.id(gateways, listenerSets, namespaces);
+  const table = memo?.routeTable ?? new RouteTable();
+  table.begin(attachmentWorld, listenersByName);
   for (const source of [...snap.httpRoutes, ...snap.grpcRoutes]) {
     let t = memo?.routes.get(source);
     if (!t) {
@@ -238,33 +229,14 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
       outcome = routeOutcome(source, t, attachmentWorld, gateways, namespaces, listenerSets, input.controllerName);
       memo?.outcomes.set(source, outcome);
     }
-    if (outcome.acceptedBy.length !== 0) acceptedRoutes.push({ route: source, gateways: outcome.acceptedBy });
-    let used = false;
-    for (const att of outcome.attachments) {
-      const listener = listenersByName.get(att.listener)!;
-      listener.attachedRoutes++;
-      if (!listener.serving) continue;
-      used = true;
-      for (const c of t.clusters) {
-        const set = clusterGateways.get(c.name);
-        if (set === undefined) clusterGateways.set(c.name, new Set([nameOf(listener.gateway)]));
-        else set.add(nameOf(listener.gateway));
-      }
-      let byHost = hosts.get(listener);
-      if (!byHost) hosts.set(listener, byHost = new Map());
-      for (const h of att.hostnames) {
-        const list = byHost.get(h);
-        if (list === undefined) {
-          let one = alone.get(t);
-          if (one === undefined) alone.set(t, one = [t]);
-          byHost.set(h, one);
-        } else if (joined.has(list)) list.push(t);
-        else { const own = [...list, t]; joined.add(own); byHost.set(h, own); }
-      }
-    }
-    if (used) for (const c of t.clusters) clusters[c.name] = c;
+    table.put(source, t, outcome);
     statuses.set(statusKey(source), outcome.status);
   }
+  table.end();
+  for (const [name, l] of listenersByName) l.attachedRoutes += table.attachedTo(name);
+  /** Cluster name -> the Gateways whose routes send to it: the ancestors of the policies on its Service. */
+  const clusterGateways = table.clusterGateways();
+  const clusters = table.clusters();
 
   // TLSRoutes, TCPRoutes, UDPRoutes.
   const l4 = translateL4Routes(snap.other, gateways, namespaces, backendIndex, input.controllerName, listenerSets, listenersByName);
@@ -302,7 +274,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
   // 6. Policies (GEP-713): targets, precedence, conflicts; their status is written after the IR, which may find more conflicts.
   // Without policies nothing reads the world: a reload does not walk every route and Service for it.
   const world = snap.clientTrafficPolicies.length + snap.backendTrafficPolicies.length === 0 ? EMPTY_WORLD
-    : policyWorld(snap, ourGateways, routeGateways(acceptedRoutes), clusterGateways, input.controllerName);
+    : policyWorld(snap, ourGateways, routeGateways(table.accepted()), clusterGateways, input.controllerName);
   const settings = new Map<ClientTrafficPolicy, ClientSettings>();
   const client = attachPolicies(snap.clientTrafficPolicies, world, (p) => {
     const r = clientSettings(p);
@@ -318,7 +290,7 @@ export function translate(snap: Snapshot, input: TranslateInput): TranslateResul
     return null;
   });
   const policyClusters = new BackendPolicyClusters(backend, backendSettings, clusters, memo?.backendPolicies ?? newBackendPolicyMemo());
-  const ir = buildIR(gateways, hosts, clusters, memo, clientCerts, l4.routes, client, settings, policyClusters);
+  const ir = buildIR(gateways, table, clusters, memo, clientCerts, l4.routes, client, settings, policyClusters);
   for (const [p, status] of client.statuses) statuses.set(statusKey(p), status);
   for (const [p, status] of backend.statuses) statuses.set(statusKey(p), status);
 
@@ -333,7 +305,7 @@ interface AcceptedRoute {
 }
 
 /** Route key (`Kind|namespace/name`) -> the Gateways that accept it. */
-function routeGateways(accepted: readonly AcceptedRoute[]): Map<string, Set<string>> {
+function routeGateways(accepted: Iterable<AcceptedRoute>): Map<string, Set<string>> {
   const out = new Map<string, Set<string>>();
   for (const { route, gateways } of accepted) {
     const key = `${route.kind}|${nameOf(route)}`;
@@ -456,15 +428,8 @@ function pendingGatewayStatus(gw: Gateway): unknown {
   };
 }
 
-/** The entries of `routes` in Gateway API precedence order. */
-function byPrecedence(routes: HostRoutes): RouteEntry[] {
-  const ranked: RankedEntry[] = [];
-  for (const route of routes) route.entries.forEach((entry, position) => ranked.push({ entry, route, position }));
-  return ranked.sort(comparePrecedence).map((r) => r.entry);
-}
-
 function buildIR(
-  gateways: Map<string, ResolvedGateway>, hosts: Map<ResolvedListener, Map<string, HostRoutes>>, clusters: Record<string, Cluster>,
+  gateways: Map<string, ResolvedGateway>, table: RouteTable, clusters: Record<string, Cluster>,
   memo: TranslateMemo | undefined, clientCerts: Map<string, BackendClientCertificate | null>,
   l4Routes: Map<ResolvedListener, L4Route[]>,
   clientPolicies: AttachedPolicies<ClientTrafficPolicy>, clientSettingsOf: Map<ClientTrafficPolicy, ClientSettings>,
@@ -475,31 +440,7 @@ function buildIR(
   /** Copies of TLS clusters that present a Gateway's client certificate, added to the IR's. */
   const copies: Record<string, Cluster> = {};
   const sockets = new Map<string, IRListener>();
-  const built: TranslateMemo['virtualHosts'] = new Map();
-  // The listeners a route attaches to (HTTP and HTTPS, say) are given the
-  // same route list for a host, and then share one VirtualHost.
-  const byRoutes = new Map<HostRoutes, VirtualHost[]>();
-  const virtualHost = (listener: string, hostname: string, routes: HostRoutes, variant: ClientCertificateVariant | null): VirtualHost => {
-    // A Gateway's client certificate gives its hosts entries of their own: never shared with another Gateway's.
-    const key = variant === null ? listener : `${listener}\u0000${variant.key}`;
-    let builtHere = built.get(key);
-    if (builtHere === undefined) built.set(key, builtHere = new Map());
-    const before = memo?.virtualHosts.get(key)?.get(hostname);
-    const kept = before !== undefined && sameElements(before.routes, routes) ? before : undefined;
-    let vh = kept?.vh ?? (variant === null ? byRoutes.get(routes)?.find((v) => v.hostname === hostname) : undefined);
-    if (variant !== null) {
-      vh ??= { hostname, routes: byPrecedence(routes).map((e) => variant.entry(e)) };
-      // A kept host still needs its copies in this IR.
-      for (const e of vh.routes) variant.entry(e);
-    } else {
-      vh ??= { hostname, routes: byPrecedence(routes) };
-      const same = byRoutes.get(routes);
-      if (same === undefined) byRoutes.set(routes, [vh]);
-      else if (!same.includes(vh)) same.push(vh);
-    }
-    builtHere.set(hostname, kept ?? { routes, vh });
-    return vh;
-  };
+  const virtualHosts = new VirtualHostBuilder(memo?.virtualHosts, table, policyClusters);
   for (const g of gateways.values()) {
     const cert = clientCerts.get(g.key);
     const variant = cert?.ok ? new ClientCertificateVariant(g.key, cert.certificate, clusters, copies) : null;
@@ -521,17 +462,13 @@ function buildIR(
       if (l.certificates.length) sock.tls!.certificates.push(...l.certificates);
       // Per port and Gateway (tls.frontend), so every listener of the socket has the same.
       if (l.clientValidation !== null) sock.tls!.clientValidation = l.clientValidation;
-      const byHost = hosts.get(l) ?? new Map<string, HostRoutes>();
-      const virtualHosts: VirtualHost[] = [...byHost.entries()]
-        .sort(([a], [b]) => bySpecificity(a, b))
-        .map(([hostname, routes]) => virtualHost(l.name, hostname, policyClusters.hostRoutes(routes, g.key), variant));
-      const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts };
+      const gl: GatewayListenerIR = { name: l.name, hostname: l.hostname, virtualHosts: virtualHosts.forListener(l.name, g.key, variant) };
       sock.gatewayListeners.push(gl);
       const policy = effectiveClientPolicy(clientPolicies, g.key, l.spec.name);
       if (policy !== null) applyClientPolicy(sock, l, g.key, policy, socketPolicy, clientPolicies, clientSettingsOf);
     }
   }
-  if (memo) memo.virtualHosts = built;
+  virtualHosts.finish();
   for (const s of sockets.values()) {
     s.gatewayListeners.sort((a, b) => bySpecificity(a.hostname, b.hostname));
     s.l4?.routes.sort((a, b) => bySpecificity(a.hostname, b.hostname));

@@ -214,3 +214,59 @@ test('with a memo, an unchanged route keeps its status object while another rout
   const parents = (third.statuses.get('HTTPRoute|app|a') as { parents: { conditions: { type: string; reason: string }[] }[] }).parents;
   assert.equal(parents[0].conditions.find((c) => c.type === 'Accepted')?.reason, 'NoMatchingListenerHostname');
 });
+
+test('property: a memo changes nothing in the output as routes sharing hostnames and listeners come, change and go', async () => {
+  const fc = (await import('fast-check')).default;
+  const hostnames = ['h0.example.com', 'h1.example.com', 'h2.example.com'];
+  const gateway = (withAlt: boolean): KubeObject => ({
+    ...GW,
+    metadata: { ...GW.metadata },
+    spec: {
+      gatewayClassName: 'gatehouse',
+      listeners: [
+        { name: 'web', port: 80, protocol: 'HTTP' },
+        // Not served: HTTPS without a certificate; routes still count against it.
+        { name: 'broken', port: 443, protocol: 'HTTPS', tls: { certificateRefs: [{ name: 'missing' }] } },
+        ...(withAlt ? [{ name: 'alt', port: 8081, protocol: 'HTTP', hostname: 'h1.example.com' }] : []),
+      ],
+    },
+  });
+  const routeArb = fc.record({
+    name: fc.constantFrom('r0', 'r1', 'r2', 'r3', 'r4'),
+    hosts: fc.subarray(hostnames, { minLength: 1 }),
+    section: fc.constantFrom(undefined, 'web', 'alt', 'broken'),
+    backend: fc.constantFrom(['web', 80] as const, ['api', 8080] as const),
+  });
+  const op = fc.oneof(
+    routeArb.map((r) => ({ kind: 'put' as const, r })),
+    fc.constantFrom('r0', 'r1', 'r2', 'r3', 'r4').map((name) => ({ kind: 'delete' as const, name })),
+    fc.boolean().map((withAlt) => ({ kind: 'gateway' as const, withAlt })),
+  );
+  // Hosts of their own on every listener, that no step changes: a listener with a few changed
+  // hostnames among many has those patched into its last list (virtual-hosts.ts), not rebuilt.
+  const background = Array.from({ length: 30 }, (_, i) => route(`bg${i}`, 'web', 80));
+  fc.assert(fc.property(fc.array(op, { minLength: 1, maxLength: 25 }), (ops) => {
+    const memo = newTranslateMemo();
+    let gw = gateway(true);
+    const routes = new Map<string, KubeObject>();
+    for (const [i, o] of ops.entries()) {
+      if (o.kind === 'put') {
+        routes.set(o.r.name, {
+          apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute',
+          metadata: { name: o.r.name, namespace: 'app', generation: 1, creationTimestamp: '2026-01-01T00:00:00Z' },
+          spec: {
+            parentRefs: [{ name: 'gw', ...(o.r.section === undefined ? {} : { sectionName: o.r.section }) }],
+            hostnames: o.r.hosts,
+            rules: [{ backendRefs: [{ name: o.r.backend[0], port: o.r.backend[1] }] }],
+          },
+        });
+      } else if (o.kind === 'delete') routes.delete(o.name);
+      else gw = gateway(o.withAlt);
+      const objects = [...base, gw, ...background, ...routes.values()];
+      const withMemo = translate(buildSnapshot(objects), input(memo));
+      const fresh = translate(buildSnapshot(objects), input());
+      assert.deepEqual(withMemo.ir, fresh.ir, `step ${i}: IR`);
+      assert.deepEqual([...withMemo.statuses], [...fresh.statuses], `step ${i}: statuses`);
+    }
+  }), { numRuns: 150 });
+});
