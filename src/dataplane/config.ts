@@ -8,7 +8,7 @@
 import type { ClientSettings, Cluster, Filter, RouteEntry, RouteMatch, VirtualHost, WeightedBackend } from '../ir/types.ts';
 import { IR_VERSION } from '../ir/types.ts';
 import type { IRDelta, ListenerShape } from '../ir/delta.ts';
-import { HostTable, normalizePattern } from './hostnames.ts';
+import { HostTable, normalizePattern, type HostPattern } from './hostnames.ts';
 import { compileClientAddress, type ClientAddressResolver } from './http/client-address.ts';
 import { compileFilter, type CompiledFilter, type MirrorResolver } from './http/filters.ts';
 import { compileMatch, type CompiledMatch } from './http/match.ts';
@@ -165,6 +165,8 @@ export class CompileCache {
 
 interface CachedVirtualHost {
   readonly compiled: CompiledVirtualHost;
+  /** normalizePattern(hostname), made once: every config that uses the host puts it in a HostTable. */
+  readonly pattern: HostPattern;
   /** The routeErrors compiling it gave, reported again by every config that uses it. */
   readonly routeErrors: Readonly<Record<string, string>>;
 }
@@ -321,7 +323,7 @@ class ConfigCompiler {
             name: gl.name,
             virtualHosts: new HostTable(gl.virtualHosts.map((id) => {
               const vh = this.#virtualHost(id);
-              return { pattern: normalizePattern(vh.hostname), value: vh };
+              return { pattern: vh.pattern, value: vh.compiled };
             })),
           },
         })),
@@ -334,7 +336,7 @@ class ConfigCompiler {
     };
   }
 
-  #virtualHost(id: number): CompiledVirtualHost {
+  #virtualHost(id: number): CachedVirtualHost {
     let entry = this.#next.virtualHosts.get(id) ?? this.#cache.virtualHosts.get(id);
     if (entry === undefined) {
       const vh = this.#definedHosts.get(id);
@@ -343,7 +345,7 @@ class ConfigCompiler {
     }
     Object.assign(this.#config.routeErrors, entry.routeErrors);
     this.#next.virtualHosts.set(id, entry);
-    return entry.compiled;
+    return entry;
   }
 
   #compileVirtualHost(vh: VirtualHost): CachedVirtualHost {
@@ -353,7 +355,7 @@ class ConfigCompiler {
       const route = this.#route(entry, routeErrors);
       if (route !== null) routes.push(route);
     }
-    return { compiled: { hostname: vh.hostname, routes: new RouteTable(routes) }, routeErrors };
+    return { compiled: { hostname: vh.hostname, routes: new RouteTable(routes) }, pattern: normalizePattern(vh.hostname), routeErrors };
   }
 
   #route(entry: RouteEntry, routeErrors: Record<string, string>): CompiledRoute | null {

@@ -59,19 +59,35 @@ interface Known<T> {
  * encoder in order, starting with a full() one (a data plane that starts
  * later gets full() first).
  */
+/** A virtual host as one gateway listener last had it, and the last encode that saw it there. */
+interface Slot {
+  known: Known<VirtualHost>;
+  pass: number;
+}
+
+/**
+ * What one gateway listener was sent, kept and updated in place from one
+ * encode to the next: its hosts by object (translate hands back the very
+ * object for a host that did not change, so one look-up finds it) and by
+ * hostname (for an equal host made anew). Rebuilding both per encode cost
+ * more than everything else the encoder does with 5,000 hosts.
+ */
+interface ListenerHostsSent {
+  byObject: Map<VirtualHost, Slot>;
+  byHostname: Map<string, Slot>;
+}
+
 export class IRDeltaEncoder implements DeltaSource {
   #nextId = 1;
-  /**
-   * By listener key and gateway listener name (`key\u0000name`), then by
-   * hostname: two look-ups with strings that exist already, where one key
-   * built per virtual host per encode cost more than the rest of the walk.
-   */
-  #virtualHosts = new Map<string, Map<string, Known<VirtualHost>>>();
+  #pass = 0;
+  /** By listener key and gateway listener name (`key\u0000name`). */
+  #sent = new Map<string, ListenerHostsSent>();
   #clusters = new Map<string, Known<Cluster>>();
   #last: IRDelta | null = null;
 
   /** The delta from the previous IR to `ir`. */
   encode(ir: IR): IRDelta {
+    const pass = ++this.#pass;
     const clusters: Record<string, number> = {};
     const nextClusters = new Map<string, Known<Cluster>>();
     const definedClusters: [number, Cluster][] = [];
@@ -88,53 +104,61 @@ export class IRDeltaEncoder implements DeltaSource {
     }
     for (const name of this.#clusters.keys()) if (!nextClusters.has(name)) changedClusters.add(name);
 
-    const nextHosts = new Map<string, Map<string, Known<VirtualHost>>>();
+    const sent = new Map<string, ListenerHostsSent>();
     const definedHosts: [number, VirtualHost | string][] = [];
     // A route attached to several listeners (HTTP and HTTPS, say) gives each
     // the same virtual host: send and compile it once. Translate hands them
-    // the same object; equal ones built apart are found by hostname.
-    const byObject = new Map<VirtualHost, Known<VirtualHost>>();
-    const byHostname = new Map<string, Known<VirtualHost> | Known<VirtualHost>[]>();
-    const sameAsEarlier = (vh: VirtualHost): Known<VirtualHost> | undefined => {
-      const same = byHostname.get(vh.hostname);
-      if (same === undefined) return undefined;
-      if (!Array.isArray(same)) return sameElements(same.value.routes, vh.routes) ? same : undefined;
-      return same.find((k) => sameElements(k.value.routes, vh.routes));
-    };
-    const remember = (known: Known<VirtualHost>) => {
-      const same = byHostname.get(known.value.hostname);
-      if (same === undefined) byHostname.set(known.value.hostname, known);
-      else if (!Array.isArray(same)) { if (same !== known) byHostname.set(known.value.hostname, [same, known]); }
-      else if (!same.includes(known)) same.push(known);
+    // the same object; equal ones made apart are found by hostname.
+    const definedNow = new Map<VirtualHost, Known<VirtualHost>>();
+    const byHostname = new Map<string, Known<VirtualHost>[]>();
+    const sameAsEarlier = (vh: VirtualHost) => byHostname.get(vh.hostname)?.find((k) => sameElements(k.value.routes, vh.routes));
+    /** A host another gateway listener already has, unchanged: the same object, or equal and made in this encode. */
+    const elsewhere = (vh: VirtualHost): Known<VirtualHost> | undefined => {
+      const now = definedNow.get(vh) ?? sameAsEarlier(vh);
+      if (now !== undefined) return now;
+      for (const other of sent.values()) {
+        const slot = other.byObject.get(vh);
+        if (slot !== undefined && slot.pass === pass) return slot.known;
+      }
+      return undefined;
     };
     const listeners = ir.listeners.map((listener): ListenerShape => ({
       ...listener,
       gatewayListeners: listener.gatewayListeners.map((gl) => {
         const glKey = `${listener.key}\u0000${gl.name}`;
-        const before = this.#virtualHosts.get(glKey);
-        const next = new Map<string, Known<VirtualHost>>();
-        nextHosts.set(glKey, next);
-        return {
-          name: gl.name,
-          hostname: gl.hostname,
-          virtualHosts: gl.virtualHosts.map((vh) => {
-            let known = byObject.get(vh) ?? sameAsEarlier(vh);
-            if (known === undefined) {
-              known = before?.get(vh.hostname);
-              if (known === undefined || !sameElements(known.value.routes, vh.routes) || usesAny(vh.routes, changedClusters)) {
-                known = { id: this.#nextId++, value: vh };
-                definedHosts.push([known.id, vh]);
-              }
-              byObject.set(vh, known);
-              remember(known);
-            }
-            next.set(vh.hostname, known);
-            return known.id;
-          }),
-        };
+        const state = this.#sent.get(glKey) ?? { byObject: new Map(), byHostname: new Map() };
+        sent.set(glKey, state);
+        const ids = gl.virtualHosts.map((vh) => {
+          let slot = state.byObject.get(vh);
+          if (slot !== undefined && (changedClusters.size === 0 || !usesAny(vh.routes, changedClusters))) {
+            slot.pass = pass;
+            return slot.known.id;
+          }
+          let known = elsewhere(vh);
+          if (known === undefined) {
+            const before = state.byHostname.get(vh.hostname)?.known;
+            if (before !== undefined && sameElements(before.value.routes, vh.routes) && !usesAny(vh.routes, changedClusters)) known = before;
+          }
+          if (known === undefined) {
+            known = { id: this.#nextId++, value: vh };
+            definedHosts.push([known.id, vh]);
+            definedNow.set(vh, known);
+            const same = byHostname.get(vh.hostname);
+            if (same === undefined) byHostname.set(vh.hostname, [known]);
+            else same.push(known);
+          }
+          slot = { known, pass };
+          state.byObject.set(vh, slot);
+          state.byHostname.set(vh.hostname, slot);
+          return known.id;
+        });
+        // Hosts gone from this listener (hostnames are unique within it).
+        if (state.byObject.size !== ids.length) for (const [vh, slot] of state.byObject) if (slot.pass !== pass) state.byObject.delete(vh);
+        if (state.byHostname.size !== ids.length) for (const [h, slot] of state.byHostname) if (slot.pass !== pass) state.byHostname.delete(h);
+        return { name: gl.name, hostname: gl.hostname, virtualHosts: ids };
       }),
     }));
-    this.#virtualHosts = nextHosts;
+    this.#sent = sent;
     this.#clusters = nextClusters;
     this.#last = { version: ir.version, listeners, clusters, define: { virtualHosts: definedHosts, clusters: definedClusters } };
     return this.#last;
@@ -144,7 +168,7 @@ export class IRDeltaEncoder implements DeltaSource {
   full(): IRDelta | null {
     if (this.#last === null) return null;
     const hosts = new Set<Known<VirtualHost>>();
-    for (const byHost of this.#virtualHosts.values()) for (const k of byHost.values()) hosts.add(k);
+    for (const state of this.#sent.values()) for (const slot of state.byObject.values()) hosts.add(slot.known);
     return {
       ...this.#last,
       define: {
