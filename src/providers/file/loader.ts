@@ -188,6 +188,10 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
 
   const files = new Map<string, FileOutcome>();
   const signature: string[] = [];
+  // A file reported last time (refused over the directory's budget, say) is
+  // looked at again even when unchanged: what it is judged on can change
+  // with the other files, and the outcome kept for it is not its content.
+  const reportedBefore = new Set(previous?.errors.map((e) => e.file));
   // The strings and equal parts of the objects parsed in this load, shared between them.
   const shared = newSharedValues();
   // Bytes left in this load's budget: every file is charged its size, in name order.
@@ -196,7 +200,7 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
   for (const file of listing.names) {
     let look: string | null = null;
     try {
-      const known = changed && !changed.has(file) ? previous?.files?.get(file) : undefined;
+      const known = changed && !changed.has(file) && !reportedBefore.has(file) ? previous?.files?.get(file) : undefined;
       look = known !== undefined ? (known.pending?.stamp ?? known.stamp) : fileStamp(path.join(dir, file));
       // Charged to the budget: what will be read. A file over the per-file
       // limit is refused on its own and costs nothing.
