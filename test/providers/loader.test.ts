@@ -324,3 +324,52 @@ test('limits are checked when given', () => {
   assert.throws(() => loadDirectory('/nonexistent', undefined, null, { maxFileBytes: 0 }), /maxFileBytes: must be an integer >= 1, not 0/);
   assert.throws(() => loadDirectory('/nonexistent', undefined, null, { settleMs: 1.5 }), /settleMs: must be an integer >= 0/);
 });
+
+test('property: a load from the changed files alone gives what a load of every file gives', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const ns = (name: string, extra = '') => `apiVersion: v1\nkind: Namespace\nmetadata: {name: ${name}}\n${extra}`;
+  const contents = [
+    ns('a'), ns('b'), ns('c'), `${ns('d')}---\n${ns('e')}`,
+    ns('a', 'spec: {}\n'), // the same object as another file may define: a duplicate
+    'kind: [unclosed', // does not parse
+    route('r1'), route('r1', 'no-slash'), // an invalid object: keeps its previous valid version
+    ns('w', 'unknownField: 1\n'), // loaded with a warning
+  ];
+  const files = ['f0.yaml', 'f1.yaml', 'f2.yaml', 'f3.yml', 'f4.json'];
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('write' as const), file: fc.constantFrom(...files), text: fc.constantFrom(...contents), inPlace: fc.boolean() }),
+    fc.record({ kind: fc.constant('delete' as const), file: fc.constantFrom(...files) }),
+  );
+  await fc.assert(fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 12 }), async (ops) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-reload-'));
+    try {
+      for (const f of files.slice(0, 2)) write(dir, f, contents[files.indexOf(f)]);
+      // A fixed clock: both loads judge settling alike.
+      let clock = Date.now() + 60_000;
+      // A directory budget that some sequences pass: refused files must come out alike too.
+      const limits = { maxDirectoryBytes: 330 };
+      let prev = loadDirectory(dir, undefined, null, { ...limits, now: () => clock });
+      for (const o of ops) {
+        if (o.kind === 'delete') fs.rmSync(path.join(dir, o.file), { force: true });
+        else if (o.inPlace) fs.writeFileSync(path.join(dir, o.file), o.text);
+        else write(dir, o.file, o.text);
+        clock += 10;
+        const changed = new Set([o.file]);
+        const quick = loadDirectory(dir, prev, changed, { ...limits, now: () => clock });
+        const walked = loadDirectory(dir, prev, null, { ...limits, now: () => clock });
+        const view = (r: LoadResult) => ({
+          objects: r.objects.map((x) => [x.source, JSON.stringify(x.object)]),
+          errors: r.errors.map((e) => e.message),
+          signature: r.signature,
+          names: r.names,
+          files: [...(r.files ?? new Map()).keys()].sort(),
+        });
+        assert.deepEqual(view(quick), view(walked), JSON.stringify(o));
+        prev = quick;
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }), { numRuns: 120 });
+  void t;
+});

@@ -12,7 +12,7 @@ import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
 import { newSharedValues, shareValues, type SharedValues } from '../../api/sharing.ts';
 import { describeBytes, resolveLoaderLimits, type LoaderLimits } from './limits.ts';
-import { fileStamp, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize, updatedListing, type ConfigListing } from './listing.ts';
+import { fileStamp, isConfigFile, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize, updatedListing, type ConfigListing } from './listing.ts';
 import { readConfigText } from './read-file.ts';
 import { parseConfigText } from './parse.ts';
 
@@ -58,6 +58,10 @@ export interface LoadResult {
   signature?: string;
   /** The config files listed, sorted, when they were all of them (no more than maxFiles): the next load's listing starts from it. */
   names?: readonly string[];
+  /** The bytes of all the files read, charged to maxDirectoryBytes. */
+  bytes?: number;
+  /** Where each object (by objectKey) was taken from. */
+  owners?: ReadonlyMap<string, ObjectSource>;
 }
 
 /** What loadDirectory may be given beyond the directory: limits.ts's limits, and a clock for tests. */
@@ -186,17 +190,30 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
     return { objects: previous ? [...previous.objects] : [], errors };
   }
 
-  const files = new Map<string, FileOutcome>();
-  const signature: string[] = [];
   // The strings and equal parts of the objects parsed in this load, shared between them.
   const shared = newSharedValues();
+  if (updated !== null && changed) {
+    let quick: LoadResult | null = null;
+    try {
+      quick = reloadChanged(changed, updated);
+    } catch {
+      // Nothing a file holds should get here; if it does, the walk below reports it against that file.
+    }
+    if (quick !== null) return quick;
+  }
+  const files = new Map<string, FileOutcome>();
+  const signature: string[] = [];
+  // A file reported last time (refused over the directory's budget, say) is
+  // looked at again even when unchanged: what it is judged on can change
+  // with the other files, and the outcome kept for it is not its content.
+  const reportedBefore = new Set(previous?.errors.map((e) => e.file));
   // Bytes left in this load's budget: every file is charged its size, in name order.
   let budget = limits.maxDirectoryBytes;
 
   for (const file of listing.names) {
     let look: string | null = null;
     try {
-      const known = changed && !changed.has(file) ? previous?.files?.get(file) : undefined;
+      const known = changed && !changed.has(file) && !reportedBefore.has(file) ? previous?.files?.get(file) : undefined;
       look = known !== undefined ? (known.pending?.stamp ?? known.stamp) : fileStamp(path.join(dir, file));
       // Charged to the budget: what will be read. A file over the per-file
       // limit is refused on its own and costs nothing.
@@ -238,7 +255,64 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       refuse(file, { reason: `not read: the directory has ${total} config files, over the limit of ${limits.maxFiles}; the first ${limits.maxFiles} by name are read` });
     }
   }
-  return { objects, errors, files, signature: signature.join('\n'), names: listing.beyond === 0 ? listing.names : undefined };
+  return {
+    objects, errors, files, signature: signature.join('\n'), names: listing.beyond === 0 ? listing.names : undefined,
+    bytes: limits.maxDirectoryBytes - budget, owners: taken,
+  };
+
+  /**
+   * The load, made from `previous` and the changed files alone, when it
+   * comes to what the walk above would give without a word to say: the
+   * last load had no error or warning, and each changed file is gone or
+   * reads, parses and validates cleanly, within the limits, without
+   * settling, and defines nothing another file defines. With 5,000 files
+   * the walk cost ~15 ms per reload for one changed file; this costs a
+   * copy of the lists. Null: the walk decides.
+   */
+  function reloadChanged(changedFiles: ReadonlySet<string>, names: readonly string[]): LoadResult | null {
+    if (previous === undefined || previous.errors.length !== 0 || previous.files === undefined
+      || previous.signature === undefined || previous.bytes === undefined || previous.owners === undefined) return null;
+    const nextFiles = new Map(previous.files);
+    const owners = new Map(previous.owners);
+    let nextObjects = previous.objects;
+    let signatureText = previous.signature;
+    let bytes = previous.bytes;
+    for (const file of changedFiles) {
+      if (!isConfigFile(file)) continue;
+      const last = previous.files.get(file);
+      let outcome: FileOutcome | undefined;
+      if (names[placeIn(names, file)] === file) {
+        const look = fileStamp(path.join(dir, file));
+        if (look === null || stampSize(look) > limits.maxFileBytes) return null;
+        outcome = outcomeOf(file, look);
+        if (outcome === undefined || outcome.pending !== undefined || outcome.parseError !== null) return null;
+        if (outcome.validated.some((entry) => !entry.result.ignored && (entry.result.object === null || entry.result.warnings.length !== 0))) return null;
+        bytes += stampSize(look);
+      } else if (last === undefined) {
+        continue; // came and went between two loads
+      }
+      if (last !== undefined) bytes -= stampSize(last.stamp);
+      if (bytes > limits.maxDirectoryBytes) return null;
+      // Its objects go where the walk would put them: objects are in file name order.
+      const from = firstObjectOf(nextObjects, file, false);
+      const to = firstObjectOf(nextObjects, file, true);
+      for (let i = from; i < to; i++) owners.delete(keyOfLoaded(nextObjects[i].object));
+      const added: LoadedObject[] = [];
+      for (const entry of outcome?.validated ?? []) {
+        if (entry.result.ignored) continue;
+        entry.loaded ??= { object: entry.result.object!, source: sourceOf(file, entry) };
+        const key = keyOfLoaded(entry.loaded.object);
+        if (owners.has(key)) return null; // a duplicate: the walk says which one stands
+        owners.set(key, entry.loaded.source);
+        added.push(entry.loaded);
+      }
+      nextObjects = [...nextObjects.slice(0, from), ...added, ...nextObjects.slice(to)];
+      signatureText = withLine(signatureText, names, file, outcome === undefined ? null : (outcome.line ??= stampLine(file, outcome.stamp)));
+      if (outcome === undefined) nextFiles.delete(file);
+      else nextFiles.set(file, outcome);
+    }
+    return { objects: nextObjects, errors: [], files: nextFiles, signature: signatureText, names, bytes, owners };
+  }
 
   /** Keeps what `file` gave last time for the next load, while it is not read. */
   function keepKnown(file: string): void {
@@ -330,6 +404,62 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       if (last) add({ object: last.object, source: sourceOf(file, entry) }, file);
     }
   }
+}
+
+/**
+ * `signature` (stampLines in name order, one per line) with `file`'s line
+ * replaced by `line`, put in its place, or taken out (null); `names` is
+ * the listing, sorted, that `file` is in when it has a line to put.
+ */
+function withLine(signature: string, names: readonly string[], file: string, line: string | null): string {
+  const at = lineStart(signature, file);
+  if (at !== -1) {
+    const end = signature.indexOf('\n', at);
+    if (line !== null) return signature.slice(0, at) + line + (end === -1 ? '' : signature.slice(end));
+    // Out with its line and one of the newlines around it.
+    if (end !== -1) return signature.slice(0, at) + signature.slice(end + 1);
+    return at === 0 ? '' : signature.slice(0, at - 1);
+  }
+  if (line === null) return signature;
+  // Before the line of the first file listed after it that has one.
+  for (let i = placeIn(names, file) + 1; i < names.length; i++) {
+    const next = lineStart(signature, names[i]);
+    if (next !== -1) return `${signature.slice(0, next)}${line}\n${signature.slice(next)}`;
+  }
+  return signature === '' ? line : `${signature}\n${line}`;
+}
+
+/** Where `file`'s line starts in `signature`, or -1. */
+function lineStart(signature: string, file: string): number {
+  const prefix = `${file}\u0000`;
+  if (signature.startsWith(prefix)) return 0;
+  const at = signature.indexOf(`\n${prefix}`);
+  return at === -1 ? -1 : at + 1;
+}
+
+/** Where `name` is, or would go, in sorted `names`. */
+function placeIn(names: readonly string[], name: string): number {
+  let lo = 0;
+  let hi = names.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (names[mid] < name) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The index of the first object of `objects` (in file name order) from `file` (after: from a file after it). */
+function firstObjectOf(objects: readonly LoadedObject[], file: string, after: boolean): number {
+  let lo = 0;
+  let hi = objects.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const f = objects[mid].source.file;
+    if (f < file || (after && f === file)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function sourceOf(file: string, entry: { document: number; item?: number }): ObjectSource {

@@ -2,7 +2,6 @@
 // loader, watched by the watcher. Between two reads it gathers the files
 // the watcher saw change, so that a read looks at those alone (and at
 // every file when the watcher cannot tell).
-import type { KubeObject } from '../../api/types.ts';
 import type { Provider, ProviderRead } from '../../control/loop.ts';
 import { GenerationTracker } from './generations.ts';
 import { resolveLoaderLimits, type LoaderLimits } from './limits.ts';
@@ -32,12 +31,9 @@ export class FileProvider implements Provider {
     this.#pending = new Set();
     const loaded = loadDirectory(this.#dir, this.#last, changed, this.#limits);
     this.#last = loaded;
-    // Files carry no generation, creation time or uid: they are kept as the API server would.
-    const stamped: KubeObject[] = this.#generations.stamp(loaded.objects.map((o) => o.object));
-    return {
-      objects: loaded.objects.map((o, i) => ({ object: stamped[i], source: o.source })),
-      problems: loaded.errors,
-    };
+    // Files carry no generation, creation time or uid: they are kept as the API server would (in place).
+    this.#generations.stamp(loaded.objects.map((o) => o.object));
+    return { objects: loaded.objects, problems: loaded.errors };
   }
 
   watch(onChange: () => void): { close(): void } {
