@@ -54,11 +54,6 @@ interface Known<T> {
   value: T;
 }
 
-/**
- * Remembers what it has sent. Every receiver must get every delta of one
- * encoder in order, starting with a full() one (a data plane that starts
- * later gets full() first).
- */
 /** A virtual host as one gateway listener last had it, and the last encode that saw it there. */
 interface Slot {
   known: Known<VirtualHost>;
@@ -77,6 +72,11 @@ interface ListenerHostsSent {
   byHostname: Map<string, Slot>;
 }
 
+/**
+ * Remembers what it has sent. Every receiver must get every delta of one
+ * encoder in order, starting with a full() one (a data plane that starts
+ * later gets full() first).
+ */
 export class IRDeltaEncoder implements DeltaSource {
   #nextId = 1;
   #pass = 0;
