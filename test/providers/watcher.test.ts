@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { directoryMatches, directorySignature, lineIn, nextPollDelay, watchDirectory } from '../../src/providers/file/watcher.ts';
+import { directoryChanges, directorySignature, lineIn, nextPollDelay, watchDirectory } from '../../src/providers/file/watcher.ts';
 import type { WatchOptions } from '../../src/providers/file/watcher.ts';
 import { loadDirectory } from '../../src/providers/file/loader.ts';
 
@@ -126,41 +126,54 @@ test('directorySignature covers name, size, mtime and inode of config files only
   assert.equal(directorySignature(path.join(dir, 'missing')), '');
 });
 
-test('directoryMatches says what comparing with a fresh directorySignature says, through adds, edits, removals and maxFiles', (t) => {
+test('directoryChanges names what differs from a signature, as comparing with a fresh directorySignature says, through adds, edits, removals and maxFiles', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-sig-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const signatures: string[] = [];
-  const agree = (step: string, maxFiles?: number) => {
+  const agree = async (step: string, maxFiles?: number) => {
     const now = directorySignature(dir, maxFiles);
     signatures.push(now);
-    for (const s of signatures) assert.equal(directoryMatches(dir, s, maxFiles), s === now, `${step}: against ${JSON.stringify(s)}`);
+    for (const s of signatures) {
+      const found = await directoryChanges(dir, s, maxFiles);
+      assert.equal(found !== null && found.size === 0, s === now, `${step}: against ${JSON.stringify(s)}`);
+    }
   };
-  agree('empty');
+  const changesSince = async (s: string, maxFiles?: number) => {
+    const found = await directoryChanges(dir, s, maxFiles);
+    return found === null ? null : [...found].sort();
+  };
+  await agree('empty');
   fs.writeFileSync(path.join(dir, 'b.yaml'), 'b: 1\n');
-  agree('one file');
+  await agree('one file');
   fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 1\n');
   fs.writeFileSync(path.join(dir, 'notes.txt'), 'not config');
   fs.writeFileSync(path.join(dir, '.hidden.yaml'), 'x');
-  agree('two files and ignored ones');
+  await agree('two files and ignored ones');
+  assert.deepEqual(await changesSince(signatures[1]), ['a.yaml']);
   fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 22\n');
-  agree('a file edited');
+  await agree('a file edited');
+  assert.deepEqual(await changesSince(signatures[2]), ['a.yaml']);
   fs.renameSync(path.join(dir, 'b.yaml'), path.join(dir, 'c.yaml'));
-  agree('a file renamed');
+  await agree('a file renamed');
+  assert.deepEqual(await changesSince(signatures[3]), ['b.yaml', 'c.yaml']);
   fs.rmSync(path.join(dir, 'a.yaml'));
-  agree('a file removed');
+  await agree('a file removed');
+  assert.deepEqual(await changesSince(signatures[4]), ['a.yaml']);
   fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 1\n');
   fs.symlinkSync(path.join(dir, 'gone.yaml'), path.join(dir, 'dangling.yaml'));
-  agree('a dangling symlink');
-  // Past maxFiles the first files by name count, whatever order readdir gives.
+  await agree('a dangling symlink');
+  // Past maxFiles the first files by name count, whatever order readdir gives; what differs is not told file by file.
   for (const n of ['d.yaml', 'e.yaml']) fs.writeFileSync(path.join(dir, n), 'x: 1\n');
   signatures.length = 0;
-  agree('past maxFiles', 2);
+  await agree('past maxFiles', 2);
   fs.writeFileSync(path.join(dir, 'e.yaml'), 'x: 22\n');
-  agree('a file past maxFiles edited', 2);
+  await agree('a file past maxFiles edited', 2);
   fs.writeFileSync(path.join(dir, 'a.yaml'), 'a: 333\n');
-  agree('a counted file edited', 2);
-  assert.equal(directoryMatches(path.join(dir, 'missing'), ''), true);
-  assert.equal(directoryMatches(path.join(dir, 'missing'), signatures[0]), false);
+  await agree('a counted file edited', 2);
+  assert.equal(await changesSince(signatures[0], 2), null);
+  assert.deepEqual(await changesSince(''), ['a.yaml', 'c.yaml', 'd.yaml', 'e.yaml']);
+  assert.deepEqual(await directoryChanges(path.join(dir, 'missing'), ''), new Set());
+  assert.equal(await directoryChanges(path.join(dir, 'missing'), signatures[0]), null);
 });
 
 test('a LoadResult carries the directorySignature of what it read', (t) => {

@@ -6,7 +6,7 @@
 // once it can have settled.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileStamp, isConfigFile, readConfigFiles, stampLine } from './listing.ts';
+import { fileStamp, isConfigFile, readConfigFiles, stampLine, stampOf } from './listing.ts';
 import { DEFAULT_MAX_FILES, DEFAULT_SETTLE_MS } from './limits.ts';
 
 export interface WatchOptions {
@@ -78,48 +78,57 @@ function stampsOf(signature: string): Map<string, string> {
   return stamps;
 }
 
+/** Stats a look has in flight at once: enough to keep the thread pool busy, few enough to leave it to others. */
+const LOOK_CONCURRENCY = 8;
+
 /**
- * Whether directorySignature(dir, maxFiles) would equal `expected`, without
- * building it or holding the listing: the directory is walked in its own
- * order and each file's stamp compared with the one `expected` lists for
- * its name, then dropped. The poll runs this twice a second for as long as
- * the gateway runs; with 5,000 files, building the signature kept the
- * sorted name list and the line list alive across the scavenges a look
- * triggers (~8 MB of garbage each), enough survival that the idle main
- * thread's young generation grew to its largest (16 MB against 1 MB) and
- * its old generation grew until the next full collection. Names are unique
- * and the signature sorted by name, so the same (name, stamp) set is the
- * same signature; past maxFiles, which names count depends on the order,
- * and the signature is built and compared as before.
+ * The config files whose stamp on disk is not the one `expected` (a
+ * directorySignature) lists: new, changed, or gone. Empty when the
+ * directory is as expected; null when that cannot be told file by file
+ * (the directory cannot be read, or it has more than maxFiles config
+ * files, where which ones count depends on all the names). The walk and
+ * its stats run on libuv's threads: a look at 5,000 files took ~40 ms of
+ * the thread that applies changes, and a change arriving during it waited.
+ * Each stamp is compared and dropped; only the names are held.
  */
-export function directoryMatches(dir: string, expected: string, maxFiles = DEFAULT_MAX_FILES): boolean {
+export async function directoryChanges(dir: string, expected: string, maxFiles = DEFAULT_MAX_FILES): Promise<ReadonlySet<string> | null> {
   const stamps = stampsOf(expected);
-  let handle: fs.Dir;
+  const names: string[] = [];
   try {
-    handle = fs.opendirSync(dir, { bufferSize: 128 });
-  } catch {
-    return expected === '';
-  }
-  let files = 0;
-  let listed = 0;
-  let differs = false;
-  try {
-    for (let d = handle.readSync(); d !== null; d = handle.readSync()) {
+    const handle = await fs.promises.opendir(dir, { bufferSize: 128 });
+    for await (const d of handle) {
       if (d.isDirectory() || !isConfigFile(d.name)) continue;
-      if (++files > maxFiles) break;
-      if (differs) continue;
-      const stamp = fileStamp(path.join(dir, d.name));
-      if (stamp === null) continue; // vanished: not in a signature either
-      listed++;
-      if (stamps.get(d.name) !== stamp) differs = true;
+      names.push(d.name);
+      if (names.length > maxFiles) break; // the loop's exit closes the handle
     }
   } catch {
-    return expected === '';
-  } finally {
-    handle.closeSync();
+    return expected === '' ? new Set() : null;
   }
-  if (files > maxFiles) return directorySignature(dir, maxFiles) === expected;
-  return !differs && listed === stamps.size;
+  if (names.length > maxFiles) return directorySignature(dir, maxFiles) === expected ? new Set() : null;
+  const changed = new Set<string>();
+  let listed = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length) {
+      const name = names[next++];
+      let stamp: string | null = null;
+      try {
+        stamp = stampOf(await fs.promises.stat(path.join(dir, name), { bigint: true }));
+      } catch {
+        // vanished, or a dangling symlink: not in a signature either
+      }
+      if (stamp === null) continue;
+      listed++;
+      if (stamps.get(name) !== stamp) changed.add(name);
+    }
+  };
+  await Promise.all(Array.from({ length: LOOK_CONCURRENCY }, worker));
+  if (listed - changed.size !== stamps.size) {
+    // Some listed file is gone from the directory.
+    const present = new Set(names);
+    for (const name of stamps.keys()) if (!present.has(name)) changed.add(name);
+  }
+  return changed;
 }
 
 /** The line of `signature` for `file`, if it lists it. */
@@ -139,14 +148,13 @@ export function lineIn(signature: string, file: string): string | undefined {
 export type ChangedFiles = ReadonlySet<string> | null;
 
 /**
- * A look stats every config file: ~40 ms at 5,000 files here, on the
- * thread that translates and applies changes. Looking every `pollMs`
- * whatever that costs took ~8% of a core on an idle gateway, and a change
- * that arrived during a look waited for it (a p99 term of its own). The
- * next look waits at least 50 times as long as the last one took (at most
- * 2% of a core), never less than `pollMs`: with fs.watch working nothing
- * changes; where it misses events, a directory of 5,000 files is seen to
- * change within ~2 s instead of 0.5 s.
+ * A look stats every config file: ~40 ms at 5,000 files here (now on
+ * libuv's threads, see directoryChanges, but still CPU). Looking every
+ * `pollMs` whatever that costs took ~8% of a core on an idle gateway. The
+ * next look waits at least 50 times as long as the last one took, never
+ * less than `pollMs`: with fs.watch working nothing changes; where it
+ * misses events, a directory of 5,000 files is seen to change within a
+ * few seconds instead of 0.5 s.
  */
 export function nextPollDelay(pollMs: number, lastLookMs: number): number {
   return Math.max(pollMs, Math.ceil(50 * lastLookMs));
@@ -266,20 +274,28 @@ export function watchDirectory(dir: string, onChange: (changed: ChangedFiles) =>
 
   startWatch();
   let poll: NodeJS.Timeout | null = null;
-  const look = () => {
+  const look = async () => {
     poll = null;
     if (closed) return;
     const started = performance.now();
     try {
       startWatch();
       if (timer) return; // a call is already on its way; it takes a fresh signature
-      if (directoryMatches(dir, opts.loaded?.() ?? signature, maxFiles)) return;
+      const expected = opts.loaded?.() ?? signature;
+      const found = await directoryChanges(dir, expected, maxFiles);
+      // A change handed on meanwhile was compared against the wrong signature: the next look sees.
+      if (closed || timer || (opts.loaded?.() ?? signature) !== expected) return;
+      if (found !== null && found.size === 0) return;
       // fs.watch missed this change: the watch may be stale (the directory
-      // was replaced); arm a fresh one.
+      // was replaced); arm a fresh one. The files found go on as fs.watch
+      // would have named them, so the load reads those alone.
       watcher?.close();
       watcher = null;
       startWatch();
-      schedule(null);
+      if (found === null) schedule(null);
+      else for (const file of found) schedule(file);
+    } catch (e) {
+      opts.onError?.(e);
     } finally {
       if (!closed) poll = setTimeout(look, nextPollDelay(pollMs, performance.now() - started));
     }
