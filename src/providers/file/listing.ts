@@ -96,8 +96,8 @@ export function updatedListing(dir: string, names: readonly string[], changed: R
   return out.length > maxFiles ? null : out;
 }
 
-/** Where `name` is, or would go, in sorted `names`. */
-function sortedIndex(names: readonly string[], name: string): number {
+/** Where `name` is, or would go, in `names` sorted by name (as listings are). */
+export function sortedIndex(names: readonly string[], name: string): number {
   let lo = 0;
   let hi = names.length;
   while (lo < hi) {

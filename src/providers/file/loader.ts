@@ -12,7 +12,7 @@ import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
 import { newSharedValues, shareValues, type SharedValues } from '../../api/sharing.ts';
 import { describeBytes, resolveLoaderLimits, type LoaderLimits } from './limits.ts';
-import { fileStamp, isConfigFile, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize, updatedListing, type ConfigListing } from './listing.ts';
+import { fileStamp, isConfigFile, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize, sortedIndex, updatedListing, type ConfigListing } from './listing.ts';
 import { readConfigText } from './read-file.ts';
 import { parseConfigText } from './parse.ts';
 
@@ -286,7 +286,7 @@ export function loadDirectory(dir: string, previous?: LoadResult, changed?: Read
       if (!isConfigFile(file)) continue;
       const last = previous.files.get(file);
       let outcome: FileOutcome | undefined;
-      if (names[placeIn(names, file)] === file) {
+      if (names[sortedIndex(names, file)] === file) {
         const look = fileStamp(path.join(dir, file));
         if (look === null || stampSize(look) > limits.maxFileBytes) return null;
         outcome = outcomeOf(file, look);
@@ -427,7 +427,7 @@ function withLine(signature: string, names: readonly string[], file: string, lin
   }
   if (line === null) return signature;
   // Before the line of the first file listed after it that has one.
-  for (let i = placeIn(names, file) + 1; i < names.length; i++) {
+  for (let i = sortedIndex(names, file) + 1; i < names.length; i++) {
     const next = lineStart(signature, names[i]);
     if (next !== -1) return `${signature.slice(0, next)}${line}\n${signature.slice(next)}`;
   }
@@ -440,18 +440,6 @@ function lineStart(signature: string, file: string): number {
   if (signature.startsWith(prefix)) return 0;
   const at = signature.indexOf(`\n${prefix}`);
   return at === -1 ? -1 : at + 1;
-}
-
-/** Where `name` is, or would go, in sorted `names`. */
-function placeIn(names: readonly string[], name: string): number {
-  let lo = 0;
-  let hi = names.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (names[mid] < name) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** The index of the first object of `objects` (in file name order) from `file` (after: from a file after it). */
