@@ -21,7 +21,8 @@
 // BENCH_CP_LOG_LEVEL (default warn; `info` logs each reload's stages) and
 // BENCH_CP_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) go to
 // serve, and BENCH_CP_KEEP=1 keeps the run's directory (gatehouse.log,
-// latencies-a.txt in the order taken) and names it at the end.
+// latencies-a.txt: ms to first 200 and when the write began, in the order
+// taken) and names it at the end.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -85,9 +86,11 @@ async function newRouteLatency(p: Paths, loaded = 1000, part = 'a', target = 20)
   const agent = new Agent({ connections: 1, pipelining: 0 });
   try {
     const latencies: number[] = [];
+    const startedAt: number[] = [];
     for (let n = 0; n < ADDITIONS; n++) {
       const i = 10_000 + n;
       const started = performance.now();
+      startedAt.push(Date.now());
       writeAtomic(dir, `route-${i}.yaml`, routeYAML(i));
       // Poll until served; bounded so a lost change cannot hang the bench.
       for (;;) {
@@ -99,7 +102,7 @@ async function newRouteLatency(p: Paths, loaded = 1000, part = 'a', target = 20)
       latencies.push(performance.now() - started);
     }
     // Kept with the run's directory (BENCH_CP_KEEP=1), in the order taken, to line up with gatehouse.log.
-    fs.writeFileSync(path.join(p.root, `latencies-${part}.txt`), `${latencies.map((l) => l.toFixed(1)).join('\n')}\n`);
+    fs.writeFileSync(path.join(p.root, `latencies-${part}.txt`), `${latencies.map((l, n) => `${l.toFixed(1)} ${startedAt[n]}`).join('\n')}\n`);
     latencies.sort((a, b) => a - b);
     return `(${part}) new route file -> first 200, ${ADDITIONS} additions with ${loaded.toLocaleString('en')} routes loaded: p50 ${pct(latencies, 0.5).toFixed(1)} ms, p99 ${pct(latencies, 0.99).toFixed(1)} ms, max ${latencies[latencies.length - 1].toFixed(1)} ms (target p99 <= ${target} ms)`;
   } finally {
