@@ -144,6 +144,14 @@ export function stampChangedMs(stamp: string): number {
   return Number(BigInt(stamp.slice(stamp.lastIndexOf(':') + 1)) / 1_000_000n);
 }
 
+/** Where `file`'s line starts in a directory signature (stampLines joined by newlines), or -1. */
+export function lineStart(signature: string, file: string): number {
+  const prefix = `${file}\u0000`;
+  if (signature.startsWith(prefix)) return 0;
+  const at = signature.indexOf(`\n${prefix}`);
+  return at === -1 ? -1 : at + 1;
+}
+
 /** One file's line of a directory signature. */
 export function stampLine(name: string, stamp: string): string {
   return [name, stamp].join('\u0000');

@@ -12,7 +12,7 @@ import type { KubeObject } from '../../api/types.ts';
 import { describeObject, identityOf, validateObject } from '../../api/validate.ts';
 import { newSharedValues, shareValues, type SharedValues } from '../../api/sharing.ts';
 import { describeBytes, resolveLoaderLimits, type LoaderLimits } from './limits.ts';
-import { fileStamp, isConfigFile, readConfigFiles, stampChangedMs, stampInode, stampLine, stampSize, sortedIndex, updatedListing, type ConfigListing } from './listing.ts';
+import { fileStamp, isConfigFile, readConfigFiles, stampChangedMs, stampInode, lineStart, stampLine, stampSize, sortedIndex, updatedListing, type ConfigListing } from './listing.ts';
 import { readConfigText } from './read-file.ts';
 import { parseConfigText } from './parse.ts';
 
@@ -110,7 +110,7 @@ const loadedKeys = new WeakMap<KubeObject, string>();
 function keyOfLoaded(o: KubeObject): string {
   let key = loadedKeys.get(o);
   if (key === undefined) {
-    key = [o.kind, o.metadata.namespace ?? '', o.metadata.name].join('|');
+    key = objectKey(o.kind, o.metadata.namespace, o.metadata.name);
     loadedKeys.set(o, key);
   }
   return key;
@@ -432,14 +432,6 @@ function withLine(signature: string, names: readonly string[], file: string, lin
     if (next !== -1) return `${signature.slice(0, next)}${line}\n${signature.slice(next)}`;
   }
   return signature === '' ? line : `${signature}\n${line}`;
-}
-
-/** Where `file`'s line starts in `signature`, or -1. */
-function lineStart(signature: string, file: string): number {
-  const prefix = `${file}\u0000`;
-  if (signature.startsWith(prefix)) return 0;
-  const at = signature.indexOf(`\n${prefix}`);
-  return at === -1 ? -1 : at + 1;
 }
 
 /** The index of the first object of `objects` (in file name order) from `file` (after: from a file after it). */

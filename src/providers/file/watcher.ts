@@ -6,7 +6,7 @@
 // once it can have settled.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileStamp, isConfigFile, readConfigFiles, stampLine, stampOf } from './listing.ts';
+import { fileStamp, isConfigFile, lineStart, readConfigFiles, stampLine, stampOf } from './listing.ts';
 import { DEFAULT_MAX_FILES, DEFAULT_SETTLE_MS } from './limits.ts';
 
 export interface WatchOptions {
@@ -133,10 +133,8 @@ export async function directoryChanges(dir: string, expected: string, maxFiles =
 
 /** The line of `signature` for `file`, if it lists it. */
 export function lineIn(signature: string, file: string): string | undefined {
-  const prefix = `${file}\u0000`;
-  let at = signature.startsWith(prefix) ? 0 : signature.indexOf(`\n${prefix}`);
+  const at = lineStart(signature, file);
   if (at === -1) return undefined;
-  if (at !== 0) at++;
   const end = signature.indexOf('\n', at);
   return signature.slice(at, end === -1 ? undefined : end);
 }
