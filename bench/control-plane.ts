@@ -20,7 +20,10 @@
 // the length of (f)'s and (g)'s load (default 20). For profiling a part:
 // BENCH_CP_LOG_LEVEL (default warn; `info` logs each reload's stages) and
 // BENCH_CP_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`) go to
-// serve, and BENCH_CP_KEEP=1 keeps the run's directory (gatehouse.log,
+// serve, BENCH_CP_POLL_MS=N makes (a) and (e) wait N ms between polls for
+// the first 200 instead of polling back to back (to see how much of the
+// figure is the poll's own load on the machine; the figure can then be up
+// to N ms late), and BENCH_CP_KEEP=1 keeps the run's directory (gatehouse.log,
 // latencies-a.txt: ms to first 200 and when the write began, in the order
 // taken) and names it at the end.
 import fs from 'node:fs';
@@ -47,6 +50,7 @@ const WORKERS = process.env.BENCH_CP_WORKERS;
 const LOAD_SECONDS = Number(process.env.BENCH_CP_LOAD_SECONDS ?? 20);
 const LOG_LEVEL = process.env.BENCH_CP_LOG_LEVEL ?? 'warn';
 const NODE_ARGS = process.env.BENCH_CP_NODE_ARGS?.split(' ').filter((a) => a !== '') ?? [];
+const POLL_MS = Number(process.env.BENCH_CP_POLL_MS ?? 0);
 const MEMORY_HOOK = path.join(import.meta.dirname, 'lib/thread-memory.mjs');
 const MiB = 1024 * 1024;
 const ADMIN = `http://127.0.0.1:${PORTS.ghAdmin}`;
@@ -98,6 +102,7 @@ async function newRouteLatency(p: Paths, loaded = 1000, part = 'a', target = 20)
         await res.body.dump();
         if (res.statusCode === 200) break;
         if (performance.now() - started > 10_000) throw new Error(`route ${i} not served after 10 s`);
+        if (POLL_MS > 0) await new Promise((r) => setTimeout(r, POLL_MS));
       }
       latencies.push(performance.now() - started);
     }
