@@ -184,16 +184,21 @@ metadata: {name: bench-tls, namespace: bench}
 type: kubernetes.io/tls
 data: {tls.crt: ${b64(fs.readFileSync(p.cert, 'utf8'))}, tls.key: ${b64(fs.readFileSync(p.key, 'utf8'))}}
 ---
-apiVersion: v1
+${serviceYAML('backend', 'http', PORTS.backend, '')}`;
+}
+
+/** Service `name` (port 80) and its EndpointSlice: one endpoint, 127.0.0.1:`target`. */
+function serviceYAML(name: string, portName: string, target: number, appProtocol: string): string {
+  return `apiVersion: v1
 kind: Service
-metadata: {name: backend, namespace: bench}
-spec: {ports: [{name: http, port: 80}]}
+metadata: {name: ${name}, namespace: bench}
+spec: {ports: [{name: ${portName}, port: 80${appProtocol === '' ? '' : `, appProtocol: ${appProtocol}`}}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: backend-1, namespace: bench, labels: {kubernetes.io/service-name: backend}}
+metadata: {name: ${name}-1, namespace: bench, labels: {kubernetes.io/service-name: ${name}}}
 addressType: IPv4
-ports: [{name: http, port: ${PORTS.backend}}]
+ports: [{name: ${portName}, port: ${target}}]
 endpoints: [{addresses: [127.0.0.1]}]
 `;
 }
@@ -205,18 +210,7 @@ endpoints: [{addresses: [127.0.0.1]}]
  * backend (bench/lib/grpc-backend.ts) that cpu-ab starts for it.
  */
 function grpcYAML(): string {
-  return `apiVersion: v1
-kind: Service
-metadata: {name: grpc-backend, namespace: bench}
-spec: {ports: [{name: grpc, port: 80, appProtocol: kubernetes.io/h2c}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: grpc-backend-1, namespace: bench, labels: {kubernetes.io/service-name: grpc-backend}}
-addressType: IPv4
-ports: [{name: grpc, port: ${PORTS.grpcBackend}}]
-endpoints: [{addresses: [127.0.0.1]}]
----
+  return `${serviceYAML('grpc-backend', 'grpc', PORTS.grpcBackend, 'kubernetes.io/h2c')}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
 metadata: {name: grpc, namespace: bench}
