@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { GRPC_HOST, GRPC_METHOD, GRPC_SERVICE } from './grpc-backend.ts';
 
 /**
  * nginx serves HTTP/2 on ports of its own: `http2` on a plain listener
@@ -10,7 +11,7 @@ import { execFileSync } from 'node:child_process';
  * their listeners exactly as they were. Gatehouse serves both protocols on
  * each of its listeners.
  */
-export const PORTS = { backend: 28080, ghHttp: 28081, ghHttps: 28443, ghAdmin: 29901, ngHttp: 28082, ngHttps: 28444, ngH2c: 28083, ngH2: 28445 };
+export const PORTS = { backend: 28080, grpcBackend: 28090, ghHttp: 28081, ghHttps: 28443, ghAdmin: 29901, ngHttp: 28082, ngHttps: 28444, ngH2c: 28083, ngH2: 28445 };
 export const SMALL_BODY = 'x'.repeat(64);
 export const BIG_BODY_BYTES = 16 * 1024;
 export const ROUTES_1K = 1000;
@@ -80,6 +81,9 @@ export function nginxProxyConf(p: Paths, name: string, routes1k: boolean, worker
   const proxy = `proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_set_header Host $http_host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_set_header X-Forwarded-Proto $scheme;`;
+  // gRPC (bench/lib/grpc-backend.ts), on the h2c listener by hostname as Gatehouse's GRPCRoute is on its HTTP one.
+  const grpc = `grpc_pass grpc://grpc_backend; grpc_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      grpc_set_header X-Forwarded-Proto $scheme;`;
   const listenOn = (def: string) => `listen 127.0.0.1:${PORTS.ngHttp}${def}; listen 127.0.0.1:${PORTS.ngHttps} ssl${def};
     ssl_certificate ${p.cert}; ssl_certificate_key ${p.key};`;
   const listen = listenOn('');
@@ -98,6 +102,10 @@ ${Array.from({ length: TENANTS }, (_, i) => `    tenant-${i} 1;`).join('\n')}
     ${listen} server_name headers.bench.test;
     location / { if ($bench_tenant = "") { return 404; } ${proxy} }
   }
+  server {
+    listen 127.0.0.1:${PORTS.ngH2c} http2; server_name ${GRPC_HOST};
+    location / { ${grpc} }
+  }
 `;
   if (routes1k) {
     for (let i = 0; i < ROUTES_1K; i++) {
@@ -108,6 +116,7 @@ ${Array.from({ length: TENANTS }, (_, i) => `    tenant-${i} 1;`).join('\n')}
   fs.writeFileSync(file, `${nginxPreamble(prefix, workers)}
   server_names_hash_bucket_size 128;
   upstream backend { server 127.0.0.1:${PORTS.backend}; keepalive 128; }
+  upstream grpc_backend { server 127.0.0.1:${PORTS.grpcBackend}; keepalive 128; }
 ${servers}}
 `);
   return file;
@@ -115,7 +124,10 @@ ${servers}}
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
-/** Gatehouse's config dir: Gateway (HTTP + HTTPS), backend Service, the catch-all and header routes, optionally 1,000 more. */
+/**
+ * Gatehouse's config dir: Gateway (HTTP + HTTPS), backend Service, the
+ * catch-all and header routes, the gRPC route, optionally 1,000 more.
+ */
 export function gatehouseConfigDir(p: Paths, name: string, routes1k: boolean): string {
   const dir = path.join(p.root, `gatehouse-${name}`);
   fs.mkdirSync(dir, { recursive: true });
@@ -139,6 +151,7 @@ spec:
   rules:
 ${headerRules}
 `);
+  fs.writeFileSync(path.join(dir, '30-grpc.yaml'), grpcYAML());
   if (routes1k) fs.writeFileSync(path.join(dir, '20-routes-1k.yaml'), manyRoutesYAML(0, ROUTES_1K));
   return dir;
 }
@@ -171,17 +184,42 @@ metadata: {name: bench-tls, namespace: bench}
 type: kubernetes.io/tls
 data: {tls.crt: ${b64(fs.readFileSync(p.cert, 'utf8'))}, tls.key: ${b64(fs.readFileSync(p.key, 'utf8'))}}
 ---
-apiVersion: v1
+${serviceYAML('backend', 'http', PORTS.backend, '')}`;
+}
+
+/** Service `name` (port 80) and its EndpointSlice: one endpoint, 127.0.0.1:`target`. */
+function serviceYAML(name: string, portName: string, target: number, appProtocol: string): string {
+  return `apiVersion: v1
 kind: Service
-metadata: {name: backend, namespace: bench}
-spec: {ports: [{name: http, port: 80}]}
+metadata: {name: ${name}, namespace: bench}
+spec: {ports: [{name: ${portName}, port: 80${appProtocol === '' ? '' : `, appProtocol: ${appProtocol}`}}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata: {name: backend-1, namespace: bench, labels: {kubernetes.io/service-name: backend}}
+metadata: {name: ${name}-1, namespace: bench, labels: {kubernetes.io/service-name: ${name}}}
 addressType: IPv4
-ports: [{name: http, port: ${PORTS.backend}}]
+ports: [{name: ${portName}, port: ${target}}]
 endpoints: [{addresses: [127.0.0.1]}]
+`;
+}
+
+/**
+ * The gRPC scenario's route: a GRPCRoute on the HTTP listener (h2c with
+ * prior knowledge), on a hostname of its own so that the other scenarios'
+ * requests (any other host) meet the same routes as before, to the gRPC
+ * backend (bench/lib/grpc-backend.ts) that cpu-ab starts for it.
+ */
+function grpcYAML(): string {
+  return `${serviceYAML('grpc-backend', 'grpc', PORTS.grpcBackend, 'kubernetes.io/h2c')}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc, namespace: bench}
+spec:
+  parentRefs: [{name: bench, sectionName: http}]
+  hostnames: [${GRPC_HOST}]
+  rules:
+  - matches: [{method: {service: ${GRPC_SERVICE}, method: ${GRPC_METHOD}}}]
+    backendRefs: [{name: grpc-backend, port: 80}]
 `;
 }
 
