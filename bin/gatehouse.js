@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The CLI is TypeScript run by Node 24's type stripping; this shim exists
 // because npm bin entries must be plain JavaScript files.
+import fs from 'node:fs';
 import module from 'node:module';
+import { fileURLToPath } from 'node:url';
 
 /**
  * How `serve` and `proxy` run, set at process start because neither glibc
@@ -44,10 +46,24 @@ if ((process.argv[2] === 'serve' || process.argv[2] === 'proxy') && typeof proce
 }
 
 // Type stripping loads a WebAssembly compiler into every thread that
-// imports a .ts file, about 30 MB each. With the compile cache, stripped
+// imports a .ts file, about 25 MB each. With the compile cache, stripped
 // modules are read back from disk and the compiler is never loaded; the
 // environment variable carries the cache to the worker threads.
-const cache = module.enableCompileCache?.();
-if (cache?.directory !== undefined) process.env.NODE_COMPILE_CACHE = cache.directory;
+// The image ships a cache made when it was built (compile-cache/ next to
+// bin/, scripts/warm-compile-cache.mjs), read-only: a pod's /tmp is new
+// at every start, so a cache there would always be cold. Run as another
+// uid than the one that made it, node refuses that directory, and the
+// cache goes to the default place (os.tmpdir()) as it does outside the image.
+const COMPILE_CACHE_STATUS = module.constants?.compileCacheStatus;
+let cache;
+if (process.env.NODE_COMPILE_CACHE === undefined) {
+  const baked = fileURLToPath(new URL('../compile-cache', import.meta.url));
+  if (fs.existsSync(baked)) cache = module.enableCompileCache?.(baked);
+  if (cache?.status !== COMPILE_CACHE_STATUS?.ENABLED) cache = module.enableCompileCache?.();
+  // Only the directory given, not the one returned when the environment
+  // already named one (that is a subdirectory per node version and V8
+  // flags, which a thread would nest another one under).
+  if (cache?.status === COMPILE_CACHE_STATUS?.ENABLED && cache.directory !== undefined) process.env.NODE_COMPILE_CACHE = cache.directory;
+}
 
 await import('../src/cli/main.ts');

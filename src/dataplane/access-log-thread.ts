@@ -10,7 +10,9 @@ import type { AccessLogAck, AccessLogBatch } from './access-log.ts';
 /** Writes to a pipe up to this size are atomic (POSIX PIPE_BUF on Linux): lines on stdout never interleave with other writers'. */
 const PIPE_BUF = 4096;
 
-const { target } = workerData as { target: string };
+const { target } = (workerData ?? {}) as { target?: unknown };
+// Started any other way (scripts/warm-compile-cache.mjs loads every module in a thread), it does nothing.
+if (typeof target !== 'string') throw new Error('the access-log thread runs as a thread of gatehouse, given its target');
 let fd = -1;
 let openError: string | null = null;
 try {

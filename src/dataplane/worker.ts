@@ -39,7 +39,9 @@ function portLog(port: MessagePort, minLevel: string): LogFn {
 function runDataPlaneWorker(): void {
   const port = parentPort;
   if (port === null) throw new Error('the data-plane worker runs as a worker thread of gatehouse serve');
-  const setup = workerData as WorkerSetup;
+  const setup = workerData as WorkerSetup | null;
+  // Started any other way (scripts/warm-compile-cache.mjs loads every module in a thread), it does nothing.
+  if (typeof setup?.logLevel !== 'string') throw new Error('the data-plane worker runs as a worker thread of gatehouse serve, given its setup');
   const log = portLog(port, setup.logLevel);
   const dataPlane = new DataPlane({
     log, reusePort: true, limits: setup.limits, activeHealthChecks: false,

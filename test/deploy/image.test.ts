@@ -6,7 +6,7 @@
 // dependency, or of a file the image does not copy, fails here.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,14 +53,51 @@ function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Pro
 let scratch = '';
 let app = '';
 let skip: string | false = false;
+/** Why the compile cache could not be made as the image makes it (it needs root to switch users and chown). */
+let cacheSkip: string | false = false;
+/** How long serve may take to start from the image layout. */
+const SERVE_START_TIMEOUT_MS = 30_000;
+
+const canSwitchUser = () => process.getuid?.() === 0 && fs.existsSync('/usr/bin/setpriv');
+const SETPRIV_ARGS = ['--reuid', String(PROXY_UID), '--regid', String(PROXY_UID), '--clear-groups'];
+
+/** The environment the image's processes get here: its user's, with the scratch /tmp. */
+function imageEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, TMPDIR: path.join(scratch, 'tmp'), HOME: '/nonexistent' };
+}
+
+/** `cmd` as the image's user when we can switch to it (root), else as ourselves. */
+function asImageUserRun(cmd: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  if (canSwitchUser()) return run('/usr/bin/setpriv', [...SETPRIV_ARGS, cmd, ...args], { cwd, env: imageEnv(), timeoutMs: RUN_TIMEOUT_MS });
+  return run(cmd, args, { cwd, env: imageEnv(), timeoutMs: RUN_TIMEOUT_MS });
+}
 
 /** node as the image's user when we can switch to it (root), else as ourselves. */
 function asImageUser(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const env = { PATH: process.env.PATH, TMPDIR: path.join(scratch, 'tmp'), HOME: '/nonexistent' };
-  if (process.getuid?.() === 0 && fs.existsSync('/usr/bin/setpriv')) {
-    return run('/usr/bin/setpriv', ['--reuid', String(PROXY_UID), '--regid', String(PROXY_UID), '--clear-groups', process.execPath, ...args], { cwd, env, timeoutMs: RUN_TIMEOUT_MS });
+  return asImageUserRun(process.execPath, args, cwd);
+}
+
+/**
+ * The last stage's RUN lines that make the compile cache, in the app
+ * directory (its WORKDIR), each as the user in effect there: the cache is
+ * made the way the image makes it, for the same uid.
+ */
+async function makeCompileCache(): Promise<string | false> {
+  if (!canSwitchUser()) return 'the compile cache is made as the image\'s user, and switching users needs root and setpriv';
+  let user = 'root';
+  const lines = lastStage().filter((i) => i.op === 'USER' || (i.op === 'RUN' && i.args.includes('compile-cache')));
+  assert.ok(lines.some((i) => i.op === 'RUN'), 'the Containerfile makes a compile cache');
+  for (const i of lines) {
+    if (i.op === 'USER') {
+      user = i.args;
+      continue;
+    }
+    const r = user === 'root'
+      ? await run('sh', ['-c', i.args], { cwd: app, env: { PATH: process.env.PATH }, timeoutMs: NPM_TIMEOUT_MS })
+      : await asImageUserRun('sh', ['-c', i.args], app);
+    assert.equal(r.code, 0, `RUN ${i.args} as ${user}: ${r.stderr.slice(-1500)}`);
   }
-  return run(process.execPath, args, { cwd, env, timeoutMs: RUN_TIMEOUT_MS });
+  return false;
 }
 
 function copySources(): string[] {
@@ -87,6 +124,7 @@ before(async () => {
   if (r.code !== 0) skip = `npm ci --offline could not install the production dependencies from npm's cache (run npm ci first): ${r.stderr.trim().split('\n').slice(-3).join(' ')}`;
   // The image's files are root's and only readable by its user.
   await run('chmod', ['-R', 'a+rX,go-w', scratch + '/app'], { timeoutMs: RUN_TIMEOUT_MS });
+  if (!skip) cacheSkip = await makeCompileCache();
 });
 
 after(() => {
@@ -101,7 +139,8 @@ test('the Containerfile: Node 24, production dependencies only, the image\'s non
   const last = lastStage();
   assert.equal(last.filter((i) => i.op === 'USER').at(-1)?.args, `${PROXY_UID}:${PROXY_UID}`, 'the uid render.ts runs proxies as');
   assert.equal(last.find((i) => i.op === 'ENTRYPOINT')?.args, '["node", "/app/bin/gatehouse.js"]');
-  assert.deepEqual(copySources().sort(), ['bin/', 'package-lock.json', 'package.json', 'src/'], 'copies src/, bin/ and package*.json only');
+  assert.deepEqual(copySources().sort(), ['bin/', 'package-lock.json', 'package.json', 'scripts/warm-compile-cache.mjs', 'src/'],
+    'copies src/, bin/, package*.json and the script that makes the compile cache, only');
   const npmCi = instructions().find((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args))!;
   assert.match(npmCi.args, /--omit=dev/);
   assert.ok(!last.some((i) => i.op === 'RUN' && /\bnpm (ci|install|i)\b/.test(i.args)), 'no npm install in the image\'s own stage');
@@ -149,4 +188,55 @@ test('every command module that loads from the checkout loads from the image lay
     const inImage = await load(app, module);
     assert.equal(inImage.code, 0, `${module} loads from the checkout but not from the image: ${inImage.stderr.slice(-1500)}`);
   }
+});
+
+/** Files under `dir`, relative, sorted. */
+function filesUnder(dir: string): string[] {
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
+}
+
+test('serve from the image layout compiles no module anew: the image\'s compile cache holds all it loads, in every thread', async (t) => {
+  if (skip) return t.skip(skip);
+  if (cacheSkip) return t.skip(cacheSkip);
+  const cache = path.join(app, 'compile-cache');
+  const made = filesUnder(cache);
+  // Node files entries per V8 flags: the main thread's and the data-plane thread's (see scripts/warm-compile-cache.mjs).
+  assert.ok(fs.readdirSync(cache).length >= 2, `one directory per thread's flags: ${fs.readdirSync(cache).join(', ')}`);
+  const config = fs.mkdtempSync(path.join(scratch, 'config-'));
+  fs.chmodSync(config, 0o755);
+  // Writable for this run only: a module the cache lacks would then be written there, and show.
+  await run('chown', ['-R', `${PROXY_UID}:${PROXY_UID}`, cache], { timeoutMs: RUN_TIMEOUT_MS });
+  try {
+    const serve = spawn('/usr/bin/setpriv', [...SETPRIV_ARGS, process.execPath, path.join(app, 'bin/gatehouse.js'), 'serve', '--config-dir', config,
+      '--admin-address', '127.0.0.1:0', '--workers', '1', '--log-level', 'info', '--shutdown-delay', '0s'], { cwd: '/', env: imageEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const started = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`serve did not start within ${SERVE_START_TIMEOUT_MS} ms: ${output.slice(-1500)}`)), SERVE_START_TIMEOUT_MS);
+      const look = (chunk: Buffer) => {
+        output += chunk.toString();
+        if (output.includes('gatehouse standalone started')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      serve.stdout.on('data', look);
+      serve.stderr.on('data', look);
+      serve.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`serve exited (${code}) before it started: ${output.slice(-1500)}`));
+      });
+    });
+    const exited = new Promise<number | null>((resolve) => serve.once('exit', resolve));
+    try {
+      await started;
+    } finally {
+      serve.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, output.slice(-1500));
+  } finally {
+    await run('chown', ['-R', 'root:root', cache], { timeoutMs: RUN_TIMEOUT_MS });
+  }
+  const compiledAnew = filesUnder(cache).filter((f) => !made.includes(f));
+  assert.deepEqual(compiledAnew, [], 'modules serve compiled that the image\'s cache did not hold');
+  assert.ok(!fs.existsSync(path.join(scratch, 'tmp', 'node-compile-cache')), 'serve used the image\'s cache, not one in /tmp');
 });
