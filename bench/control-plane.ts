@@ -29,7 +29,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'undici';
 import { ensureTools } from './lib/tools.ts';
 import { runWrk } from './lib/wrk.ts';
@@ -71,10 +71,18 @@ function configDir(p: Paths, name: string, routes: number): string {
   return dir;
 }
 
+/**
+ * The environment gatehouse runs in: with a compile cache made before the
+ * first start (scripts/warm-compile-cache.mjs, as the image ships one), so
+ * that no figure depends on whether an earlier run left one in /tmp (a
+ * cold one costs ~25 MB per thread; see bin/gatehouse.js).
+ */
+let ghEnv: NodeJS.ProcessEnv = process.env;
+
 /** Starts serve; with `memoryDir`, every thread reports its memory there (lib/thread-memory.mjs). */
 async function startGatehouse(p: Paths, dir: string, memoryDir?: string): Promise<ChildProcess> {
   const hook = memoryDir === undefined ? [] : ['--import', MEMORY_HOOK];
-  const env = memoryDir === undefined ? process.env : { ...process.env, BENCH_THREAD_MEMORY_DIR: memoryDir };
+  const env = memoryDir === undefined ? ghEnv : { ...ghEnv, BENCH_THREAD_MEMORY_DIR: memoryDir };
   const child = startPinned(ALL_CPUS, process.execPath, [...NODE_ARGS, ...hook, path.join(REPO, 'bin/gatehouse.js'), 'serve', '--config-dir', dir,
     '--admin-address', `127.0.0.1:${PORTS.ghAdmin}`, '--log-level', LOG_LEVEL, '--shutdown-delay', '0s', ...(WORKERS === undefined ? [] : ['--workers', WORKERS])],
   env, path.join(p.root, 'gatehouse.log'));
@@ -285,7 +293,7 @@ async function proxyMemory(p: Paths): Promise<string> {
     '--controller-address', `127.0.0.1:${service.port}`, '--gateway', 'bench/bench', '--ca-file', path.join(p.root, 'ca.crt'),
     '--token-file', path.join(p.root, 'token'), '--health-address', `127.0.0.1:${healthPort}`, '--log-level', 'warn',
     ...(WORKERS === undefined ? [] : ['--workers', WORKERS])],
-  { ...process.env, BENCH_THREAD_MEMORY_DIR: memoryDir }, path.join(p.root, 'proxy.log'));
+  { ...ghEnv, BENCH_THREAD_MEMORY_DIR: memoryDir }, path.join(p.root, 'proxy.log'));
   try {
     await waitUntil('proxy readyz', () => httpOk(`http://127.0.0.1:${healthPort}/readyz`), 120_000);
     const report = await rssOverLoad(p, proxy.pid as number, 5000, PORTS.ghHttp, memoryDir);
@@ -302,6 +310,9 @@ async function main(): Promise<void> {
   if (busy > 0.1) process.stderr.write(`bench: WARNING: the machine is ${(busy * 100).toFixed(0)}% busy before starting; results will be distorted\n`);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-cp-bench-'));
   const p = prepareFiles(root);
+  const compileCache = path.join(root, 'compile-cache');
+  execFileSync(process.execPath, [path.join(REPO, 'scripts/warm-compile-cache.mjs'), compileCache], { stdio: 'ignore' });
+  ghEnv = { ...process.env, NODE_COMPILE_CACHE: compileCache };
   const backend = startPinned(ALL_CPUS, 'nginx', ['-c', backendConf(p), '-g', 'daemon off;'], process.env, path.join(root, 'backend.log'));
   const only = process.env.BENCH_CP?.split(',');
   const parts: [string, (p: Paths) => Promise<string>][] = [['a', (q) => newRouteLatency(q)], ['b', bulkAccepted], ['c', rewriteUnderLoad], ['d', rssWith5000],
