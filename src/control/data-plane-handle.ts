@@ -7,6 +7,9 @@ import type { ApplyResult, DataPlane } from '../dataplane/dataplane.ts';
 import type { MetricsSnapshot } from '../dataplane/metrics.ts';
 import type { DeltaSource, IRDelta } from '../ir/delta.ts';
 import type { Cluster } from '../ir/types.ts';
+import { releaseMemoryMeasured, releasedFields } from './release-memory.ts';
+import type { LogFn } from '../dataplane/log.ts';
+import { watchTrafficEnd } from './release-after-traffic.ts';
 
 export interface DataPlaneHandle {
   /**
@@ -21,8 +24,12 @@ export interface DataPlaneHandle {
 }
 
 /** A data plane on this thread, fed as a worker of the pool is: after a refused delta, the whole config. */
-export function localDataPlane(dp: DataPlane, source: DeltaSource): DataPlaneHandle {
+export function localDataPlane(dp: DataPlane, source: DeltaSource, log: LogFn): DataPlaneHandle {
   let needFull = false;
+  // As a worker does: its memory back after each load (release-after-traffic.ts).
+  const trafficEnd = watchTrafficEnd(() => dp.requestCount, () => {
+    log('debug', 'requests stopped: memory given back', { thread: 'main', ...releasedFields(releaseMemoryMeasured()) });
+  });
   return {
     apply: async (delta, clusters) => {
       try {
@@ -36,6 +43,6 @@ export function localDataPlane(dp: DataPlane, source: DeltaSource): DataPlaneHan
     },
     metrics: () => Promise.resolve(dp.metricsSnapshot()),
     beginDrain: () => dp.beginDrain(),
-    close: () => dp.close(),
+    close: () => { trafficEnd.stop(); return dp.close(); },
   };
 }

@@ -9,6 +9,7 @@
 //
 // A replica that becomes leader writes everything once (its writer and
 // provisioner start from nothing and compare with what the cluster holds).
+import type { LogFn } from '../dataplane/log.ts';
 import os from 'node:os';
 import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -91,7 +92,7 @@ export interface Controller {
 
 export async function startController(opts: ControllerOptions): Promise<Controller> {
   const { log } = opts;
-  const dpLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log[level](fields ?? {}, msg);
+  const dpLog: LogFn = (level, msg, fields) => log[level](fields ?? {}, msg);
   const closers: (() => Promise<void> | void)[] = [];
   const closeAll = async () => {
     for (const close of closers.reverse()) {

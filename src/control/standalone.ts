@@ -2,6 +2,7 @@
 // translate() status is served on the admin API and whose IR drives the
 // in-process data plane (the main thread, or worker threads) as deltas
 // from the IR before, encoded here.
+import type { LogFn } from '../dataplane/log.ts';
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { buildSnapshot } from '../api/build-snapshot.ts';
@@ -92,7 +93,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const hostAddress = firstHostAddress();
   const store = new StatusStore();
   const memo = newTranslateMemo();
-  const dpLog = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => log[level](fields ?? {}, msg);
+  const dpLog: LogFn = (level, msg, fields) => log[level](fields ?? {}, msg);
   const workers = opts.workers ?? 0;
   // Checked here, once, so a bad value fails the start instead of every worker.
   const limits = resolveLimits(opts.limits);
@@ -115,7 +116,7 @@ export async function startStandalone(opts: StandaloneOptions): Promise<Standalo
   const dataPlane: DataPlaneHandle = pool ?? localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
     log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
     accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
-  }), encoder);
+  }), encoder, dpLog);
   const controlMetrics = new ControlMetrics();
 
   const provider = new FileProvider(opts.configDir, opts.loaderLimits);

@@ -25,6 +25,8 @@ import type { RequestLimits } from '../dataplane/limits.ts';
 import { WORKER_YOUNG_GENERATION_MB, type FromWorker, type ToWorker, type WorkerSetup, type WorkerStats } from './worker-protocol.ts';
 import type { AccessLogWriter } from '../dataplane/access-log-writer.ts';
 import type { TracingOptions } from '../dataplane/tracing.ts';
+import { releaseMemoryMeasured, releasedFields } from './release-memory.ts';
+import { CHECK_MS } from './release-after-traffic.ts';
 import { emptySnapshot, mergeSnapshots, type MetricsSnapshot } from '../dataplane/metrics.ts';
 
 /** How long a scrape waits for the workers' counters; a worker that has not answered by then is left out of that scrape. */
@@ -82,6 +84,8 @@ export class WorkerPool implements DataPlaneHandle {
    * worker, and a worker that starts later is told the unhealthy ones.
    */
   readonly #health: ActiveHealthChecks;
+  /** The main thread's own release after a load, once for the workers whose loads end together. */
+  #release: NodeJS.Timeout | null = null;
   #seq = 0;
   #appliedSeq = 0;
   #closing = false;
@@ -224,6 +228,16 @@ export class WorkerPool implements DataPlaneHandle {
       entry.snapshots.push(m.snapshot);
       entry.waiting.delete(worker);
       if (entry.waiting.size === 0) entry.resolve(emptySnapshot());
+    } else if (m.type === 'trafficEnded') {
+      // The main thread's memory grows with the load too (log lines, metric
+      // scrapes, the workers' messages). Workers notice the end within
+      // CHECK_MS of each other: one release after the last of them.
+      if (this.#release !== null || this.#closing) return;
+      this.#release = setTimeout(() => {
+        this.#release = null;
+        this.#opts.log('debug', 'requests stopped: memory given back', { thread: 'main', ...releasedFields(releaseMemoryMeasured()) });
+      }, CHECK_MS);
+      this.#release.unref();
     } else if (m.type === 'stats') {
       const entry = this.#statsWaiters.get(m.seq);
       if (entry === undefined) return;
@@ -275,6 +289,7 @@ export class WorkerPool implements DataPlaneHandle {
   async close(): Promise<void> {
     this.#closing = true;
     this.#health.close();
+    if (this.#release !== null) clearTimeout(this.#release);
     const exits = [...this.#workers].map((worker) => new Promise<void>((resolve) => {
       worker.once('exit', () => resolve());
       this.#send(worker, { type: 'close' });

@@ -42,6 +42,8 @@ export type FromWorker =
   | { type: 'applied'; seq: number; result?: ApplyResult; error?: string }
   | { type: 'stats'; seq: number; stats: WorkerStats }
   | { type: 'metrics'; seq: number; snapshot: MetricsSnapshot }
+  /** The worker served requests, then none for a while, and gave its memory back (release-after-traffic.ts). */
+  | { type: 'trafficEnded' }
   /**
    * A log line, written by the main thread's logger with the worker's id:
    * workers load no logger of their own (~2 MB each), and what a worker

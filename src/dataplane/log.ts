@@ -1,7 +1,7 @@
 // The data plane never writes to the console: the embedding process decides
 // where lines go (stdout JSON, the admin API, a test's array).
 
-export type LogLevel = 'info' | 'warn' | 'error';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 export type LogFn = (level: LogLevel, msg: string, fields?: Record<string, unknown>) => void;
 

@@ -6,7 +6,8 @@ import { getHeapStatistics } from 'node:v8';
 import { parentPort, threadId, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import type { FromWorker, ToWorker, WorkerSetup } from '../control/worker-protocol.ts';
-import { releaseMemory } from '../control/release-memory.ts';
+import { releaseMemory, releaseMemoryMeasured, releasedFields } from '../control/release-memory.ts';
+import { watchTrafficEnd } from '../control/release-after-traffic.ts';
 import { persistCompileCache } from '../control/compile-cache.ts';
 import { DataPlane } from './dataplane.ts';
 import type { LogFn } from './log.ts';
@@ -90,12 +91,19 @@ function runDataPlaneWorker(): void {
       case 'close':
         if (closing) return;
         closing = true;
+        trafficEnd.stop();
         // Drain: stop accepting, let requests in flight finish, then go.
         dataPlane.close().finally(() => process.exit(0));
         return;
     }
   });
   // One bad request or a bug in one code path must not take the worker down.
+  // After a load, this thread's memory goes back (release-after-traffic.ts),
+  // and the main thread is told, to do the same with its own.
+  const trafficEnd = watchTrafficEnd(() => dataPlane.requestCount, () => {
+    log('debug', 'requests stopped: memory given back', releasedFields(releaseMemoryMeasured()));
+    reply({ type: 'trafficEnded' });
+  });
   process.on('uncaughtException', (err) => log('error', 'uncaught exception', { err }));
   process.on('unhandledRejection', (err) => log('error', 'unhandled rejection', { err }));
 }

@@ -94,7 +94,7 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     : localDataPlane(new (await import('../dataplane/dataplane.ts')).DataPlane({
       log: dpLog, limits: opts.limits, maxMetricSeries: opts.maxMetricSeries, tracing: opts.tracing,
       accessLog: accessLog === null ? undefined : { options: accessLog.options, port: accessLog.connect() },
-    }), relay);
+    }), relay, dpLog);
 
   let configured = false;
   let draining = false;

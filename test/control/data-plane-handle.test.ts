@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { localDataPlane, type DataPlaneHandle } from '../../src/control/data-plane-handle.ts';
 import { WorkerPool } from '../../src/control/worker-pool.ts';
 import { DataPlane } from '../../src/dataplane/dataplane.ts';
+import { silentLog } from '../../src/dataplane/log.ts';
 import { IRDeltaEncoder, type DeltaSource } from '../../src/ir/delta.ts';
 import type { IR } from '../../src/ir/types.ts';
 import { backend, cluster, freePort, gatewayListener, ir, listener, match, request, route, startBackend, vhost } from '../dataplane/helpers.ts';
 
 const handles: Record<string, (source: DeltaSource) => DataPlaneHandle> = {
   WorkerPool: (source) => new WorkerPool({ workers: 2, logLevel: 'silent', log: () => {}, drainTimeoutMs: 2_000, source }),
-  localDataPlane: (source) => localDataPlane(new DataPlane({ limits: { drainTimeoutMs: 1_000 } }), source),
+  localDataPlane: (source) => localDataPlane(new DataPlane({ limits: { drainTimeoutMs: 1_000 } }), source, silentLog),
 };
 
 for (const [name, start] of Object.entries(handles)) {

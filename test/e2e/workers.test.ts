@@ -71,3 +71,60 @@ ${routeYAML('first', 'first.example.test')}`);
     assert.equal(code, 0, `exit code; output:\n${serve.output()}`);
   }
 });
+
+/** serve's JSON log lines with this message. */
+function linesSaying(output: string, msg: string): Record<string, unknown>[] {
+  return output.split('\n').filter((l) => l.includes(msg)).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+test('after a load ends, the worker and then the main thread give their memory back, once', { timeout: 90_000 }, async () => {
+  const echo = await startEcho('web');
+  const dir = tempConfigDir();
+  const port = await freePort();
+  writeConfig(dir, 'all.yaml', `${GATEWAY_CLASS}---
+${gatewayYAML(port)}---
+${serviceYAML('default', 'web', 80, echo.port)}---
+${routeYAML('first', 'first.example.test')}`);
+  const adminPort = await freePort();
+  const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '1', '--log-level', 'debug', '--shutdown-delay', '0s']);
+  const released = () => linesSaying(serve.output(), 'requests stopped: memory given back');
+  const agent = new Agent({ connections: 20 });
+  try {
+    await waitFor('readyz', async () => (await request(`http://127.0.0.1:${adminPort}/readyz`)).statusCode === 200, 30_000);
+    // Six seconds of requests: more than one of the watch's looks sees them.
+    const until = Date.now() + 6_000;
+    await Promise.all(Array.from({ length: 20 }, async () => {
+      while (Date.now() < until) {
+        const res = await request(`http://127.0.0.1:${port}/`, { dispatcher: agent, headers: { host: 'first.example.test' } });
+        await res.body.dump();
+        assert.equal(res.statusCode, 200);
+      }
+    }));
+    assert.deepEqual(released(), [], 'nothing is released while requests come');
+    const loadEnded = Date.now();
+
+    const [worker, main] = await waitFor('both releases', async () => {
+      const lines = released();
+      return lines.length >= 2 ? lines : undefined;
+    }, 40_000);
+    const waited = Date.now() - loadEnded;
+    assert.ok(waited >= 14_000, `not before 15 s of quiet: ${waited} ms`);
+    assert.equal(typeof worker.worker, 'number', 'the worker first');
+    assert.equal(main.thread, 'main');
+    for (const line of [worker, main]) {
+      assert.equal(line.level, 20, 'debug');
+      for (const field of ['heapUsedMiB', 'heapUsedFreedMiB', 'heapCommittedMiB', 'heapCommittedFreedMiB', 'ms']) assert.equal(typeof line[field], 'number', field);
+    }
+    // The load grew the worker's young generation, which the release shrinks.
+    assert.ok((worker.heapCommittedFreedMiB as number) > 0, JSON.stringify(worker));
+
+    // Once per load: a quiet gateway does not collect again (more than one look later).
+    await new Promise((r) => setTimeout(r, 6_000));
+    assert.equal(released().length, 2);
+  } finally {
+    await agent.close();
+    const code = await serve.stop(20_000);
+    await echo.close();
+    assert.equal(code, 0, `exit code; output:\n${serve.output()}`);
+  }
+});
