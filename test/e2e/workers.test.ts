@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, request } from 'undici';
-import { GATEWAY_CLASS, gatewayYAML, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig } from './helpers.ts';
+import { GATEWAY_CLASS, gatewayYAML, freePort, serviceYAML, spawnServe, startEcho, tempConfigDir, waitFor, writeConfig, type EchoBackend } from './helpers.ts';
 
 interface WorkerInfo { id: number; requests: number; current: boolean }
 
@@ -35,7 +35,8 @@ async function statuses(url: string, host: string, count: number): Promise<numbe
   return out;
 }
 
-test('serve --workers 2: both workers serve and a reload reaches both', { timeout: 90_000 }, async () => {
+/** An echo backend, and a config directory whose Gateway (on `port`) routes first.example.test to it. */
+async function oneRouteSetup(): Promise<{ echo: EchoBackend; dir: string; port: number; adminPort: number }> {
   const echo = await startEcho('web');
   const dir = tempConfigDir();
   const port = await freePort();
@@ -43,7 +44,11 @@ test('serve --workers 2: both workers serve and a reload reaches both', { timeou
 ${gatewayYAML(port)}---
 ${serviceYAML('default', 'web', 80, echo.port)}---
 ${routeYAML('first', 'first.example.test')}`);
-  const adminPort = await freePort();
+  return { echo, dir, port, adminPort: await freePort() };
+}
+
+test('serve --workers 2: both workers serve and a reload reaches both', { timeout: 90_000 }, async () => {
+  const { echo, dir, port, adminPort } = await oneRouteSetup();
   const admin = `http://127.0.0.1:${adminPort}`;
   const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '2', '--log-level', 'warn', '--shutdown-delay', '0s']);
   const workers = async () => ((await (await request(`${admin}/api/v1/workers`)).body.json()) as { items: WorkerInfo[] }).items;
@@ -78,14 +83,7 @@ function linesSaying(output: string, msg: string): Record<string, unknown>[] {
 }
 
 test('after a load ends, the worker and then the main thread give their memory back, once', { timeout: 90_000 }, async () => {
-  const echo = await startEcho('web');
-  const dir = tempConfigDir();
-  const port = await freePort();
-  writeConfig(dir, 'all.yaml', `${GATEWAY_CLASS}---
-${gatewayYAML(port)}---
-${serviceYAML('default', 'web', 80, echo.port)}---
-${routeYAML('first', 'first.example.test')}`);
-  const adminPort = await freePort();
+  const { echo, dir, port, adminPort } = await oneRouteSetup();
   const serve = spawnServe(['--config-dir', dir, '--admin-address', `127.0.0.1:${adminPort}`, '--workers', '1', '--log-level', 'debug', '--shutdown-delay', '0s']);
   const released = () => linesSaying(serve.output(), 'requests stopped: memory given back');
   const agent = new Agent({ connections: 20 });
